@@ -1,0 +1,34 @@
+# fmtc: the two commands of a fresh machine are `make book` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.fmtc-installed
+PROFILE ?= quick
+
+.PHONY: install book test lint benchmark clean-book
+
+# Create the virtual environment if missing and install fmtc (editable) with the test tools.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Run every notebook on the embedded simulated cohort, then build the book strictly.
+book: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/fmtc reproduce --profile $(PROFILE)
+
+test: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check fmtc tests benchmarks
+
+benchmark: $(STAMP)
+	$(BIN)/python benchmarks/bench_brainlm_forward.py
+	$(BIN)/python benchmarks/bench_training_epoch.py
+
+clean-book:
+	rm -rf book/_build

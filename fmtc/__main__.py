@@ -1,0 +1,5 @@
+"""Allow ``python -m fmtc``."""
+
+from fmtc.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Acquire stage: DataLad clones, gets and drops; atlas downloads."""

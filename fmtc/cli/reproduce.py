@@ -1,0 +1,54 @@
+"""``fmtc reproduce``: run every notebook on a profile with papermill, then build the book."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from fmtc.cli.options import add_plan_options, plan_from_args
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``fmtc reproduce``."""
+    parser = subparsers.add_parser(
+        "reproduce", help="execute the notebooks with papermill and build the book",
+        description="Execute notebooks/*.ipynb on a profile into the book tree, then run "
+                    "`jupyter-book build -W -n --keep-going` on it.")
+    add_plan_options(parser)
+    parser.add_argument("--notebooks", type=Path, default=None, metavar="DIR",
+                        help="papermill sources (default: notebooks/ beside the plan file)")
+    parser.add_argument("--book", type=Path, default=None, metavar="DIR",
+                        help="book tree (default: the plan's outputs.book_dir)")
+    parser.add_argument("--scratch-copy", type=Path, default=None, metavar="DIR",
+                        help="copy the book tree to DIR (empty or new) and reproduce there, "
+                             "leaving the tracked book untouched; 'tmp' makes a temporary folder")
+    parser.add_argument("--only", nargs="+", default=None, metavar="NOTEBOOK",
+                        help="only these notebooks (names or stems)")
+    parser.add_argument("--no-build", action="store_true", help="execute notebooks only")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute, build, and print where the HTML is."""
+    from fmtc.report.reproduce import copy_book, reproduce
+
+    plan = plan_from_args(args)
+    root = Path(plan.root)
+    notebooks = args.notebooks or root / "notebooks"
+    book = args.book or plan.path(plan.outputs.book_dir)
+    if args.scratch_copy is not None:
+        target = (Path(tempfile.mkdtemp(prefix="fmtc-book-")) if str(args.scratch_copy) == "tmp"
+                  else args.scratch_copy)
+        book = copy_book(book, target)
+    plan_file = Path(args.plan).resolve() if args.plan else (
+        (root / "_config.yml") if (root / "_config.yml").is_file() else None)
+    report = reproduce(notebooks, book, plan.profile, plan_file, names=args.only,
+                       build=not args.no_build, cwd=root)
+    total = sum(report.notebooks.values())
+    print(f"[fmtc reproduce] {len(report.notebooks)} notebook(s) on profile '{plan.profile}' "
+          f"in {total:.0f} s")
+    if report.html_index is not None:
+        print(f"[fmtc reproduce] book built in {report.build_seconds:.0f} s: "
+              f"open {report.html_index.resolve()}")
+    return 0

@@ -1,0 +1,1 @@
+"""Cohort stage: the cohort folder contract and the builders that fill it."""

@@ -1,0 +1,1 @@
+"""Evaluate stage: splits, model selection, metrics, intervals and permutation tests."""

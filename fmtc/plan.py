@@ -1,0 +1,387 @@
+"""The experiment plan: named profiles read from YAML into one typed, validated object.
+
+The built-in profiles (``smoke``, ``quick``, ``paper``) ship inside the package
+(``fmtc/plans/profiles.yml``) so Colab and wheel installs work. A project's
+top-level ``_config.yml`` overrides them key by key and may add profiles of its
+own (``extends: quick``). Every number a user can change lives here and is
+passed down explicitly; an unknown key or a bad value is an error that names the
+key.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+PLAN_FILENAME = "_config.yml"
+
+
+class PlanError(ValueError):
+    """A plan file holds an unknown key or a value of the wrong type or range."""
+
+
+@dataclass(frozen=True)
+class SimulationPlan:
+    """Settings of the embedded simulated cohort (see :mod:`fmtc.simulate`)."""
+
+    n_subjects: int = 60
+    n_volumes: int = 300
+    tr: float = 2.5
+    effect_size: float = 1.0
+    fc_effect: float = 1.0
+    ts_effect: float = 1.0
+    responder_fraction: float = 0.5
+    duloxetine_fraction: float = 0.5
+    seed: int = 0
+
+    def check(self, key: str) -> None:
+        _require(self.n_subjects >= 4, f"{key}.n_subjects", "must be at least 4")
+        _require(self.n_volumes >= 20, f"{key}.n_volumes", "must be at least 20")
+        _require(self.tr > 0, f"{key}.tr", "must be positive")
+        for name in ("effect_size", "fc_effect", "ts_effect"):
+            _require(getattr(self, name) >= 0, f"{key}.{name}", "must be >= 0")
+        for name in ("responder_fraction", "duloxetine_fraction"):
+            _require(0 < getattr(self, name) < 1, f"{key}.{name}", "must lie in (0, 1)")
+
+
+@dataclass(frozen=True)
+class DataPlan:
+    """Which cohort to read.
+
+    ``cohort: simulated`` means the embedded simulated cohort, generated on first
+    use into ``outputs.cohorts_dir`` from ``simulation``; any other value is the
+    path of a cohort folder (see :mod:`fmtc.cohort.folder`).
+    """
+
+    cohort: str = "simulated"
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """Deterministic 200-time-point windows cut from each robust-scaled series."""
+
+    length: int = 200
+    stride: int = 50
+    max_windows: int = 8
+
+    def check(self, key: str) -> None:
+        _require(self.length >= 20 and self.length % 20 == 0, f"{key}.length",
+                 "must be a positive multiple of 20 (BrainLM patches are 20 time points)")
+        _require(self.stride >= 1, f"{key}.stride", "must be >= 1")
+        _require(self.max_windows >= 1, f"{key}.max_windows", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class ConnectivityPlan:
+    """Functional connectivity input of the FC branch."""
+
+    kind: Literal["pearson", "gram"] = "pearson"
+    pool_size: int | None = None
+
+    def check(self, key: str) -> None:
+        if self.pool_size is not None:
+            _require(self.pool_size >= 2, f"{key}.pool_size", "must be >= 2 or null")
+
+
+@dataclass(frozen=True)
+class BrainLMArchitecture:
+    """Width and depth of a BrainLM encoder/decoder (the ``old_13M`` values by default)."""
+
+    hidden_size: int = 256
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    intermediate_size: int = 1024
+    decoder_hidden_size: int = 256
+    decoder_num_hidden_layers: int = 2
+    decoder_num_attention_heads: int = 4
+    decoder_intermediate_size: int = 1024
+
+
+@dataclass(frozen=True)
+class BrainLMPlan:
+    """Which frozen BrainLM encoder produces the TS features, and how.
+
+    ``source: simulated-pretrained`` is a small BrainLM pretrained by
+    ``fmtc pretrain`` on the simulator's pain-agnostic cohort, built once and
+    cached (no network). Any other value is a local checkpoint folder or a
+    Hugging Face repo id with subfolder (``vandijklab/brainlm/old_13M``).
+    """
+
+    source: str = "simulated-pretrained"
+    revision: str | None = None
+    token_order: Literal["identity", "shuffle-mean"] = "identity"
+    n_shuffles: int = 8
+    batch_size: int = 8
+
+
+@dataclass(frozen=True)
+class PretrainPlan:
+    """Masked-patch pretraining of BrainLM (``fmtc pretrain``)."""
+
+    architecture: BrainLMArchitecture = field(default_factory=BrainLMArchitecture)
+    n_subjects: int = 40
+    n_volumes: int = 300
+    epochs: int = 10
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    mask_ratio: float = 0.2
+    seed: int = 0
+
+    def check(self, key: str) -> None:
+        _require(0 < self.mask_ratio < 1, f"{key}.mask_ratio", "must lie in (0, 1)")
+        _require(self.epochs >= 1, f"{key}.epochs", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """Training of the torch models (FMM_TC, TS-only, FC-only)."""
+
+    epochs: int = 100
+    batch_size: int = 8
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    class_weights: bool = False
+
+    def check(self, key: str) -> None:
+        _require(self.epochs >= 1, f"{key}.epochs", "must be >= 1")
+        _require(self.batch_size >= 1, f"{key}.batch_size", "must be >= 1")
+        _require(self.lr > 0, f"{key}.lr", "must be positive")
+
+
+@dataclass(frozen=True)
+class LogisticPlan:
+    """The classical baselines: standardise, then L2 logistic regression."""
+
+    c_grid: list[float] = field(default_factory=lambda: [0.001, 0.01, 0.1, 1.0])
+    inner_folds: int = 3
+
+
+@dataclass(frozen=True)
+class EvaluationPlan:
+    """Cross-validation protocol, model selection and uncertainty."""
+
+    folds: int = 5
+    repeats: int = 5
+    selection: Literal["honest", "paper"] = "honest"
+    inner_validation_fraction: float = 0.2
+    permutations: int = 200
+    bootstrap: int = 1000
+    models: list[str] = field(
+        default_factory=lambda: ["fmmtc", "ts", "fc", "fc-logreg", "cls-logreg"])
+
+    def check(self, key: str) -> None:
+        _require(self.folds >= 2, f"{key}.folds", "must be >= 2")
+        _require(self.repeats >= 1, f"{key}.repeats", "must be >= 1")
+        _require(0 < self.inner_validation_fraction < 1, f"{key}.inner_validation_fraction",
+                 "must lie in (0, 1)")
+        _require(self.permutations >= 0, f"{key}.permutations", "must be >= 0")
+        _require(self.bootstrap >= 0, f"{key}.bootstrap", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """Where data, caches and runs are written (relative paths: to the plan's folder)."""
+
+    data_dir: str = "data"
+    cohorts_dir: str = "data/cohorts"
+    features_dir: str = "data/features"
+    models_dir: str = "data/models"
+    runs_dir: str = "data/runs"
+    book_dir: str = "book"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One resolved profile of the experiment plan."""
+
+    profile: str
+    description: str = ""
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    data: DataPlan = field(default_factory=DataPlan)
+    simulation: SimulationPlan = field(default_factory=SimulationPlan)
+    windows: WindowPlan = field(default_factory=WindowPlan)
+    connectivity: ConnectivityPlan = field(default_factory=ConnectivityPlan)
+    brainlm: BrainLMPlan = field(default_factory=BrainLMPlan)
+    pretrain: PretrainPlan = field(default_factory=PretrainPlan)
+    train: TrainPlan = field(default_factory=TrainPlan)
+    logistic: LogisticPlan = field(default_factory=LogisticPlan)
+    evaluation: EvaluationPlan = field(default_factory=EvaluationPlan)
+    outputs: OutputPlan = field(default_factory=OutputPlan)
+    root: str = "."
+
+    def path(self, relative: str) -> Path:
+        """Resolve a path of the plan against the folder of the plan file."""
+        candidate = Path(relative).expanduser()
+        return candidate if candidate.is_absolute() else Path(self.root) / candidate
+
+    def replace(self, **changes: Any) -> Plan:
+        """Return a copy with nested changes, e.g. ``replace(evaluation={"repeats": 3})``."""
+        raw = self.to_dict()
+        _deep_merge(raw, changes)
+        return _build(Plan, raw, "")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as plain data (for provenance records)."""
+        return dataclasses.asdict(self)
+
+
+def load_plan(
+    profile: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Plan:
+    """Read the built-in profiles, apply a project plan file, and resolve one profile.
+
+    Parameters
+    ----------
+    profile : str, optional
+        Profile name. Defaults to the plan file's ``default_profile`` (``quick``).
+    path : path-like, optional
+        A project plan file. Defaults to ``./_config.yml`` when it exists.
+    overrides : dict, optional
+        Nested values applied last (command-line options).
+
+    Returns
+    -------
+    Plan
+        The validated plan; relative output paths resolve against the plan file's folder.
+    """
+    builtin = yaml.safe_load(resources.files("fmtc").joinpath("plans/profiles.yml").read_text())
+    document = copy.deepcopy(builtin)
+    root = Path.cwd()
+    if path is None and Path(PLAN_FILENAME).is_file():
+        path = PLAN_FILENAME
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise PlanError(f"plan file {path} does not exist")
+        user = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(user, dict):
+            raise PlanError(f"{path}: the plan must be a mapping with 'profiles'")
+        unknown = set(user) - {"default_profile", "base", "profiles"}
+        if unknown:
+            raise PlanError(f"{path}: unknown top-level key(s) {sorted(unknown)}; "
+                            "allowed: default_profile, base, profiles")
+        _deep_merge(document, user)
+        root = path.resolve().parent
+    name = profile or document.get("default_profile", "quick")
+    profiles = document.get("profiles") or {}
+    if name not in profiles:
+        raise PlanError(f"unknown profile {name!r}; known profiles: {sorted(profiles)}")
+    resolved = _resolve_profile(name, profiles, document.get("base") or {}, seen=())
+    if overrides:
+        _deep_merge(resolved, overrides)
+    resolved["profile"] = name
+    resolved["root"] = str(root)
+    return _build(Plan, resolved, "")
+
+
+def _resolve_profile(name: str, profiles: dict, base: dict, seen: tuple[str, ...]) -> dict:
+    if name in seen:
+        raise PlanError(f"profile {name!r}: circular 'extends' chain {' -> '.join(seen + (name,))}")
+    body = copy.deepcopy(profiles[name] or {})
+    parent = body.pop("extends", None)
+    if parent is None:
+        resolved = copy.deepcopy(base)
+    elif parent not in profiles:
+        raise PlanError(f"profiles.{name}.extends: unknown profile {parent!r}")
+    else:
+        resolved = _resolve_profile(parent, profiles, base, seen + (name,))
+    _deep_merge(resolved, body)
+    return resolved
+
+
+def _deep_merge(target: dict, update: dict) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _deep_merge(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+def _require(condition: bool, key: str, message: str) -> None:
+    if not condition:
+        raise PlanError(f"plan key '{key}': {message}")
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise PlanError(f"plan key '{prefix}': expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"'{prefix}'" if prefix else "the profile"
+        raise PlanError(f"unknown plan key(s) {[_join(prefix, k) for k in unknown]} in {where}; "
+                        f"allowed: {sorted(names)}")
+    values = {name: _coerce(hints[name], value, _join(prefix, name))
+              for name, value in data.items()}
+    obj = cls(**values)
+    if hasattr(obj, "check"):
+        obj.check(prefix)
+    return obj
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(option, value, key)
+            except PlanError:
+                continue
+        raise PlanError(f"plan key '{key}': {value!r} is not a valid {_describe(hint)}")
+    if origin is Literal:
+        allowed = typing.get_args(hint)
+        if value not in allowed:
+            raise PlanError(f"plan key '{key}': {value!r} is not one of {list(allowed)}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise PlanError(f"plan key '{key}': expected a list, got {value!r}")
+        (item,) = typing.get_args(hint)
+        return [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise PlanError(f"plan key '{key}': expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise PlanError(f"plan key '{key}': expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise PlanError(f"plan key '{key}': expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise PlanError(f"plan key '{key}': expected a string, got {value!r}")
+        return value
+    raise PlanError(f"plan key '{key}': unsupported type {hint!r}")  # pragma: no cover
+
+
+def _describe(hint: Any) -> str:
+    return " or ".join(getattr(a, "__name__", str(a)) for a in typing.get_args(hint))

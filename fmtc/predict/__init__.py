@@ -1,0 +1,1 @@
+"""Predict stage: FMM_TC, its unimodal variants and the classical baselines."""

@@ -1,0 +1,1 @@
+"""Preprocess stage: NIfTI to region time series, robust scaling, windows, connectivity."""

@@ -1,0 +1,1 @@
+"""Report stage: figures, tables, papermill notebooks and the book."""

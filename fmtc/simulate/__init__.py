@@ -1,0 +1,1 @@
+"""The embedded simulated cohort: a generator that knows its planted truth."""

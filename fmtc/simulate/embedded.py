@@ -1,0 +1,57 @@
+"""The embedded default: the simulated cohort a plan asks for, generated once and cached."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+from fmtc.acquire.atlas import get_atlas
+from fmtc.plan import Plan, SimulationPlan
+from fmtc.simulate.generator import simulate_cohort
+
+
+def simulation_key(settings: SimulationPlan, unlabelled: bool = False) -> str:
+    """Short, stable name of a simulated cohort: its settings' hash."""
+    payload = json.dumps(asdict(settings) | {"unlabelled": unlabelled}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:10]
+
+
+def embedded_cohort(plan: Plan, settings: SimulationPlan | None = None,
+                    unlabelled: bool = False, progress: bool = False) -> Path:
+    """Return the folder of the simulated cohort of ``plan``, generating it on first use.
+
+    The cohort is written into a temporary folder beside its destination and
+    renamed when complete, so an interrupted run never leaves a half cohort.
+
+    Parameters
+    ----------
+    plan : Plan
+        Supplies ``outputs.cohorts_dir``, the atlas cache and (by default) ``simulation``.
+    settings : SimulationPlan, optional
+        Other simulation settings (e.g. the pretraining cohort's size).
+    unlabelled : bool
+        The pain-agnostic pretraining cohort instead of the labelled one.
+    progress : bool
+        Show a progress bar while generating.
+    """
+    settings = settings or plan.simulation
+    kind = "simulated-unlabelled" if unlabelled else "simulated"
+    name = f"{kind}-{simulation_key(settings, unlabelled)}"
+    destination = plan.path(plan.outputs.cohorts_dir) / name
+    if (destination / "dataset_description.json").is_file():
+        return destination
+    atlas = get_atlas("SIM424", cache_dir=plan.path(plan.outputs.data_dir) / "atlases")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    try:
+        simulate_cohort(staging, settings, atlas, unlabelled=unlabelled, progress=progress)
+        staging.chmod(0o755)
+        staging.rename(destination)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return destination

@@ -1,0 +1,27 @@
+"""Shared fixtures: small simulated cohorts, written once per test session."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from fmtc.acquire.simulated_atlas import build_simulated_atlas
+from fmtc.plan import SimulationPlan
+from fmtc.simulate.generator import simulate_cohort
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def sim_atlas(tmp_path_factory):
+    """The SIM424 atlas, built once into a session folder."""
+    return build_simulated_atlas(tmp_path_factory.mktemp("atlases"))
+
+
+@pytest.fixture(scope="session")
+def small_cohort(tmp_path_factory, sim_atlas) -> Path:
+    """A valid simulated cohort of 12 subjects x 220 volumes (do not modify: copy it)."""
+    settings = replace(SimulationPlan(), n_subjects=12, n_volumes=220, seed=3)
+    return simulate_cohort(tmp_path_factory.mktemp("cohort") / "sim", settings, sim_atlas)
