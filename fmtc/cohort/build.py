@@ -1,0 +1,572 @@
+"""Cohort builders: fMRIPrep derivatives (or pre-parcellated series) to a cohort folder.
+
+Per subject: get the BOLD (DataLad) → parcellate (:mod:`fmtc.preprocess.parcellate`)
+→ write its series (:func:`fmtc.cohort.folder.write_timeseries`, sidecar last, so
+a sidecar marks the subject done) → drop the BOLD. Peak disk is one subject's
+BOLD per job. ``dataset_description.json`` is removed when a build starts and
+written only when every requested subject succeeded, so an interrupted or
+partly failed build never looks like a complete cohort; rerunning resumes.
+
+Data: OpenNeuro ds000208 (Tétreault et al. 2016, PLoS Biology 14:e1002570) and its
+fMRIPrep 21.0.2 derivatives (Esteban et al. 2019, Nature Methods 16:111), as used
+by Fan et al. (MICCAI 2025).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fmtc.acquire.atlas import Atlas
+from fmtc.acquire.datalad_source import (
+    DS000208_FMRIPREP,
+    DS000208_RAW,
+    DataladSource,
+    drop_content,
+    get_content,
+    head_commit,
+    install_dataset,
+)
+from fmtc.cohort.folder import (
+    timeseries_path,
+    write_description,
+    write_participants,
+    write_regions,
+    write_timeseries,
+)
+from fmtc.cohort.participants import (
+    DS000208_LABEL,
+    exclude_by_motion,
+    read_bids_participants,
+    read_ds000208_participants,
+)
+
+
+@dataclass(frozen=True)
+class BoldSelection:
+    """Which fMRIPrep BOLD output to parcellate, and how to denoise it.
+
+    Attributes
+    ----------
+    space, desc : str
+        BIDS ``space-`` and ``desc-`` entities of the BOLD file.
+    res : str or None
+        ``res-`` entity, if any.
+    task : str
+        ``task-`` entity.
+    strategy : str or None
+        nilearn fMRIPrep denoising strategy (``simple``, ``scrubbing``,
+        ``compcor``, ``ica_aroma``); ``None``: no confound regression.
+    detrend : bool
+        Remove linear trends.
+    high_pass : float or None
+        High-pass cut-off (Hz).
+    """
+
+    space: str
+    desc: str
+    res: str | None = None
+    task: str = "rest"
+    strategy: str | None = None
+    detrend: bool = False
+    high_pass: float | None = None
+
+    def bold(self, participant_id: str) -> str:
+        """Relative path of a subject's BOLD image."""
+        res = f"_res-{self.res}" if self.res else ""
+        return (f"{participant_id}/func/{participant_id}_task-{self.task}_space-{self.space}"
+                f"{res}_desc-{self.desc}_bold.nii.gz")
+
+    def confounds(self, participant_id: str, suffix: str = "tsv") -> str:
+        """Relative path of a subject's fMRIPrep confounds table (``tsv`` or ``json``)."""
+        return (f"{participant_id}/func/{participant_id}_task-{self.task}"
+                f"_desc-confounds_timeseries.{suffix}")
+
+
+VARIANTS = {
+    "aroma": BoldSelection(space="MNI152NLin6Asym", desc="smoothAROMAnonaggr"),
+    "preproc": BoldSelection(space="MNI152NLin2009cAsym", desc="preproc", res="2",
+                             strategy="simple"),
+}
+"""``aroma``: ICA-AROMA denoised, already on A424's grid (FSL MNI152 2 mm).
+``preproc``: minimally preprocessed, denoised here with nilearn's ``simple`` strategy."""
+
+
+@dataclass
+class BuildReport:
+    """What a build did.
+
+    Attributes
+    ----------
+    out : Path
+        The cohort folder.
+    done, skipped : list of str
+        Subjects written now, and those already written by an earlier run.
+    failed : dict of str to str
+        Subject id to the reason it failed.
+    excluded : dict of str to float
+        Subjects left out for motion, with their mean framewise displacement (mm).
+    complete : bool
+        True when ``dataset_description.json`` was written (nothing failed).
+    problems : list of str
+        Validation problems of the finished folder (:func:`validate_cohort`).
+    """
+
+    out: Path
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    excluded: dict[str, float] = field(default_factory=dict)
+    complete: bool = False
+    problems: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line: done / skipped / failed / excluded counts."""
+        line = (f"{len(self.done)} done, {len(self.skipped)} skipped (already written), "
+                f"{len(self.failed)} failed")
+        if self.excluded:
+            line += f", {len(self.excluded)} excluded for motion"
+        return line
+
+
+@dataclass(frozen=True)
+class _SubjectTask:
+    dataset: Path
+    participant_id: str
+    selection: BoldSelection
+    atlas: Atlas
+    out: Path
+    max_mean_fd: float | None
+    use_datalad: bool
+
+
+@dataclass(frozen=True)
+class _SubjectOutcome:
+    participant_id: str
+    status: str  # "done", "failed" or "excluded"
+    reason: str = ""
+    mean_fd: float | None = None
+
+
+# --------------------------------------------------------------------------- ds000208
+
+
+def fetch_ds000208(out: str | Path, atlas: Atlas, *, variant: str = "aroma",
+                   subjects: Sequence[str] | None = None, jobs: int = 1,
+                   raw_source: DataladSource = DS000208_RAW,
+                   derivatives_source: DataladSource = DS000208_FMRIPREP,
+                   work_dir: str | Path | None = None, max_mean_fd: float | None = None,
+                   progress: bool = True, probe_timeout: float = 10.0) -> BuildReport:
+    """Build the ds000208 cohort: clone, then per patient get → parcellate → write → drop.
+
+    Parameters
+    ----------
+    out : path-like
+        The cohort folder (created; an earlier partial build there is resumed).
+    atlas : Atlas
+        Parcellation (A424 for BrainLM).
+    variant : {"aroma", "preproc"}
+        Which fMRIPrep output (see :data:`VARIANTS`).
+    subjects : sequence of str, optional
+        Participant ids (``sub-21`` or ``21``); default every patient.
+    jobs : int
+        Subjects processed in parallel (peak disk: ``jobs`` BOLD images).
+    raw_source, derivatives_source : DataladSource
+        Where to clone from; default the pinned GitHub mirrors.
+    work_dir : path-like, optional
+        Where the clones live; default ``<out>/.fmtc-work`` (hidden, not part of
+        the cohort's hash; safe to delete afterwards).
+    max_mean_fd : float, optional
+        Leave out subjects whose mean framewise displacement (mm) exceeds this.
+    progress : bool
+        Show a tqdm progress bar.
+    probe_timeout : float
+        Seconds for the connectivity probe of remote sources.
+
+    Returns
+    -------
+    BuildReport
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose one of {sorted(VARIANTS)}")
+    out = Path(out)
+    _mark_incomplete(out)
+    work = Path(work_dir) if work_dir is not None else out / ".fmtc-work"
+    raw = install_dataset(raw_source, work / "ds000208", probe_timeout)
+    derivatives = install_dataset(derivatives_source, work / "ds000208-fmriprep", probe_timeout)
+    participants = read_ds000208_participants(raw / "participants.tsv")
+    provenance = {
+        "SourceDatasets": [
+            {"URL": raw_source.url, "DataladId": raw_source.dataset_id,
+             "Commit": head_commit(raw), "DOI": "10.18112/openneuro.ds000208.v1.0.1"},
+            {"URL": derivatives_source.url, "DataladId": derivatives_source.dataset_id,
+             "Commit": head_commit(derivatives)},
+        ],
+        "Variant": variant,
+        "License": "CC0 (ds000208); PDDL (fMRIPrep derivatives); atlas: "
+                   + (atlas.licence or "see atlas"),
+    }
+    return build_cohort(derivatives, participants, DS000208_LABEL, out, atlas,
+                        VARIANTS[variant], name=f"ds000208 {variant} {atlas.name}",
+                        subjects=subjects, jobs=jobs, max_mean_fd=max_mean_fd,
+                        use_datalad=True, progress=progress, provenance=provenance)
+
+
+# --------------------------------------------------------------------------- bring your own
+
+
+def build_from_fmriprep(derivatives: str | Path, participants_tsv: str | Path, label: str,
+                        out: str | Path, atlas: Atlas, *, positive: str | None = None,
+                        selection: BoldSelection = VARIANTS["aroma"],
+                        subjects: Sequence[str] | None = None, jobs: int = 1,
+                        max_mean_fd: float | None = None, progress: bool = True) -> BuildReport:
+    """Build a cohort from any fMRIPrep-style derivatives folder.
+
+    A folder that is a DataLad dataset has missing content fetched and dropped
+    again after parcellation; a plain folder is read as is.
+
+    Parameters
+    ----------
+    derivatives : path-like
+        fMRIPrep output folder (``sub-<id>/func/...``).
+    participants_tsv : path-like
+        BIDS participants table.
+    label : str
+        Label column of ``participants_tsv``.
+    out : path-like
+        The cohort folder.
+    atlas : Atlas
+        Parcellation.
+    positive : str, optional
+        Value of ``label`` meaning 1 (see :func:`read_bids_participants`).
+    selection : BoldSelection
+        BOLD entities and denoising.
+    subjects : sequence of str, optional
+        Default: every labelled participant with a BOLD image in ``derivatives``.
+    jobs : int
+        Subjects processed in parallel.
+    max_mean_fd : float, optional
+        Motion exclusion threshold (mm).
+    progress : bool
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    BuildReport
+        With ``problems`` from :func:`fmtc.cohort.folder.validate_cohort`.
+    """
+    from fmtc.cohort.folder import validate_cohort
+
+    derivatives, out = Path(derivatives), Path(out)
+    if not derivatives.is_dir():
+        raise FileNotFoundError(f"derivatives folder {derivatives} does not exist")
+    _mark_incomplete(out)
+    participants = read_bids_participants(participants_tsv, label, positive)
+    if subjects is None:
+        labelled = participants.index[participants[label].notna()]
+        subjects = [p for p in labelled if os.path.lexists(derivatives / selection.bold(p))]
+        if not subjects:
+            raise FileNotFoundError(f"{derivatives}: no labelled participant has a BOLD image "
+                                    f"named like {selection.bold('sub-<id>')}; check --space, "
+                                    "--desc and --res")
+    report = build_cohort(derivatives, participants, label, out, atlas, selection,
+                          name=f"{derivatives.name} {atlas.name}", subjects=subjects, jobs=jobs,
+                          max_mean_fd=max_mean_fd,
+                          use_datalad=(derivatives / ".datalad").is_dir(), progress=progress,
+                          provenance={"SourceDatasets": [{"URL": str(derivatives.resolve())}]})
+    if report.complete:
+        report.problems = validate_cohort(out)
+    return report
+
+
+def write_parcellated_subject(out: str | Path, participant_id: str,
+                              timeseries: np.ndarray | str | Path, atlas: Atlas,
+                              repetition_time: float,
+                              sidecar: dict[str, Any] | None = None) -> None:
+    """Write an already parcellated ``[T, R]`` series as one cohort subject.
+
+    Parameters
+    ----------
+    out : path-like
+        The cohort folder.
+    participant_id : str
+        ``sub-<label>``.
+    timeseries : ndarray or path-like
+        ``[T, R]`` array, or a whitespace-separated text table without header
+        (e.g. BrainLM's ``A424_example_fMRI.dat``), columns in ``atlas.regions`` order.
+    atlas : Atlas
+        The atlas the series was extracted with.
+    repetition_time : float
+        Seconds per volume.
+    sidecar : dict, optional
+        Extra sidecar fields.
+    """
+    source = None
+    if isinstance(timeseries, str | Path):
+        source = str(timeseries)
+        timeseries = np.loadtxt(timeseries, dtype=np.float64, ndmin=2)
+    if timeseries.ndim != 2 or timeseries.shape[1] != len(atlas.regions):
+        raise ValueError(f"{participant_id}: series {source or ''} of shape {timeseries.shape} "
+                         f"does not have one column per region of {atlas.name} "
+                         f"({len(atlas.regions)}); is it [time, regions]?")
+    extra = {"Atlas": atlas.name, **({"Sources": [source]} if source else {}), **(sidecar or {})}
+    write_timeseries(out, participant_id, atlas.name, timeseries, atlas.regions["index"],
+                     repetition_time, sidecar=extra)
+
+
+def build_from_parcellated(out: str | Path, series: Mapping[str, np.ndarray | str | Path],
+                           participants: pd.DataFrame, label: str, atlas: Atlas,
+                           repetition_time: float, name: str = "parcellated") -> None:
+    """Write a cohort from pre-parcellated series (one ``[T, R]`` table per subject).
+
+    Parameters
+    ----------
+    out : path-like
+        The cohort folder.
+    series : mapping of str to ndarray or path-like
+        Participant id to its series (see :func:`write_parcellated_subject`).
+    participants : DataFrame
+        Indexed by ``participant_id``, holding ``label``.
+    label : str
+        Label column (0/1/missing).
+    atlas : Atlas
+        The atlas of every series.
+    repetition_time : float
+        Seconds per volume.
+    name : str
+        The cohort's ``Name``.
+    """
+    out = Path(out)
+    _mark_incomplete(out)
+    missing = sorted(set(series) - set(participants.index))
+    if missing:
+        raise ValueError(f"no participants row for {missing}; add them to the table")
+    write_regions(out, atlas.name, atlas.regions)
+    for participant_id, table in series.items():
+        write_parcellated_subject(out, participant_id, table, atlas, repetition_time)
+    write_participants(out, participants.loc[list(series)].rename_axis("participant_id"))
+    write_description(out, name, atlas.name, label_column=label,
+                      generated_by=[_generated_by()], AtlasLicense=atlas.licence)
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def build_cohort(dataset: Path, participants: pd.DataFrame, label: str, out: Path, atlas: Atlas,
+                 selection: BoldSelection, *, name: str, subjects: Iterable[str] | None = None,
+                 jobs: int = 1, max_mean_fd: float | None = None, use_datalad: bool = True,
+                 progress: bool = True, provenance: dict[str, Any] | None = None) -> BuildReport:
+    """Parcellate every subject of a derivatives dataset into a cohort folder (resumable).
+
+    Parameters
+    ----------
+    dataset : Path
+        Derivatives root (a DataLad clone when ``use_datalad``).
+    participants : DataFrame
+        Indexed by ``participant_id``; ``label`` plus covariates.
+    label : str
+        Label column.
+    out : Path
+        The cohort folder.
+    atlas : Atlas
+        Parcellation.
+    selection : BoldSelection
+        Which BOLD file and how to denoise.
+    name : str
+        The cohort's ``Name``.
+    subjects : iterable of str, optional
+        Default: every participant with a label.
+    jobs : int
+        Parallel subjects (separate processes).
+    max_mean_fd : float, optional
+        Motion exclusion threshold (mm).
+    use_datalad : bool
+        Get missing content before and drop it after each subject.
+    progress : bool
+        Show a tqdm progress bar.
+    provenance : dict, optional
+        Extra ``dataset_description.json`` fields.
+
+    Returns
+    -------
+    BuildReport
+    """
+    from tqdm.auto import tqdm
+
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    out = Path(out)
+    _mark_incomplete(out)
+    wanted = _resolve_subjects(subjects, participants, label)
+    write_regions(out, atlas.name, atlas.regions)
+    report = BuildReport(out=out)
+    mean_fd: dict[str, float] = {}
+    todo = []
+    for participant_id in wanted:
+        sidecar = timeseries_path(out, participant_id, atlas.name, "json")
+        if sidecar.is_file():
+            report.skipped.append(participant_id)
+            fd = _read_sidecar(sidecar).get("MeanFramewiseDisplacement")
+            if fd is not None:
+                mean_fd[participant_id] = float(fd)
+        else:
+            todo.append(_SubjectTask(dataset, participant_id, selection, atlas, out, max_mean_fd,
+                                     use_datalad))
+    with tqdm(total=len(todo), desc=f"parcellating ({atlas.name})", unit="subject",
+              disable=not progress) as bar:
+        for outcome in _run(todo, jobs):
+            bar.update(1)
+            if outcome.mean_fd is not None:
+                mean_fd[outcome.participant_id] = outcome.mean_fd
+            if outcome.status == "done":
+                report.done.append(outcome.participant_id)
+            elif outcome.status == "excluded":
+                report.excluded[outcome.participant_id] = float(outcome.mean_fd or 0)
+            else:
+                report.failed[outcome.participant_id] = outcome.reason
+                bar.write(f"{outcome.participant_id}: failed: {outcome.reason}")
+    written = [p for p in wanted if p in report.done or p in report.skipped]
+    table = participants.loc[written]
+    if mean_fd:
+        table, over = exclude_by_motion(table, mean_fd, max_mean_fd)
+        for participant_id in over:  # written by an earlier run with a looser threshold
+            report.excluded[participant_id] = mean_fd[participant_id]
+            shutil.rmtree(out / participant_id, ignore_errors=True)
+    write_participants(out, table.rename_axis("participant_id"))
+    if not report.failed:
+        write_description(out, name, atlas.name, label_column=label,
+                          generated_by=[_generated_by()], AtlasLicense=atlas.licence,
+                          BoldSelection=_selection_dict(selection), MaxMeanFD=max_mean_fd,
+                          ExcludedForMotion=report.excluded, **(provenance or {}))
+        report.complete = True
+    return report
+
+
+def _run(todo: list[_SubjectTask], jobs: int) -> Iterable[_SubjectOutcome]:
+    if jobs == 1 or len(todo) <= 1:
+        yield from map(_process_subject, todo)
+        return
+    from concurrent.futures import as_completed
+
+    # Separate processes, not threads: DataLad's repository objects are not thread-safe.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures: dict[Future, str] = {pool.submit(_process_subject, t): t.participant_id
+                                      for t in todo}
+        for future in as_completed(futures):
+            try:
+                yield future.result()
+            except Exception as error:  # a crashed worker must not end the run
+                yield _SubjectOutcome(futures[future], "failed", _reason(error))
+
+
+def _process_subject(task: _SubjectTask) -> _SubjectOutcome:
+    """Get → parcellate → write → drop one subject; never raises."""
+    from fmtc.preprocess.parcellate import (
+        load_fmriprep_confounds,
+        mean_framewise_displacement,
+        parcellate,
+    )
+
+    selection, pid = task.selection, task.participant_id
+    bold = task.dataset / selection.bold(pid)
+    confounds_tsv = task.dataset / selection.confounds(pid)
+    wanted = [p for p in (bold, confounds_tsv, task.dataset / selection.confounds(pid, "json"))
+              if os.path.lexists(p)]
+    fetched: list[Path] = []
+    mean_fd = None
+    try:
+        if not os.path.lexists(bold):
+            raise FileNotFoundError(f"no BOLD image {bold}")
+        if task.use_datalad:
+            fetched = get_content(task.dataset, [p.relative_to(task.dataset) for p in wanted])
+        if not bold.exists():
+            raise FileNotFoundError(f"content of {bold} is not present (run `datalad get` in "
+                                    f"{task.dataset}, or restore the file)")
+        if confounds_tsv.exists():
+            mean_fd = mean_framewise_displacement(confounds_tsv)
+            if task.max_mean_fd is not None and mean_fd > task.max_mean_fd:
+                return _SubjectOutcome(pid, "excluded", mean_fd=mean_fd)
+        confounds = sample_mask = None
+        if selection.strategy is not None:
+            confounds, sample_mask = load_fmriprep_confounds(bold, selection.strategy)
+        result = parcellate(bold, task.atlas, confounds=confounds, sample_mask=sample_mask,
+                            detrend=selection.detrend, high_pass=selection.high_pass)
+        sidecar: dict[str, Any] = {"Atlas": task.atlas.name,
+                                   "Sources": [selection.bold(pid)],
+                                   "DenoiseStrategy": selection.strategy,
+                                   "EmptyRegions": result.empty_regions}
+        if mean_fd is not None:
+            sidecar["MeanFramewiseDisplacement"] = mean_fd
+        if result.sample_mask is not None:
+            sidecar["SampleMask"] = [int(i) for i in result.sample_mask]
+        write_timeseries(task.out, pid, task.atlas.name, result.timeseries,
+                         task.atlas.regions["index"], result.repetition_time, sidecar)
+        return _SubjectOutcome(pid, "done", mean_fd=mean_fd)
+    except Exception as error:  # reported per subject; the run goes on
+        return _SubjectOutcome(pid, "failed", _reason(error), mean_fd)
+    finally:
+        if fetched:
+            try:
+                drop_content(task.dataset, fetched)
+            except OSError:
+                pass  # the series is written; a left-over file only costs disk
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _mark_incomplete(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "dataset_description.json").unlink(missing_ok=True)
+
+
+def _resolve_subjects(subjects: Iterable[str] | None, participants: pd.DataFrame,
+                      label: str) -> list[str]:
+    if subjects is None:
+        return participants.index[participants[label].notna()].tolist()
+    wanted = [s if s.startswith("sub-") else f"sub-{s}" for s in subjects]
+    unknown = [s for s in wanted if s not in participants.index]
+    if unknown:
+        raise ValueError(f"subject(s) {unknown} not in participants.tsv")
+    unlabelled = [s for s in wanted if pd.isna(participants.loc[s, label])]
+    if unlabelled:
+        raise ValueError(f"subject(s) {unlabelled} have no '{label}' label (controls?)")
+    return list(dict.fromkeys(wanted))
+
+
+def _read_sidecar(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _selection_dict(selection: BoldSelection) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(selection)
+
+
+def _generated_by() -> dict[str, Any]:
+    from fmtc import __version__
+
+    return {"Name": "fmtc", "Version": __version__}
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"
+
+

@@ -1,0 +1,146 @@
+"""Participant labels and covariates from BIDS ``participants.tsv`` files.
+
+:func:`read_ds000208_participants` reads OpenNeuro ds000208 (Tétreault et al.
+2016, "Brain connectivity predicts placebo response across chronic pain
+clinical trials", PLoS Biology 14:e1002570): the patients' ``Response`` (0/1)
+is the label, as in Fan et al. (MICCAI 2025). :func:`read_bids_participants`
+reads any BIDS participants table with a chosen label column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+DS000208_LABEL = "Response"
+DS000208_COVARIATES = ("type", "study", "Drug", "Age", "gender", "% Analsesia VAS")
+"""Kept beside the label; ``% Analsesia VAS`` is spelled as in the source."""
+
+
+def read_ds000208_participants(path: str | Path, include_controls: bool = False) -> pd.DataFrame:
+    """Read ds000208's ``participants.tsv``: ``Response`` (0/1) label and covariates.
+
+    Parameters
+    ----------
+    path : path-like
+        The dataset's ``participants.tsv``.
+    include_controls : bool
+        Keep the 20 healthy controls (their ``Response`` is missing).
+
+    Returns
+    -------
+    DataFrame
+        Indexed by ``participant_id``; ``Response`` as nullable integers 0/1,
+        then :data:`DS000208_COVARIATES`; ``n/a`` becomes missing.
+    """
+    table = _read_tsv(path)
+    needed = [DS000208_LABEL, *DS000208_COVARIATES]
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: not ds000208's participants.tsv, lacks column(s) {missing}")
+    if not include_controls:
+        table = table[table["type"] == "patient"]
+    response = _as_binary(table[DS000208_LABEL], path, DS000208_LABEL)
+    out = table.loc[:, list(DS000208_COVARIATES)].copy()
+    out.insert(0, DS000208_LABEL, response)
+    out["study"] = pd.to_numeric(out["study"], errors="coerce").astype("Int64")
+    return out
+
+
+def read_bids_participants(path: str | Path, label: str, positive: str | None = None,
+                           covariates: Iterable[str] | None = None) -> pd.DataFrame:
+    """Read any BIDS ``participants.tsv`` with a chosen binary label column.
+
+    Parameters
+    ----------
+    path : path-like
+        Tab-separated, ``participant_id`` column, ``n/a`` for missing values.
+    label : str
+        Column holding the label.
+    positive : str, optional
+        Value of ``label`` that means 1 (every other non-missing value is 0).
+        Without it, the column must already hold 0/1.
+    covariates : iterable of str, optional
+        Columns kept beside the label; default every other column.
+
+    Returns
+    -------
+    DataFrame
+        Indexed by ``participant_id``, ``label`` first as nullable integers 0/1.
+    """
+    table = _read_tsv(path)
+    if label not in table.columns:
+        raise ValueError(f"{path}: label column {label!r} not found (columns: "
+                         f"{', '.join(table.columns)}); choose one with --label")
+    column = table[label]
+    if positive is not None:
+        values = column.astype("string").str.strip()
+        is_positive = (values == positive).fillna(False).to_numpy(dtype=bool)
+        if not is_positive.any():
+            raise ValueError(f"{path}: no participant has {label} == {positive!r} (values: "
+                             f"{sorted(values.dropna().unique().tolist())}); check --positive")
+        binary = pd.Series(np.where(is_positive, 1, 0), index=table.index, dtype="Int64")
+        binary[column.isna()] = pd.NA
+    else:
+        binary = _as_binary(column, path, label)
+    keep = [c for c in (covariates if covariates is not None else table.columns) if c != label]
+    absent = [c for c in keep if c not in table.columns]
+    if absent:
+        raise ValueError(f"{path}: covariate column(s) {absent} not found")
+    out = table.loc[:, keep].copy()
+    out.insert(0, label, binary)
+    return out
+
+
+def exclude_by_motion(participants: pd.DataFrame, mean_fd: dict[str, float],
+                      max_mean_fd: float | None) -> tuple[pd.DataFrame, list[str]]:
+    """Add the ``mean_fd`` covariate and drop subjects above a threshold.
+
+    Parameters
+    ----------
+    participants : DataFrame
+        Indexed by ``participant_id``.
+    mean_fd : dict of str to float
+        Mean framewise displacement (mm) per participant.
+    max_mean_fd : float, optional
+        Exclusion threshold in mm; ``None`` keeps everyone.
+
+    Returns
+    -------
+    participants : DataFrame
+        With a ``mean_fd`` column, excluded rows removed.
+    excluded : list of str
+        Participant ids over the threshold.
+    """
+    out = participants.copy()
+    out["mean_fd"] = pd.Series(mean_fd, dtype=float).reindex(out.index)
+    if max_mean_fd is None:
+        return out, []
+    excluded = out.index[out["mean_fd"] > max_mean_fd].tolist()
+    return out.drop(index=excluded), excluded
+
+
+def _read_tsv(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: participants table not found")
+    table = pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False,
+                        dtype={"participant_id": str})
+    if "participant_id" not in table.columns:
+        raise ValueError(f"{path}: no 'participant_id' column (is it a BIDS participants.tsv?)")
+    duplicated = table["participant_id"][table["participant_id"].duplicated()].tolist()
+    if duplicated:
+        raise ValueError(f"{path}: duplicated participant_id {duplicated}")
+    return table.set_index("participant_id")
+
+
+def _as_binary(column: pd.Series, path: str | Path, label: str) -> pd.Series:
+    values = pd.to_numeric(column, errors="coerce")
+    bad = column.index[(values.isna() & column.notna()) | (values.notna() & ~values.isin([0, 1]))]
+    if len(bad):
+        raise ValueError(f"{path}: {label!r} must hold 0, 1 or n/a; bad values for "
+                         f"{bad.tolist()[:10]} (use --positive VALUE for a categorical column)")
+    return values.astype("Int64")
