@@ -1,0 +1,250 @@
+"""Load and save BrainLM checkpoints: a local folder or the Hugging Face Hub, strictly checked.
+
+The folder layout is the Hugging Face one: ``config.json`` plus ``pytorch_model.bin`` (or
+``model.safetensors``), as in folder ``old_13M`` of ``vandijklab/brainlm`` (BrainLM, Ortega Caro
+et al., ICLR 2024; see ``shared/brainlm/SPEC.md`` §10). :func:`save_brainlm` writes the same layout,
+so models pretrained by fmtc load through the same path.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fmtc.represent.brainlm import BrainLM, BrainLMConfig
+from fmtc.storage import atomic_path, sha256_file
+
+DEFAULT_SOURCE = "vandijklab/brainlm/old_13M"
+OFFICIAL_REPO = "vandijklab/brainlm"
+WEIGHT_FILES = ("pytorch_model.bin", "model.safetensors")
+_MANUAL_DOWNLOAD = (
+    "To get the files by hand, download config.json and pytorch_model.bin from "
+    "https://huggingface.co/vandijklab/brainlm/tree/main/old_13M (the same checkpoint as "
+    "pretrained_models/2023-06-06-22_15_00-checkpoint-1400/ of "
+    "https://github.com/vandijklab/BrainLM, whose weights are on the Hub only) into one folder, "
+    "then pass that folder: load_brainlm('/path/to/folder')."
+)
+_LICENCE_NOTICE = (
+    "fmtc: the official BrainLM weights (huggingface.co/vandijklab/brainlm) are licensed "
+    "CC BY-NC-ND 4.0: non-commercial use only, no redistribution of modified weights."
+)
+
+
+class BrainLMLoadError(ValueError):
+    """A BrainLM checkpoint could not be found, read or matched to the model."""
+
+
+def load_brainlm(
+    source: str | os.PathLike[str] = DEFAULT_SOURCE,
+    revision: str | None = None,
+    *,
+    device: str | torch.device | None = None,
+) -> BrainLM:
+    """Load a BrainLM checkpoint into a :class:`~fmtc.represent.brainlm.BrainLM` in eval mode.
+
+    Parameters
+    ----------
+    source : str or path-like, default="vandijklab/brainlm/old_13M"
+        A local folder holding ``config.json`` and ``pytorch_model.bin`` or
+        ``model.safetensors``, or a Hugging Face repo id ``owner/repo`` optionally followed by a
+        subfolder (``owner/repo/subfolder``), fetched into the normal Hugging Face cache.
+    revision : str, optional
+        Branch, tag or commit on the Hub; ignored for local folders.
+    device : str or torch.device, optional
+        Where to put the model; ``None`` leaves it on the CPU.
+
+    Returns
+    -------
+    BrainLM
+        The model in eval mode. ``model.source_info`` records ``source``, ``revision``,
+        ``commit`` (the Hub snapshot, or ``None`` for a folder), ``weights_sha256`` and ``files``.
+
+    Raises
+    ------
+    BrainLMLoadError
+        If the files cannot be found or fetched (the message says how to get them by hand), the
+        config is not a BrainLM config, or the weights do not match it (keys named).
+    """
+    folder = Path(source).expanduser()
+    repo_id, commit = None, None
+    if folder.is_dir():
+        config_path, weights_path = _local_files(folder)
+    elif _looks_like_path(source):
+        raise BrainLMLoadError(f"BrainLM checkpoint folder {str(source)!r} does not exist.")
+    else:
+        repo_id = _split_repo_id(str(source))[0]
+        config_path, weights_path, commit = _hub_files(str(source), revision)
+    model = _build(config_path, weights_path)
+    model.source_info = {
+        "source": str(source),
+        "revision": revision if repo_id else None,
+        "commit": commit,
+        "weights_sha256": sha256_file(weights_path),
+        "files": [config_path.name, weights_path.name],
+    }
+    if repo_id is not None and repo_id.lower() == OFFICIAL_REPO:
+        _print_licence_notice()
+    if device is not None:
+        model.to(device)
+    return model.eval()
+
+
+def save_brainlm(model: BrainLM, folder: str | os.PathLike[str]) -> Path:
+    """Write ``config.json`` and ``pytorch_model.bin`` into ``folder``, each atomically.
+
+    Parameters
+    ----------
+    model : BrainLM
+        The model to save; its tensors are copied to the CPU.
+    folder : str or path-like
+        Destination folder, created if missing. Existing files are replaced.
+
+    Returns
+    -------
+    Path
+        The folder, readable by :func:`load_brainlm`.
+    """
+    folder = Path(folder)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(folder / "pytorch_model.bin") as tmp:
+        torch.save(state, tmp)
+    with atomic_path(folder / "config.json") as tmp:
+        tmp.write_text(model.config.to_json(), encoding="utf-8")
+    return folder
+
+
+def _local_files(folder: Path) -> tuple[Path, Path]:
+    config_path = folder / "config.json"
+    weights = [folder / name for name in WEIGHT_FILES if (folder / name).is_file()]
+    missing = [] if config_path.is_file() else ["config.json"]
+    if not weights:
+        missing.append(" or ".join(WEIGHT_FILES))
+    if missing:
+        raise BrainLMLoadError(
+            f"BrainLM checkpoint folder {str(folder)!r} lacks {' and '.join(missing)}. A "
+            "checkpoint folder holds config.json and pytorch_model.bin (or model.safetensors)."
+        )
+    return config_path, weights[0]
+
+
+def _looks_like_path(source: str | os.PathLike[str]) -> bool:
+    if not isinstance(source, str):
+        return True
+    return source.startswith((".", "/", "~", "\\")) or Path(source).exists()
+
+
+def _split_repo_id(source: str) -> tuple[str, str | None]:
+    parts = source.strip("/").split("/")
+    if len(parts) < 2 or not all(parts):
+        raise BrainLMLoadError(
+            f"{source!r} is neither an existing folder nor a Hugging Face repo id of the form "
+            "'owner/repo' or 'owner/repo/subfolder'."
+        )
+    return "/".join(parts[:2]), "/".join(parts[2:]) or None
+
+
+def _hub_files(source: str, revision: str | None) -> tuple[Path, Path, str | None]:
+    """Fetch config and weights through the Hugging Face cache; return them and the commit."""
+    import huggingface_hub
+    from huggingface_hub import errors
+
+    repo_id, subfolder = _split_repo_id(source)
+
+    def fetch(name: str) -> Path:
+        return Path(
+            huggingface_hub.hf_hub_download(repo_id, name, subfolder=subfolder, revision=revision)
+        )
+
+    where = f"{source!r}" + (f" at revision {revision!r}" if revision else "")
+    try:
+        config_path = fetch("config.json")
+    except Exception as exc:  # offline, unreachable, no such repo/file: all need the same advice
+        raise BrainLMLoadError(
+            f"{source!r} is not a local folder, and config.json of BrainLM checkpoint {where} "
+            "could not be fetched from the Hugging Face Hub or found in its local cache "
+            f"({type(exc).__name__}: {exc}). {_MANUAL_DOWNLOAD}"
+        ) from exc
+    failures = []
+    for name in WEIGHT_FILES:
+        try:
+            weights_path = fetch(name)
+            break
+        except errors.EntryNotFoundError as exc:  # not in the repo, or not cached offline
+            failures.append(f"{name}: {type(exc).__name__}")
+        except Exception as exc:
+            raise BrainLMLoadError(
+                f"Could not get {name} of BrainLM checkpoint {where} "
+                f"({type(exc).__name__}: {exc}). {_MANUAL_DOWNLOAD}"
+            ) from exc
+    else:
+        raise BrainLMLoadError(
+            f"Could not get a weight file ({' or '.join(WEIGHT_FILES)}) of BrainLM checkpoint "
+            f"{where} from the Hugging Face Hub or its local cache ({'; '.join(failures)}). "
+            f"{_MANUAL_DOWNLOAD}"
+        )
+    return config_path, weights_path, _snapshot_commit(config_path)
+
+
+def _snapshot_commit(path: Path) -> str | None:
+    # Cached files live under .../snapshots/<commit>/..., which names the resolved revision.
+    parts = path.parts
+    return parts[parts.index("snapshots") + 1] if "snapshots" in parts[:-1] else None
+
+
+def _build(config_path: Path, weights_path: Path) -> BrainLM:
+    try:
+        config = BrainLMConfig.from_json(config_path)
+    except (ValueError, TypeError) as exc:
+        raise BrainLMLoadError(f"{config_path}: {exc}") from exc
+    model = BrainLM(config)
+    state = _read_weights(weights_path)
+    _check_state_dict(model.state_dict(), state, weights_path)
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(path, device="cpu")
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise BrainLMLoadError(f"Could not read BrainLM weights {path}: {exc}") from exc
+
+
+def _check_state_dict(expected: dict[str, torch.Tensor], found: dict[str, Any], path: Path) -> None:
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    mismatched = [
+        f"{k} (checkpoint {tuple(found[k].shape)}, config {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in found and tuple(getattr(found[k], "shape", ())) != tuple(v.shape)
+    ]
+    if missing or unexpected or mismatched:
+        problems = [
+            f"{label}: {', '.join(keys)}"
+            for label, keys in (
+                ("missing keys", missing),
+                ("unexpected keys", unexpected),
+                ("shape mismatches", mismatched),
+            )
+            if keys
+        ]
+        raise BrainLMLoadError(
+            f"BrainLM weights {path} do not match the config beside them. "
+            + "; ".join(problems)
+            + ". Check that config.json and the weights come from the same checkpoint."
+        )
+
+
+@functools.cache
+def _print_licence_notice() -> None:
+    # Cached so the notice appears once per process.
+    print(_LICENCE_NOTICE, file=sys.stderr)
