@@ -8,6 +8,7 @@ import pytest
 from fmtc.preprocess.transforms import (
     fc_gram,
     fc_pearson,
+    lag_autocorrelation,
     make_windows,
     robust_scale,
     upper_triangle,
@@ -68,3 +69,13 @@ def test_upper_triangle_order_and_shape_check():
     np.testing.assert_array_equal(upper_triangle(m), [1, 2, 3])
     with pytest.raises(ValueError, match="square"):
         upper_triangle(np.zeros((2, 3)))
+
+
+def test_lag_autocorrelation_of_known_processes():
+    t = np.arange(400)
+    alternating = np.where(t % 2 == 0, 1.0, -1.0)
+    slow = np.sin(2 * np.pi * t / 100)
+    values = lag_autocorrelation(np.stack([alternating, slow, np.ones(400)], axis=1))
+    assert values[0] == pytest.approx(-1.0, abs=0.01)
+    assert values[1] == pytest.approx(np.cos(2 * np.pi / 100), abs=0.01)
+    assert values[2] == 0.0

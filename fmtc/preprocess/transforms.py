@@ -164,3 +164,29 @@ def upper_triangle(matrices: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected square matrices [..., R, R], got shape {matrices.shape}")
     rows, cols = np.triu_indices(matrices.shape[-1], k=1)
     return matrices[..., rows, cols]
+
+
+def lag_autocorrelation(timeseries: np.ndarray, lag: int = 1) -> np.ndarray:
+    """Autocorrelation of each region at ``lag`` time points: a temporal-structure feature.
+
+    Invariant to each region's offset and scale, and blind to how regions co-vary,
+    so it sees what the correlation matrix cannot (and vice versa).
+
+    Parameters
+    ----------
+    timeseries : ndarray of shape (T, R)
+    lag : int
+        Lag in time points, ``1 <= lag < T``.
+
+    Returns
+    -------
+    ndarray of shape (R,), float32
+        ``sum_t x_t x_{t+lag} / sum_t x_t^2`` of the centred series; 0 for constant regions.
+    """
+    x = _check_timeseries(timeseries).astype(np.float64)
+    if not 1 <= lag < x.shape[0]:
+        raise ValueError(f"lag must lie in [1, T-1] = [1, {x.shape[0] - 1}], got {lag}")
+    x = x - x.mean(axis=0)
+    power = (x * x).sum(axis=0)
+    lagged = (x[lag:] * x[:-lag]).sum(axis=0)
+    return np.where(power > 0, lagged / np.where(power > 0, power, 1.0), 0.0).astype(np.float32)

@@ -16,9 +16,9 @@ loadings and noise. The responder label is planted in two complementary ways:
 
 ``effect_size`` scales both (0: no label signal; 1: paper-like difficulty,
 FC + logistic regression pooled MCC about 0.3 on 60 subjects; 3: easy);
-``fc_effect`` and ``ts_effect`` scale each one. Subject ``i`` is drawn from its
-own random stream ``(seed, i)``, so adding subjects does not change the others.
-Outputs are byte-identical for identical arguments.
+``fc_effect`` and ``ts_effect`` scale each one. Labels and drug arms are
+balanced random permutations; subject ``i`` is then drawn from its own random
+stream ``(seed, i)``. Outputs are byte-identical for identical arguments.
 """
 
 from __future__ import annotations
