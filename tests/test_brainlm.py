@@ -19,6 +19,10 @@ REPO = Path(__file__).parents[1]
 SHARED = REPO.parent / "shared" / "brainlm"
 FIXTURE_SHA256 = "4a76bf4fc1f25a2f9186226d4866e13c2ba694e85693b743f8505bafc096e72c"
 ATOL = 1e-5
+# Decoder predictions pass through two more blocks whose float32 rounding depends on the CPU's
+# BLAS kernels: the golden file itself lies 9.7e-6 from a float64 evaluation of the same weights,
+# so 1e-5 is below its own noise floor. SPEC.md section 12 recommends 2e-5 for the logits.
+DECODER_ATOL = 2e-5
 FAKE_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 SMALL = {
     "model_type": "brainlm_mae",
@@ -120,7 +124,7 @@ def test_encoder_reproduces_original_hidden_states_and_cls(model, inputs, golden
         cls = model.encode(*inputs)
     assert _max_abs(out.latent, golden["enc_last_hidden"]) <= ATOL
     assert _max_abs(cls, golden["cls"]) <= ATOL
-    assert _max_abs(out.pred, golden["id_logits"]) <= ATOL
+    assert _max_abs(out.pred, golden["id_logits"]) <= DECODER_ATOL
     assert torch.isnan(out.loss)  # nothing masked: 0 / 0, as in the original
     assert torch.equal(out.ids_restore, torch.arange(4240).expand(2, -1))
 
@@ -129,7 +133,7 @@ def test_masked_pretraining_forward_reproduces_original(model, inputs, golden) -
     with torch.no_grad():
         out = model(*inputs, noise=torch.from_numpy(golden["noise_mask"]))  # config ratio 0.2
     assert _max_abs(out.latent, golden["m20_enc_last_hidden"]) <= ATOL
-    assert _max_abs(out.pred, golden["m20_logits"]) <= ATOL
+    assert _max_abs(out.pred, golden["m20_logits"]) <= DECODER_ATOL
     assert abs(float(out.loss) / float(golden["m20_loss"]) - 1) <= 1e-5
     np.testing.assert_array_equal(out.mask.numpy(), golden["m20_mask"])
     np.testing.assert_array_equal(out.ids_restore.numpy(), golden["m20_ids_restore"])

@@ -1,0 +1,51 @@
+"""``fmtc embed``: BrainLM CLS features of a cohort's windows, computed once into the cache."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fmtc.cli.options import add_plan_options, plan_from_args
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``fmtc embed``."""
+    parser = subparsers.add_parser(
+        "embed", help="encode a cohort's windows with the frozen BrainLM (cached)",
+        description="Compute the BrainLM CLS feature of every subject's deterministic windows "
+                    "and store them in the plan's feature cache (outputs.features_dir), keyed "
+                    "by cohort content, encoder weights, window spec and token order. A second "
+                    "run with the same inputs reads the cache.")
+    parser.add_argument("--cohort", type=Path, default=None, metavar="DIR",
+                        help="cohort folder (default: the plan's cohort, data.cohort)")
+    parser.add_argument("--brainlm", default=None, metavar="SOURCE",
+                        help="encoder: simulated-pretrained, a checkpoint folder, or a Hugging "
+                             "Face repo id such as vandijklab/brainlm/old_13M (default: the "
+                             "plan's brainlm.source)")
+    add_plan_options(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Encode (or find in the cache) and print where the features are."""
+    import time
+
+    from fmtc.cohort.folder import load_cohort
+    from fmtc.device import resolve_device
+    from fmtc.represent.features import cached_feature_path, cohort_features
+    from fmtc.workflow import cohort_path
+
+    plan = plan_from_args(args)
+    device = resolve_device(plan.device)
+    began = time.perf_counter()
+    folder = args.cohort if args.cohort is not None else cohort_path(plan, progress=True)
+    cohort = load_cohort(folder, label=plan.data.label, require_label=False)
+    hit = cached_feature_path(cohort, plan, device=device, source=args.brainlm) is not None
+    features = cohort_features(cohort, plan, device=device, source=args.brainlm, progress=True)
+    seconds = time.perf_counter() - began
+    print(f"BrainLM CLS features of {len(features.subject_ids)} subjects from "
+          f"{features.encoder['source']} ({features.encoder['token_order']} token order)")
+    print(f"  shape {tuple(features.cls.shape)} (subjects, windows, hidden)"
+          f"{', cache hit' if hit else ''}, {seconds:.1f} s")
+    print(f"  {features.cache_path}")
+    return 0

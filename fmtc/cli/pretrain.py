@@ -1,0 +1,75 @@
+"""``fmtc pretrain``: masked-patch pretraining of BrainLM (resumable)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fmtc.cli.options import add_plan_options, plan_from_args
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``fmtc pretrain``."""
+    parser = subparsers.add_parser(
+        "pretrain", help="pretrain BrainLM with its masked-patch objective",
+        description="Pretrain BrainLM (masked-patch reconstruction, settings from the plan's "
+                    "'pretrain' section) and save it as a checkpoint folder that --brainlm "
+                    "and brainlm.source accept. Rerunning into the same folder resumes from "
+                    "its last epoch. Without --cohort, --out and --init this builds the plan's "
+                    "simulated-pretrained encoder.")
+    parser.add_argument("--cohort", type=Path, default=None, metavar="DIR",
+                        help="cohort folder, labels not needed (default: the plan's SIMULATED "
+                             "pain-agnostic pretraining cohort)")
+    parser.add_argument("--out", type=Path, default=None, metavar="CKPT_DIR",
+                        help="checkpoint folder to write (default, only without --cohort and "
+                             "--init: the simulated-pretrained encoder's cache folder)")
+    parser.add_argument("--init", default=None, metavar="SOURCE",
+                        help="continue from this encoder (checkpoint folder, Hub id or "
+                             "simulated-pretrained) instead of a random initialisation")
+    add_plan_options(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Pretrain, then print the held-out masked-patch losses and where the model is."""
+    import json
+    import time
+
+    from fmtc.cohort.folder import load_cohort
+    from fmtc.device import resolve_device
+    from fmtc.represent.encoder import (
+        build_simulated_encoder,
+        pretraining_cohort_settings,
+        resolve_encoder,
+    )
+    from fmtc.represent.pretrain import LOG_FILE, pretrain_brainlm
+    from fmtc.simulate.embedded import embedded_cohort
+
+    plan = plan_from_args(args)
+    device = resolve_device(plan.device)
+    began = time.perf_counter()
+    if args.out is None:
+        if args.cohort is not None or args.init is not None:
+            raise ValueError("--out is required with --cohort or --init (only the plan's "
+                             "simulated-pretrained encoder has a default folder)")
+        out = build_simulated_encoder(plan, device, progress=True)
+        log = json.loads((out / LOG_FILE).read_text(encoding="utf-8"))
+    else:
+        if args.cohort is None:
+            folder = embedded_cohort(plan, pretraining_cohort_settings(plan), unlabelled=True,
+                                     progress=True)
+        else:
+            folder = args.cohort
+        cohort = load_cohort(folder, label=plan.data.label, require_label=False)
+        init = resolve_encoder(plan, device, args.init) if args.init is not None else None
+        out = args.out
+        log = pretrain_brainlm(cohort, out, plan.pretrain, init=init, device=device,
+                               windows=plan.windows, progress=True)
+    held_out = log["held_out"]
+    losses = ", ".join(f"{name} {value:.4f}" for name, value in held_out["loss"].items())
+    print(f"held-out masked-patch loss ({len(held_out['subjects'])} subjects, "
+          f"{held_out['n_windows']} windows): {losses}")
+    print(f"  trained / random init = {held_out['trained_vs_random_init']:.3f}, "
+          f"trained / zero prediction = {held_out['trained_vs_zero_prediction']:.3f}")
+    print(f"BrainLM checkpoint in {out} ({time.perf_counter() - began:.1f} s)")
+    return 0

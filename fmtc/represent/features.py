@@ -1,0 +1,343 @@
+"""BrainLM CLS features of a cohort: every subject's deterministic windows, encoded once and cached.
+
+The TS branch of FMM_TC (Fan et al., "Foundation-Model-Boosted Multimodal Learning for fMRI-based
+Neuropathic Pain Drug Response Prediction", MICCAI 2025) reads the CLS embedding of a frozen BrainLM
+(Ortega Caro et al., ICLR 2024) for each window of a subject's robust-scaled series. Encoding is the
+only expensive step that does not depend on a fold, so :func:`cohort_features` stores its result in
+``outputs.features_dir`` under a key made of everything the numbers depend on: the cohort's content
+hash and subjects, the encoder's weights and config hashes, the window spec, the token order (with
+its number of shuffles and seed) and the arithmetic (float32 on the CPU, bf16 autocast on CUDA).
+The cache is an ``.npz`` plus a ``.json`` of its key, each written atomically, the JSON last. A run
+that fills the cache returns what it reads back from it, so a cold and a warm run hand identical
+bytes downstream.
+
+Any region count works; the official BrainLM weights expect the A424 atlas's 424 regions in A424
+order (``fmtc.acquire.atlas``), with MNI centroids in mm.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fmtc.cohort.folder import Cohort
+from fmtc.device import autocast, describe_device
+from fmtc.plan import Plan
+from fmtc.preprocess.transforms import make_windows, robust_scale, window_starts
+from fmtc.represent.brainlm import BrainLM
+from fmtc.represent.encoder import encoder_fingerprint, model_fingerprint, resolve_encoder
+from fmtc.storage import atomic_open, write_json
+
+#: Bump when the stored arrays change meaning; old cache files are then simply not found.
+FEATURES_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """BrainLM CLS features of a cohort, as read from the feature cache.
+
+    Attributes
+    ----------
+    subject_ids : list of str
+        Participants, in the cohort's order.
+    cls : ndarray of shape (N, W, hidden_size), float32
+        CLS embedding of each subject's deterministic windows (window order as in
+        :func:`fmtc.preprocess.transforms.window_starts`). When recordings differ in length, ``W``
+        is the largest window count and a subject's missing windows are NaN rows.
+    n_windows : ndarray of shape (N,), int64
+        Number of real windows of each subject (``cls[i, :n_windows[i]]``).
+    encoder : dict
+        The encoder's ``source_info`` (source, commit, ``weights_sha256``, ...) plus the token
+        order, number of shuffles and seed, window spec, precision and the cache key's hash.
+    cache_path : Path
+        The ``.npz`` file the arrays were read from.
+    """
+
+    subject_ids: list[str]
+    cls: np.ndarray
+    n_windows: np.ndarray
+    encoder: dict
+    cache_path: Path
+
+
+def cohort_features(
+    cohort: Cohort,
+    plan: Plan,
+    encoder: BrainLM | None = None,
+    device: torch.device | None = None,
+    source: str | None = None,
+    progress: bool = True,
+) -> FeatureSet:
+    """Return the BrainLM CLS features of every subject's windows, from the cache when possible.
+
+    Each series is scaled with :func:`~fmtc.preprocess.transforms.robust_scale` and cut with
+    :func:`~fmtc.preprocess.transforms.make_windows` (``plan.windows``); windows are encoded in
+    batches of ``plan.brainlm.batch_size`` without gradients. ``plan.brainlm.token_order``
+    ``"identity"`` feeds tokens in ROI-major order; ``"shuffle-mean"`` averages the CLS over
+    ``plan.brainlm.n_shuffles`` token orders drawn from a generator seeded with ``plan.seed``, the
+    same orders for every window, so a window's features do not depend on its batch.
+
+    Parameters
+    ----------
+    cohort : Cohort
+        Any region count; pretrained official weights expect A424 regions in A424 order.
+    plan : Plan
+        Supplies ``windows``, ``brainlm``, ``seed`` and ``outputs.features_dir``.
+    encoder : BrainLM, optional
+        A loaded encoder (its ``source_info['weights_sha256']`` enters the cache key). By default
+        the plan's encoder (:func:`fmtc.represent.encoder.resolve_encoder`), built or loaded only
+        on a cache miss.
+    device : torch.device, optional
+        Where to encode. Default: the encoder's device, else the CPU.
+    source : str, optional
+        Overrides ``plan.brainlm.source`` when ``encoder`` is None (the CLI's ``--brainlm``).
+    progress : bool, default=True
+        Show a progress bar while encoding.
+
+    Returns
+    -------
+    FeatureSet
+        Read back from the cache file, whether this call filled it or found it.
+    """
+    device = _check_device(encoder, device)
+    source = source or plan.brainlm.source
+    found = cached_feature_path(cohort, plan, encoder=encoder, device=device, source=source)
+    if found is not None:
+        return read_features(found)
+    if encoder is not None:
+        key = feature_key(cohort, plan, model_fingerprint(encoder), device)
+    else:
+        encoder = resolve_encoder(plan, device, source, progress=progress)
+        key = feature_key(cohort, plan, model_fingerprint(encoder), device)
+        if is_cached(plan, key):  # the files were not on disk before, but these features were
+            return read_features(cache_path(plan, key))
+    cls, n_windows = _encode_cohort(cohort, plan, encoder, device, progress)
+    record = _encoder_record(encoder, plan, key, device)
+    _write_cache(plan, key, cohort.subject_ids, cls, n_windows, record)
+    return read_features(cache_path(plan, key))
+
+
+def cached_feature_path(
+    cohort: Cohort,
+    plan: Plan,
+    encoder: BrainLM | None = None,
+    device: torch.device | None = None,
+    source: str | None = None,
+) -> Path | None:
+    """The cache file :func:`cohort_features` would read, or None on a cache miss.
+
+    Only the key is computed: hashes of the cohort and of the encoder's files. No model is
+    built, loaded or pretrained (an encoder whose files are not on disk yet is a miss).
+
+    Parameters
+    ----------
+    cohort, plan, encoder, device, source
+        As in :func:`cohort_features`.
+    """
+    device = _check_device(encoder, device)
+    fingerprint = (model_fingerprint(encoder) if encoder is not None
+                   else encoder_fingerprint(plan, source or plan.brainlm.source))
+    if fingerprint is None:
+        return None
+    key = feature_key(cohort, plan, fingerprint, device)
+    return cache_path(plan, key) if is_cached(plan, key) else None
+
+
+def feature_key(cohort: Cohort, plan: Plan, fingerprint: dict[str, str],
+                device: torch.device) -> dict[str, Any]:
+    """Everything the CLS features depend on (the cache key, as stored in the JSON).
+
+    Parameters
+    ----------
+    cohort : Cohort
+    plan : Plan
+    fingerprint : dict
+        ``weights_sha256`` and ``config_sha256`` of the encoder
+        (:func:`fmtc.represent.encoder.encoder_fingerprint`).
+    device : torch.device
+        Only its type matters: CUDA encodes in bf16 autocast, the CPU in float32.
+    """
+    shuffled = plan.brainlm.token_order == "shuffle-mean"
+    return {
+        "format": FEATURES_FORMAT,
+        "cohort_content_hash": cohort.content_hash,
+        "subjects_sha256": hashlib.sha256("\n".join(cohort.subject_ids).encode()).hexdigest(),
+        "weights_sha256": fingerprint["weights_sha256"],
+        "config_sha256": fingerprint["config_sha256"],
+        "windows": dataclasses.asdict(plan.windows),
+        "token_order": plan.brainlm.token_order,
+        "n_shuffles": plan.brainlm.n_shuffles if shuffled else None,
+        "shuffle_seed": plan.seed if shuffled else None,
+        "precision": _precision(device),
+    }
+
+
+def cache_path(plan: Plan, key: dict[str, Any]) -> Path:
+    """The ``.npz`` file of a key (its ``.json`` lies beside it)."""
+    return plan.path(plan.outputs.features_dir) / f"brainlm-cls-{_key_hash(key)[:16]}.npz"
+
+
+def is_cached(plan: Plan, key: dict[str, Any]) -> bool:
+    """True when both cache files of ``key`` exist and the JSON holds exactly this key."""
+    path = cache_path(plan, key)
+    meta = path.with_suffix(".json")
+    if not (path.is_file() and meta.is_file()):
+        return False
+    try:
+        return json.loads(meta.read_text(encoding="utf-8")).get("key") == key
+    except (OSError, ValueError):
+        return False
+
+
+def read_features(path: str | Path) -> FeatureSet:
+    """Read a feature cache file (``.npz``) and its ``.json``.
+
+    Raises
+    ------
+    ValueError
+        If the two files do not belong together (the message says to delete them).
+    """
+    path = Path(path)
+    meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+    with np.load(path, allow_pickle=False) as data:
+        stored = str(data["key_sha256"])
+        cls, n_windows = data["cls"], data["n_windows"]
+        subject_ids = [str(pid) for pid in data["subject_ids"]]
+    if stored != meta["key_sha256"]:
+        raise ValueError(f"feature cache {path} does not match {path.with_suffix('.json')} "
+                         "(an interrupted or concurrent write); delete both files and rerun")
+    return FeatureSet(subject_ids=subject_ids, cls=cls, n_windows=n_windows,
+                      encoder=meta["encoder"], cache_path=path)
+
+
+# ------------------------------------------------------------------------------------ encoding
+
+
+def _check_device(encoder: BrainLM | None, device: torch.device | None) -> torch.device:
+    if encoder is None:
+        return device if device is not None else torch.device("cpu")
+    where = next(encoder.parameters()).device
+    if device is not None and torch.device(device) != where:
+        raise ValueError(f"the encoder is on {where} but device={device} was asked for; move it "
+                         "with encoder.to(device) or leave device out")
+    return where
+
+
+def _precision(device: torch.device) -> str:
+    return "bfloat16-autocast" if device.type == "cuda" else "float32"
+
+
+def _encode_cohort(cohort: Cohort, plan: Plan, encoder: BrainLM, device: torch.device,
+                   progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Encode all windows of all subjects in batches; NaN rows pad short window sets."""
+    spec = plan.windows
+    n_windows = np.array([
+        len(window_starts(cohort.timeseries[pid].shape[0], spec.length, spec.stride,
+                          spec.max_windows))
+        for pid in cohort.subject_ids
+    ], dtype=np.int64)
+    cls = np.full((len(n_windows), int(n_windows.max()), encoder.config.hidden_size), np.nan,
+                  dtype=np.float32)
+    xyz = torch.from_numpy(cohort.xyz).to(device)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=int(n_windows.sum()), desc="BrainLM CLS features", unit="window")
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        with torch.no_grad(), autocast(device):
+            for rows, cols, batch in _batches(cohort, plan, plan.brainlm.batch_size):
+                signal = torch.from_numpy(batch).to(device)
+                cls[rows, cols] = _encode_batch(encoder, signal, xyz, plan).float().cpu().numpy()
+                if bar is not None:
+                    bar.update(len(batch))
+    finally:
+        encoder.train(was_training)
+        if bar is not None:
+            bar.close()
+    return cls, n_windows
+
+
+def _batches(cohort: Cohort, plan: Plan,
+             batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Yield ``(subject rows, window columns, windows [B, R, length])``, one subject at a time."""
+    spec = plan.windows
+    rows: list[int] = []
+    cols: list[int] = []
+    windows: list[np.ndarray] = []
+    for row, pid in enumerate(cohort.subject_ids):
+        scaled = robust_scale(cohort.timeseries[pid])
+        for col, window in enumerate(make_windows(scaled, spec.length, spec.stride,
+                                                  spec.max_windows)):
+            rows.append(row)
+            cols.append(col)
+            windows.append(window)
+            if len(windows) == batch_size:
+                yield np.array(rows), np.array(cols), np.stack(windows)
+                rows, cols, windows = [], [], []
+    if windows:
+        yield np.array(rows), np.array(cols), np.stack(windows)
+
+
+def _encode_batch(encoder: BrainLM, signal: torch.Tensor, xyz: torch.Tensor,
+                  plan: Plan) -> torch.Tensor:
+    batch_xyz = xyz.expand(len(signal), -1, -1)
+    if plan.brainlm.token_order == "identity":
+        return encoder.encode(signal, batch_xyz, token_order="identity")
+    # BrainLM.encode draws one order per row, so a window's features would depend on its place
+    # in the batch; here every window gets the same n_shuffles orders, i.e. exactly what
+    # encode(window alone, token_order="shuffle-mean", seed=plan.seed) returns.
+    n_tokens = signal.shape[1] * (signal.shape[2] // encoder.config.timepoint_patching_size)
+    generator = torch.Generator().manual_seed(plan.seed)
+    total = 0
+    for _ in range(plan.brainlm.n_shuffles):
+        noise = torch.rand(1, n_tokens, generator=generator).expand(len(signal), -1)
+        total = total + encoder.vit(signal, batch_xyz, noise.to(signal.device), 0.0)[0][:, 0]
+    return total / plan.brainlm.n_shuffles
+
+
+# --------------------------------------------------------------------------------------- cache
+
+
+def _key_hash(key: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def _encoder_record(encoder: BrainLM, plan: Plan, key: dict[str, Any],
+                    device: torch.device) -> dict[str, Any]:
+    return {
+        **encoder.source_info,
+        "config_sha256": key["config_sha256"],
+        "hidden_size": encoder.config.hidden_size,
+        "token_order": key["token_order"],
+        "n_shuffles": key["n_shuffles"],
+        "shuffle_seed": key["shuffle_seed"],
+        "windows": key["windows"],
+        "precision": key["precision"],
+        "cache_key_sha256": _key_hash(key),
+        "computed_on": describe_device(device),
+    }
+
+
+def _write_cache(plan: Plan, key: dict[str, Any], subject_ids: list[str], cls: np.ndarray,
+                 n_windows: np.ndarray, record: dict[str, Any]) -> None:
+    """Write the arrays, then the JSON that makes them a cache hit; each file atomically."""
+    path = cache_path(plan, key)
+    key_sha = _key_hash(key)
+    with atomic_open(path, "wb") as handle:
+        np.savez(handle, cls=cls, n_windows=n_windows, key_sha256=np.array(key_sha),
+                 subject_ids=np.array(subject_ids, dtype=str))
+    write_json(path.with_suffix(".json"), {
+        "key": key, "key_sha256": key_sha, "encoder": record,
+        "shape": list(cls.shape), "subject_ids": subject_ids,
+    })

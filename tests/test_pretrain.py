@@ -1,0 +1,120 @@
+"""BrainLM pretraining: resumable, saved as a checkpoint folder, better than random weights."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+from test_features import _load, write_tiny_cohort
+
+from fmtc.device import resolve_device
+from fmtc.plan import BrainLMArchitecture, load_plan
+from fmtc.represent import encoder as encoder_module
+from fmtc.represent import pretrain as pretrain_module
+from fmtc.represent.encoder import resolve_encoder, simulated_encoder_folder
+from fmtc.represent.loading import load_brainlm
+from fmtc.represent.pretrain import CHECKPOINT_FILE, LOG_FILE, pretrain_brainlm
+
+CPU = torch.device("cpu")
+TINY_ARCHITECTURE = BrainLMArchitecture(
+    hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+    decoder_hidden_size=16, decoder_num_hidden_layers=1, decoder_num_attention_heads=2,
+    decoder_intermediate_size=32)
+
+
+@pytest.fixture()
+def tiny(tmp_path):
+    """(cohort of 6 subjects x 12 regions, tiny PretrainPlan, WindowPlan)."""
+    plan = load_plan("smoke")
+    cohort = _load(write_tiny_cohort(tmp_path / "cohort", [220, 260, 220, 300, 220, 240]))
+    settings = replace(plan.pretrain, architecture=TINY_ARCHITECTURE, epochs=3, batch_size=2)
+    return cohort, settings, plan.windows
+
+
+def _state(model) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_pretraining_resumes_from_checkpoint(tiny, tmp_path, monkeypatch):
+    cohort, settings, windows = tiny
+    whole = pretrain_brainlm(cohort, tmp_path / "whole", settings, init=None, device=CPU,
+                             windows=windows, progress=False)
+
+    real_epoch = pretrain_module._train_epoch
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # killed during the second epoch
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(pretrain_module, "_train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain_brainlm(cohort, tmp_path / "resumed", settings, init=None, device=CPU,
+                         windows=windows, progress=False)
+    assert (tmp_path / "resumed" / CHECKPOINT_FILE).is_file()
+    assert not (tmp_path / "resumed" / "pytorch_model.bin").exists()
+
+    calls.clear()
+    monkeypatch.setattr(pretrain_module, "_train_epoch",
+                        lambda *a, **k: calls.append(1) or real_epoch(*a, **k))
+    resumed = pretrain_brainlm(cohort, tmp_path / "resumed", settings, init=None, device=CPU,
+                               windows=windows, progress=False)
+    assert len(calls) == settings.epochs - 1  # only the epochs after the checkpoint
+    assert [e["train_loss"] for e in resumed["epochs"]] == [e["train_loss"]
+                                                            for e in whole["epochs"]]
+    a, b = load_brainlm(tmp_path / "whole"), load_brainlm(tmp_path / "resumed")
+    assert all(torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items())
+
+
+def test_saved_pretrained_model_loads_with_load_brainlm(tiny, tmp_path):
+    cohort, settings, windows = tiny
+    log = pretrain_brainlm(cohort, tmp_path / "out", settings, init=None, device=CPU,
+                           windows=windows, progress=False)
+    model = load_brainlm(tmp_path / "out")
+    assert model.config.hidden_size == TINY_ARCHITECTURE.hidden_size
+    assert model.config.conv_kernel_size == 65 and model.config.timepoint_patching_size == 20
+    assert model.config.mask_ratio == settings.mask_ratio
+    assert model.source_info["weights_sha256"] == log["weights_sha256"]
+    written = json.loads((tmp_path / "out" / LOG_FILE).read_text())
+    assert len(written["epochs"]) == settings.epochs
+    assert set(written["held_out"]["loss"]) == {"trained", "random_init", "zero_prediction"}
+    assert not set(written["held_out"]["subjects"]) & set(written["train_subjects"])
+
+
+def test_continued_pretraining_starts_from_init_weights(tiny, tmp_path):
+    cohort, settings, windows = tiny
+    pretrain_brainlm(cohort, tmp_path / "first", settings, init=None, device=CPU,
+                     windows=windows, progress=False)
+    init = load_brainlm(tmp_path / "first")
+    log = pretrain_brainlm(cohort, tmp_path / "second", replace(settings, epochs=1), init=init,
+                           device=CPU, windows=windows, progress=False)
+    assert log["init"]["weights_sha256"] == init.source_info["weights_sha256"]
+    assert "init" in log["held_out"]["loss"]
+
+
+def test_checkpoint_of_other_settings_is_refused(tiny, tmp_path):
+    cohort, settings, windows = tiny
+    pretrain_brainlm(cohort, tmp_path / "out", settings, init=None, device=CPU,
+                     windows=windows, progress=False)
+    with pytest.raises(ValueError, match="other pretraining settings.*lr"):
+        pretrain_brainlm(cohort, tmp_path / "out", replace(settings, lr=1e-4), init=None,
+                         device=CPU, windows=windows, progress=False)
+
+
+@pytest.mark.slow
+def test_pretrained_encoder_beats_random_init_on_held_out_loss(tmp_path, monkeypatch):
+    plan = load_plan("smoke").replace(outputs={
+        name: str(tmp_path / name) for name in ("data_dir", "cohorts_dir", "models_dir")})
+    model = resolve_encoder(plan, resolve_device("cpu"), progress=False)
+    folder = simulated_encoder_folder(plan)
+    assert model.source_info["folder"] == str(folder)
+    held_out = json.loads((folder / LOG_FILE).read_text())["held_out"]
+    assert held_out["loss"]["trained"] <= 0.8 * held_out["loss"]["random_init"]
+
+    monkeypatch.setattr(encoder_module, "build_simulated_encoder", pytest.fail)
+    again = resolve_encoder(plan, resolve_device("cpu"), progress=False)  # from the cache
+    assert again.source_info["weights_sha256"] == model.source_info["weights_sha256"]
