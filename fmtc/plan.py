@@ -134,6 +134,7 @@ class PretrainPlan:
     epochs: int = 10
     batch_size: int = 8
     lr: float = 1e-3
+    warmup_fraction: float = 0.1
     weight_decay: float = 0.05
     mask_ratio: float = 0.2
     seed: int = 0
@@ -141,6 +142,7 @@ class PretrainPlan:
     def check(self, key: str) -> None:
         _require(0 < self.mask_ratio < 1, f"{key}.mask_ratio", "must lie in (0, 1)")
         _require(self.epochs >= 1, f"{key}.epochs", "must be >= 1")
+        _require(0 <= self.warmup_fraction < 1, f"{key}.warmup_fraction", "must lie in [0, 1)")
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,8 @@ def pretrain_brainlm(
         one of other settings is an error.
     settings : PretrainPlan
         Architecture (when ``init`` is None), epochs, batch size, AdamW ``lr`` and
-        ``weight_decay`` (cosine schedule over all steps), ``mask_ratio`` and ``seed``.
+        ``weight_decay`` (linear warm-up over ``warmup_fraction`` of the steps, then cosine
+        decay), ``mask_ratio`` and ``seed``.
     init : BrainLM or None
         Continue from these weights (its architecture is kept); ``None`` starts from a random
         initialisation seeded with ``settings.seed``.
@@ -126,8 +127,8 @@ def pretrain_brainlm(
     steps_per_epoch = math.ceil(len(train_ids) / settings.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr,
                                   weight_decay=settings.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=settings.epochs * steps_per_epoch)
+    scheduler = warmup_cosine_schedule(optimizer, settings.epochs * steps_per_epoch,
+                                       settings.warmup_fraction)
     state = _TrainingState(settings.seed)
     history: list[dict[str, float]] = []
     checkpoint = out_dir / CHECKPOINT_FILE
@@ -181,6 +182,24 @@ def pretrain_brainlm(
 
 
 # ------------------------------------------------------------------------------------ training
+
+
+def warmup_cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int,
+                           warmup_fraction: float) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over ``warmup_fraction`` of the steps, then cosine decay to zero.
+
+    A post-LayerNorm transformer trained from scratch at a high learning rate needs the
+    warm-up; without it the masked-patch loss stays at the predict-zero level.
+    """
+    warmup = max(1, round(warmup_fraction * total_steps)) if warmup_fraction > 0 else 0
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 class _TrainingState:
