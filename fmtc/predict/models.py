@@ -1,0 +1,226 @@
+"""FMM_TC and its unimodal variants (Fan et al., MICCAI 2025, Fig. 1).
+
+FMM_TC concatenates the frozen BrainLM CLS embedding of an fMRI window (the
+temporal branch, read from the feature cache) with a ResNet-18 embedding of the
+subject's R x R functional connectivity matrix (the connectivity branch,
+trained from scratch) and classifies the concatenation with one linear layer.
+TS-only keeps the temporal branch, FC-only the connectivity branch.
+
+Two departures from the authors' code, both inside the models so that a saved
+``state_dict`` is everything an attribution method needs:
+
+- inputs are standardised with statistics of the training subjects, held as
+  buffers (:meth:`set_standardisation`); the authors fed unscaled inputs;
+- when ``pool_size`` is set, the R x R matrix is reduced by a differentiable
+  average pooling as the first layer, so gradients and attributions stay
+  defined with respect to every edge of the R x R input.
+
+Every model takes ``(cls, fc)`` and ignores the input it does not use:
+``cls`` is ``[B, H]`` (one window per subject) or ``[B, W, H]`` (all windows;
+logits ``[B, W, 2]``), ``fc`` is ``[B, R, R]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+MODEL_KINDS = ("fmmtc", "ts", "fc")
+"""Torch models of :func:`build_model` (logistic baselines: :mod:`fmtc.predict.baselines`)."""
+
+FC_EMBEDDING = 256
+"""Width of the connectivity embedding: the ResNet-18 classifier layer is replaced by 512 -> 256."""
+
+STD_FLOOR = 1e-6
+"""Standard deviations below this divide by 1 instead (constant inputs, e.g. the FC diagonal)."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model before loading its ``state_dict``.
+
+    Attributes
+    ----------
+    kind : {"fmmtc", "ts", "fc"}
+        FMM_TC, TS-only or FC-only.
+    cls_dim : int
+        Width H of the BrainLM CLS embedding (unused by ``fc``).
+    n_regions : int
+        R of the R x R connectivity input (unused by ``ts``).
+    pool_size : int or None
+        Side of the pooled FC image; None feeds the full R x R matrix.
+    fc_kind : str
+        Connectivity definition (``pearson`` or ``gram``), recorded for readers.
+    """
+
+    kind: str
+    cls_dim: int
+    n_regions: int
+    pool_size: int | None = None
+    fc_kind: str = "pearson"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``models.json`` of a run."""
+        return asdict(self)
+
+
+def _check_fc(fc: Tensor, n_regions: int) -> None:
+    if fc.ndim != 3 or fc.shape[1:] != (n_regions, n_regions):
+        raise ValueError(f"expected connectivity of shape [B, {n_regions}, {n_regions}], "
+                         f"got {tuple(fc.shape)}")
+
+
+def _check_cls(cls: Tensor, cls_dim: int) -> None:
+    if cls.ndim not in (2, 3) or cls.shape[-1] != cls_dim:
+        raise ValueError(f"expected CLS features of shape [B, {cls_dim}] or [B, W, {cls_dim}], "
+                         f"got {tuple(cls.shape)}")
+
+
+class _Standardise(nn.Module):
+    """``(x - mean) / std`` with buffers set from training subjects (identity until set)."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(shape))
+        self.register_buffer("std", torch.ones(shape))
+
+    def set(self, mean: Tensor, std: Tensor) -> None:
+        if mean.shape != self.mean.shape or std.shape != self.std.shape:
+            raise ValueError(f"standardisation statistics of shape {tuple(mean.shape)} / "
+                             f"{tuple(std.shape)} do not match the input shape "
+                             f"{tuple(self.mean.shape)}")
+        std = torch.where(std < STD_FLOOR, torch.ones_like(std), std)
+        self.mean.copy_(mean)
+        self.std.copy_(std)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
+
+
+class FCEncoder(nn.Module):
+    """ResNet-18 from scratch on the standardised R x R matrix repeated to 3 channels.
+
+    Parameters
+    ----------
+    n_regions : int
+        R.
+    pool_size : int, optional
+        Average-pool the matrix to ``pool_size x pool_size`` first (differentiable).
+    out_dim : int
+        Width of the embedding (the replaced classifier layer).
+    """
+
+    def __init__(self, n_regions: int, pool_size: int | None = None, out_dim: int = FC_EMBEDDING):
+        super().__init__()
+        from torchvision.models import resnet18
+
+        if pool_size is not None and not 2 <= pool_size <= n_regions:
+            raise ValueError(f"pool_size must lie in [2, {n_regions}] or be None, got {pool_size}")
+        self.n_regions = n_regions
+        self.pool_size = pool_size
+        self.standardise = _Standardise((n_regions, n_regions))
+        self.resnet = resnet18(weights=None, num_classes=out_dim)
+
+    def forward(self, fc: Tensor) -> Tensor:
+        _check_fc(fc, self.n_regions)
+        image = self.standardise(fc).unsqueeze(1)
+        if self.pool_size is not None:
+            image = F.adaptive_avg_pool2d(image, self.pool_size)
+        return self.resnet(image.expand(-1, 3, -1, -1))
+
+
+class _Classifier(nn.Module):
+    """Shared ``set_standardisation`` and window broadcasting of the three models."""
+
+    config: ModelConfig
+
+    def set_standardisation(self, cls: tuple[Tensor, Tensor] | None = None,
+                            fc: tuple[Tensor, Tensor] | None = None) -> None:
+        """Set the (mean, std) of the CLS ``[H]`` and FC ``[R, R]`` inputs it uses."""
+        if cls is not None and hasattr(self, "cls_standardise"):
+            self.cls_standardise.set(*cls)
+        if fc is not None and hasattr(self, "fc_encoder"):
+            self.fc_encoder.standardise.set(*fc)
+
+
+class FMMTC(_Classifier):
+    """FMM_TC: [standardised CLS ⊕ ResNet-18(FC)] -> linear -> 2 logits."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.cls_standardise = _Standardise((config.cls_dim,))
+        self.fc_encoder = FCEncoder(config.n_regions, config.pool_size)
+        self.head = nn.Linear(config.cls_dim + FC_EMBEDDING, 2)
+
+    def forward(self, cls: Tensor, fc: Tensor) -> Tensor:
+        _check_cls(cls, self.config.cls_dim)
+        if cls.shape[0] != fc.shape[0]:
+            raise ValueError(f"CLS batch {tuple(cls.shape)} and FC batch {tuple(fc.shape)} differ")
+        embedding = self.fc_encoder(fc)
+        if cls.ndim == 3:  # every window of a subject shares its connectivity embedding
+            embedding = embedding.unsqueeze(1).expand(-1, cls.shape[1], -1)
+        return self.head(torch.cat([self.cls_standardise(cls), embedding], dim=-1))
+
+
+class TSOnly(_Classifier):
+    """TS-only: standardised BrainLM CLS -> linear -> 2 logits (``fc`` is ignored)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.cls_standardise = _Standardise((config.cls_dim,))
+        self.head = nn.Linear(config.cls_dim, 2)
+
+    def forward(self, cls: Tensor, fc: Tensor | None = None) -> Tensor:
+        _check_cls(cls, self.config.cls_dim)
+        return self.head(self.cls_standardise(cls))
+
+
+class FCOnly(_Classifier):
+    """FC-only: ResNet-18(FC) -> linear -> 2 logits (``cls`` only sets the window axis)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.fc_encoder = FCEncoder(config.n_regions, config.pool_size)
+        self.head = nn.Linear(FC_EMBEDDING, 2)
+
+    def forward(self, cls: Tensor | None, fc: Tensor) -> Tensor:
+        logits = self.head(self.fc_encoder(fc))
+        if cls is not None and cls.ndim == 3:
+            logits = logits.unsqueeze(1).expand(-1, cls.shape[1], -1)
+        return logits
+
+
+def build_model(config: ModelConfig) -> _Classifier:
+    """Return an untrained FMM_TC, TS-only or FC-only model for ``config``.
+
+    Parameters
+    ----------
+    config : ModelConfig
+        ``kind`` picks the model.
+
+    Returns
+    -------
+    torch.nn.Module
+        Takes ``(cls, fc)``; returns logits ``[B, 2]`` or ``[B, W, 2]``.
+    """
+    models = {"fmmtc": FMMTC, "ts": TSOnly, "fc": FCOnly}
+    if config.kind not in models:
+        raise ValueError(f"unknown model kind {config.kind!r}; use one of {list(models)}")
+    return models[config.kind](config)
+
+
+def uses_cls(kind: str) -> bool:
+    """True when the model reads BrainLM CLS features."""
+    return kind in ("fmmtc", "ts", "cls-logreg")
+
+
+def uses_fc(kind: str) -> bool:
+    """True when the model reads the connectivity matrices."""
+    return kind in ("fmmtc", "fc", "fc-logreg")
