@@ -171,11 +171,18 @@ class LogisticPlan:
 
 @dataclass(frozen=True)
 class EvaluationPlan:
-    """Cross-validation protocol, model selection and uncertainty."""
+    """Cross-validation protocol, model selection and uncertainty.
+
+    ``honest_epoch`` is how the honest selection picks a torch model's epoch without
+    reading the test fold: ``last``, the end of the declared schedule (``train.epochs``),
+    trained on the whole training fold; or ``validation``, the best epoch on an inner
+    validation split (``inner_validation_fraction`` of the training fold, not trained on).
+    """
 
     folds: int = 5
     repeats: int = 5
     selection: Literal["honest", "paper"] = "honest"
+    honest_epoch: Literal["last", "validation"] = "last"
     inner_validation_fraction: float = 0.2
     permutations: int = 200
     bootstrap: int = 1000

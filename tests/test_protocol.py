@@ -87,7 +87,8 @@ def synthetic_data(n: int = 30, regions: int = 16, hidden: int = 8, windows: int
 
 
 TINY_PLAN = load_plan("smoke").replace(
-    evaluation={"folds": 3, "repeats": 1, "permutations": 20, "bootstrap": 50},
+    evaluation={"folds": 3, "repeats": 1, "permutations": 20, "bootstrap": 50,
+                "honest_epoch": "validation"},
     train={"epochs": 3, "batch_size": 16, "lr": 5e-3}, connectivity={"pool_size": 8},
     logistic={"c_grid": [0.1, 1.0], "inner_folds": 2})
 
@@ -378,6 +379,20 @@ def test_trajectories_mark_the_epoch_each_selection_read(experiment):
         for name, row in (("paper", paper), ("honest", honest)):
             assert metrics.at[(model, name, str(fold), "mcc"), "value"] == pytest.approx(
                 row["test_mcc"].iloc[0])
+
+
+def test_honest_last_epoch_trains_on_the_whole_training_fold(one_thread):
+    data = synthetic_data()
+    plan = TINY_PLAN.replace(evaluation={"honest_epoch": "last"}, train={"epochs": 2})
+    result = run_experiment(data, plan, ["ts"], ["honest", "paper"])
+    for split in result.splits["splits"]:
+        assert split["validation"] == []
+        assert sorted(split["fit"] + split["test"]) == sorted(data.subject_ids)
+    trajectory = result.trajectories
+    honest = trajectory.loc[trajectory["selected_honest"] == 1, "epoch"]
+    assert (honest == 1).all() and len(honest) == plan.evaluation.folds
+    assert trajectory["val_mcc"].isna().all()
+    assert result.splits["honest_epoch"] == "last"
 
 
 def test_logistic_baselines_predict_the_same_under_both_selections(experiment):

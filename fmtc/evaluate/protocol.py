@@ -4,10 +4,13 @@ One run (``fmtc evaluate``, :func:`evaluate_cohort`, :func:`main_comparison`)
 trains every requested model on every outer fold of every repeat
 (:func:`fmtc.evaluate.splits.stratified_splits`, subject-level). Torch models
 (FMM_TC, TS-only, FC-only; :mod:`fmtc.predict.models`) are trained on the
-*inner-train* part of the training fold; a stratified *inner validation* part
-(``evaluation.inner_validation_fraction``) serves the honest epoch selection.
-Their trajectory (validation and test predictions after every epoch) is logged
-once, and both selections of :mod:`fmtc.evaluate.selection` read it. The
+whole training fold when the honest selection takes the last epoch of the
+declared schedule (``evaluation.honest_epoch: last``, the default), or on its
+*inner-train* part when a stratified *inner validation* part
+(``evaluation.inner_validation_fraction``) chooses the epoch
+(``honest_epoch: validation``). Their trajectory (validation and test
+predictions after every epoch) is logged once, and both selections of
+:mod:`fmtc.evaluate.selection` read it. The
 logistic baselines (``fc-logreg``, ``cls-logreg``) have no epochs; they are fit
 on the whole training fold with ``C`` chosen by inner CV, and appear under every
 requested selection with the same predictions.
@@ -295,8 +298,12 @@ def run_experiment(data: ExperimentData, plan: Plan, models: Sequence[str],
     labels = np.asarray(data.labels, dtype=np.int64)
     ids = np.asarray(data.subject_ids)
     splits = stratified_splits(labels, ev.folds, ev.repeats, plan.seed)
-    inner = {(s.repeat, s.fold): inner_validation_split(
-        s.train, labels, ev.inner_validation_fraction, _fold_seed(plan.seed, s)) for s in splits}
+    if ev.honest_epoch == "validation":
+        inner = {(s.repeat, s.fold): inner_validation_split(
+            s.train, labels, ev.inner_validation_fraction, _fold_seed(plan.seed, s))
+            for s in splits}
+    else:  # the declared schedule's last epoch: train on the whole training fold
+        inner = {(s.repeat, s.fold): (s.train, s.train[:0]) for s in splits}
 
     metric_rows: list[tuple] = []
     prediction_rows: dict[str, list[tuple]] = {s: [] for s in selections}
@@ -325,9 +332,10 @@ def run_experiment(data: ExperimentData, plan: Plan, models: Sequence[str],
                     log = train_fold(config, plan.train, inputs, fit, val, split.test, seed=seed,
                                      device=device,
                                      snapshot=snapshot_rule(list(selections), labels[val],
-                                                            labels[split.test]))
+                                                            labels[split.test], ev.honest_epoch))
                     epochs = {s: select_epoch(s, labels[val], log.val_probabilities,
-                                              labels[split.test], log.test_probabilities)
+                                              labels[split.test], log.test_probabilities,
+                                              ev.honest_epoch)
                               for s in selections}
                     for s in selections:
                         if log.snapshots[s][0] != epochs[s]:  # pragma: no cover - invariant
@@ -377,7 +385,9 @@ def run_experiment(data: ExperimentData, plan: Plan, models: Sequence[str],
                    for s, rows in prediction_rows.items()}
     split_record = {
         "folds": ev.folds, "repeats": ev.repeats, "seed": plan.seed,
-        "inner_validation_fraction": ev.inner_validation_fraction,
+        "honest_epoch": ev.honest_epoch,
+        "inner_validation_fraction": (ev.inner_validation_fraction
+                                      if ev.honest_epoch == "validation" else None),
         "splits": [{"repeat": s.repeat, "fold": s.fold,
                     "fit": ids[inner[(s.repeat, s.fold)][0]].tolist(),
                     "validation": ids[inner[(s.repeat, s.fold)][1]].tolist(),

@@ -4,10 +4,15 @@ Both rules read the same per-epoch predictions (:class:`fmtc.predict.training.Tr
 so a fold is trained once and both selections come for free.
 
 ``honest``
-    The epoch with the highest MCC on the inner validation subjects (a stratified
-    part of the training fold, ``evaluation.inner_validation_fraction``); ties go
-    to the lower validation cross-entropy, then to the later epoch (the cosine
-    schedule has annealed further). It never reads the test fold.
+    Never reads the test fold. With ``evaluation.honest_epoch: last`` (default) it
+    is the last epoch of the declared schedule (``train.epochs``; the cosine
+    schedule has annealed to zero), the model trained on the whole training fold.
+    With ``honest_epoch: validation`` it is the epoch with the highest MCC on the
+    inner validation subjects (a stratified part of the training fold,
+    ``evaluation.inner_validation_fraction``); ties go to the lower validation
+    cross-entropy, then to the later epoch. With ~10 validation subjects that
+    MCC moves in steps of ~0.2, so on cohorts of paper size the choice is mostly
+    noise; the fixed schedule is the default for that reason.
 ``paper``
     The epoch with the highest MCC on the test fold itself, the first such epoch
     as in the authors' ``if mcc > best`` loop (Fan et al., MICCAI 2025). It reads
@@ -86,23 +91,33 @@ def paper_selection(test_labels: np.ndarray, test_probabilities: np.ndarray) -> 
 
 
 def select_epoch(selection: str, val_labels: np.ndarray, val_probabilities: np.ndarray,
-                 test_labels: np.ndarray, test_probabilities: np.ndarray) -> int:
-    """Dispatch to :func:`honest_selection` or :func:`paper_selection`."""
+                 test_labels: np.ndarray, test_probabilities: np.ndarray,
+                 honest_epoch: str = "validation") -> int:
+    """Dispatch to :func:`honest_selection`, the last epoch, or :func:`paper_selection`.
+
+    ``honest_epoch`` (``"validation"`` or ``"last"``) is the honest rule; see the module
+    docstring.
+    """
     if selection == "honest":
+        if honest_epoch == "last":
+            return len(test_probabilities) - 1
+        if honest_epoch != "validation":
+            raise ValueError(f"unknown honest_epoch {honest_epoch!r}; use 'last' or 'validation'")
         return honest_selection(val_labels, val_probabilities)
     if selection == "paper":
         return paper_selection(test_labels, test_probabilities)
     raise ValueError(f"unknown selection {selection!r}; use one of {list(SELECTIONS)}")
 
 
-def snapshot_rule(selections: list[str], val_labels: np.ndarray, test_labels: np.ndarray):
+def snapshot_rule(selections: list[str], val_labels: np.ndarray, test_labels: np.ndarray,
+                  honest_epoch: str = "validation"):
     """The training loop's ``snapshot`` callback: which selections pick the latest epoch."""
 
     def rule(val_probabilities: np.ndarray, test_probabilities: np.ndarray) -> list[str]:
-        last = len(val_probabilities) - 1
+        last = len(test_probabilities) - 1
         return [name for name in selections
                 if select_epoch(name, val_labels, val_probabilities, test_labels,
-                                test_probabilities) == last]
+                                test_probabilities, honest_epoch) == last]
 
     return rule
 
@@ -118,13 +133,19 @@ def trajectory_table(val_labels: np.ndarray, val_probabilities: np.ndarray,
             return np.full(len(probs), np.nan)
         return np.array([roc_auc_score(labels, row) for row in probs])
 
+    if len(val_labels) == 0:  # honest_epoch "last": no inner validation split
+        val = {"val_loss": np.full(len(test_probabilities), np.nan)}
+        val["val_mcc"] = val["val_auc"] = val["val_loss"]
+    else:
+        val = {"val_loss": _cross_entropy_per_epoch(val_labels, val_probabilities),
+               "val_mcc": _mcc_per_epoch(val_labels, val_probabilities),
+               "val_auc": auc(val_labels, val_probabilities)}
+
     return {
-        "epoch": np.arange(len(val_probabilities)),
+        "epoch": np.arange(len(test_probabilities)),
         "lr": np.asarray(lr),
         "train_loss": np.asarray(train_loss),
-        "val_loss": _cross_entropy_per_epoch(val_labels, val_probabilities),
-        "val_mcc": _mcc_per_epoch(val_labels, val_probabilities),
-        "val_auc": auc(val_labels, val_probabilities),
+        **val,
         "test_loss": _cross_entropy_per_epoch(test_labels, test_probabilities),
         "test_mcc": _mcc_per_epoch(test_labels, test_probabilities),
         "test_auc": auc(test_labels, test_probabilities),
