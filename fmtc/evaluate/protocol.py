@@ -608,27 +608,35 @@ def evaluate_cohort(plan: Plan, cohort: Cohort, models: Sequence[str],
     return result
 
 
+def main_comparison_dir(plan: Plan) -> Path:
+    """The default run folder of :func:`main_comparison`: ``<runs_dir>/main-comparison_...``."""
+    return plan.path(plan.outputs.runs_dir) / f"main-comparison_{plan.profile}_seed-{plan.seed}"
+
+
 def main_comparison(plan: Plan, cohort: Cohort | None = None, out: Path | None = None,
                     device: Any = None, features: Any = None,
+                    selections: Sequence[str] | None = None,
                     progress: bool = False) -> pd.DataFrame:
     """FMM_TC vs TS-only vs FC-only vs the two logistic baselines (``evaluation.models``).
 
     Parameters
     ----------
     plan : Plan
-        ``evaluation.selection`` picks the epoch selection.
     cohort : Cohort, optional
         Default: the plan's cohort (:func:`fmtc.workflow.plan_cohort`).
     out : Path, optional
-        Run folder; default ``<runs_dir>/main-comparison_<profile>_seed-<seed>``.
+        Run folder; default :func:`main_comparison_dir`.
     device : torch.device, optional
     features : FeatureSet, optional
+    selections : sequence of {"honest", "paper"}, optional
+        Epoch selections to report (one training serves all); default
+        ``[evaluation.selection]``.
     progress : bool
 
     Returns
     -------
     DataFrame
-        The tidy table of :func:`summarise` for the plan's selection.
+        The tidy table of :func:`summarise`: one row per model, selection and metric.
     """
     if cohort is None:
         from fmtc.workflow import plan_cohort
@@ -636,9 +644,9 @@ def main_comparison(plan: Plan, cohort: Cohort | None = None, out: Path | None =
         cohort = plan_cohort(plan, progress=progress)
     models = list(plan.evaluation.models)
     if out is None:
-        out = plan.path(plan.outputs.runs_dir) / f"main-comparison_{plan.profile}_seed-{plan.seed}"
-    result = evaluate_cohort(plan, cohort, models, [plan.evaluation.selection], out=out,
-                             device=device, features=features, progress=progress)
+        out = main_comparison_dir(plan)
+    result = evaluate_cohort(plan, cohort, models, selections or [plan.evaluation.selection],
+                             out=out, device=device, features=features, progress=progress)
     return result.summary
 
 

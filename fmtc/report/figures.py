@@ -141,11 +141,86 @@ def plot_fold_metrics(metrics: pd.DataFrame, metric: str = "mcc") -> Figure:
     pooled = rows[rows["fold"].astype(str) == "pooled"]
     fig, ax = plt.subplots(figsize=(8, 0.6 + 0.55 * rows["model"].nunique()),
                            constrained_layout=True)
-    sns.stripplot(data=folds, x="value", y="model", hue="selection", dodge=True, alpha=0.45,
+    several = rows["selection"].nunique() > 1  # seaborn cannot dodge a single hue level
+    sns.stripplot(data=folds, x="value", y="model", hue="selection", dodge=several, alpha=0.45,
                   size=4, ax=ax, jitter=0.2)
-    sns.pointplot(data=pooled, x="value", y="model", hue="selection", dodge=0.4, ax=ax,
-                  markers="D", linestyles="none", errorbar=("ci", 95), legend=False)
+    sns.pointplot(data=pooled, x="value", y="model", hue="selection", dodge=0.4 if several
+                  else False, ax=ax, markers="D", linestyles="none", errorbar=("ci", 95),
+                  legend=False)
     ax.axvline(0.0, color="grey", lw=0.8, ls="--")
     ax.set_xlabel(f"{metric.upper()} (dots: folds; diamonds: pooled per repeat, 95% CI)")
     ax.set_ylabel("")
+    return fig
+
+
+def summary_table(summary: pd.DataFrame, metrics: tuple[str, ...] = ("mcc", "auc", "bacc"),
+                  names: dict[str, str] | None = None) -> pd.DataFrame:
+    """The tidy summary as a readable table: ``mean [low, high]`` per metric, p-values.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        ``summary.csv`` of a run (:func:`fmtc.evaluate.protocol.summarise`).
+    metrics : tuple of str
+        Metrics to show, in order.
+    names : dict, optional
+        Display names of the models.
+
+    Returns
+    -------
+    DataFrame
+        One row per model and selection; intervals are the subject bootstrap's.
+    """
+    names = names or {}
+    rows = []
+    for (model, selection), part in summary.groupby(["model", "selection"], sort=False):
+        part = part.set_index("metric")
+        row = {"model": names.get(model, model), "selection": selection}
+        for metric in metrics:
+            row[metric.upper()] = (f"{part.at[metric, 'mean']:.2f} "
+                                   f"[{part.at[metric, 'bootstrap_low']:.2f}, "
+                                   f"{part.at[metric, 'bootstrap_high']:.2f}]")
+        for metric in ("mcc", "auc"):
+            value = part.at[metric, "p_value"]
+            row[f"p({metric.upper()})"] = f"{value:.3g}" if np.isfinite(value) else "n/a"
+        rows.append(row)
+    return pd.DataFrame(rows).set_index(["model", "selection"])
+
+
+def plot_summary_intervals(summary: pd.DataFrame, metric: str = "mcc",
+                           names: dict[str, str] | None = None) -> Figure:
+    """Forest plot: mean pooled metric per model with its bootstrap and repeat intervals.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        ``summary.csv`` of a run.
+    metric : str
+        Which metric.
+    names : dict, optional
+        Display names of the models.
+    """
+    import matplotlib.pyplot as plt
+
+    names = names or {}
+    rows = summary[summary["metric"] == metric].reset_index(drop=True)
+    selections = list(dict.fromkeys(rows["selection"]))
+    models = list(dict.fromkeys(rows["model"]))
+    colours = {"honest": "#1f77b4", "paper": "#d62728"}
+    fig, ax = plt.subplots(figsize=(8, 0.8 + 0.6 * len(models)), constrained_layout=True)
+    for k, selection in enumerate(selections):
+        offset = (k - (len(selections) - 1) / 2) * 0.25
+        part = rows[rows["selection"] == selection].set_index("model").reindex(models)
+        y = np.arange(len(models)) + offset
+        colour = colours.get(selection, f"C{k}")
+        ax.hlines(y, part["bootstrap_low"], part["bootstrap_high"], color=colour, lw=1.5,
+                  alpha=0.5)
+        ax.hlines(y, part["repeat_low"], part["repeat_high"], color=colour, lw=4)
+        ax.plot(part["mean"], y, "o", color=colour, label=f"{selection} selection")
+    ax.set_yticks(np.arange(len(models)), [names.get(m, m) for m in models])
+    ax.invert_yaxis()
+    ax.axvline(0.0, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel(f"pooled out-of-fold {metric.upper()}: mean over repeats "
+                  "(thick: repeat 95% CI; thin: subject-bootstrap 95% interval)")
+    ax.legend(loc="lower right", fontsize=8, frameon=False)
     return fig

@@ -1,0 +1,57 @@
+"""End to end: the smoke reproduce runs every notebook and the strict book build passes.
+
+The notebooks execute into a temporary copy of the book; the tracked book tree and the
+notebook sources are never written.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_notebook_sources_have_parameters_and_no_outputs():
+    sources = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    assert sources
+    for source in sources:
+        notebook = json.loads(source.read_text())
+        code = [c for c in notebook["cells"] if c["cell_type"] == "code"]
+        assert any("parameters" in c.get("metadata", {}).get("tags", []) for c in code), source
+        assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), source
+
+
+def test_every_notebook_has_an_executed_copy_in_the_book():
+    toc = (ROOT / "book" / "_toc.yml").read_text()
+    for source in (ROOT / "notebooks").glob("*.ipynb"):
+        assert (ROOT / "book" / source.name).is_file(), f"run `make book` to add {source.name}"
+        assert f"file: {source.stem}" in toc
+
+
+@pytest.mark.slow
+def test_smoke_reproduce_builds_the_book_strictly(tmp_path):
+    tracked = {p: p.stat().st_mtime_ns for p in (ROOT / "book").glob("*.ipynb")}
+    plan_file = tmp_path / "plan.yml"
+    plan_file.write_text(
+        "profiles:\n  smoke:\n    outputs:\n"
+        + "".join(f"      {key}: {tmp_path / 'data' / sub}\n" for key, sub in (
+            ("data_dir", ""), ("cohorts_dir", "cohorts"), ("features_dir", "features"),
+            ("models_dir", "models"), ("runs_dir", "runs")))
+        + f"      book_dir: {ROOT / 'book'}\n")
+    book = tmp_path / "book"
+    result = subprocess.run(
+        [sys.executable, "-m", "fmtc", "reproduce", "--profile", "smoke", "--plan",
+         str(plan_file), "--notebooks", str(ROOT / "notebooks"), "--scratch-copy", str(book)],
+        capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    index = book / "_build" / "html" / "index.html"
+    assert index.is_file()
+    baseline_page = (book / "_build" / "html" / "01_cohort_and_fc_baseline.html").read_text()
+    assert "SIMULATED" in baseline_page and "<img" in baseline_page
+    assert "MCC" in baseline_page
+    assert {p: p.stat().st_mtime_ns for p in (ROOT / "book").glob("*.ipynb")} == tracked
