@@ -207,6 +207,15 @@ def test_saved_model_of_any_size_loads_back_identically(tmp_path: Path) -> None:
     ]
 
 
+def test_same_weights_saved_twice_give_identical_bytes(tmp_path: Path) -> None:
+    # The weights' sha256 keys the feature cache and provenance: it must not depend on the
+    # temporary file the atomic write went through.
+    model = _small_model()
+    first = save_brainlm(model, tmp_path / "a") / "pytorch_model.bin"
+    second = save_brainlm(model, tmp_path / "b") / "pytorch_model.bin"
+    assert first.read_bytes() == second.read_bytes()
+
+
 def _tamper(state: dict[str, torch.Tensor], how: str) -> dict[str, torch.Tensor]:
     state = dict(state)
     if how == "missing":

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
+from tiny_cohorts import load_quietly, write_tiny_cohort
 
-from fmtc.cohort.folder import (
-    load_cohort,
-    write_description,
-    write_participants,
-    write_regions,
-    write_timeseries,
-)
 from fmtc.plan import load_plan
 from fmtc.represent import encoder as encoder_module
 from fmtc.represent import features as features_module
@@ -33,32 +25,6 @@ TINY = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
         "conv_kernel_size": 5, "model_type": "brainlm_mae"}
 
 
-def write_tiny_cohort(root: Path, lengths: list[int], seed: int = 0) -> Path:
-    """A labelled cohort of len(lengths) subjects over 12 regions (fast to encode)."""
-    rng = np.random.default_rng(seed)
-    regions = pd.DataFrame({"index": np.arange(1, N_REGIONS + 1),
-                            "name": [f"R{i}" for i in range(N_REGIONS)],
-                            "x": rng.uniform(-60, 60, N_REGIONS),
-                            "y": rng.uniform(-90, 60, N_REGIONS),
-                            "z": rng.uniform(-30, 70, N_REGIONS),
-                            "network": ["A", "B"] * (N_REGIONS // 2)})
-    ids = [f"sub-{i + 1:02d}" for i in range(len(lengths))]
-    write_description(root, "tiny", "TINY", label_column="label")
-    write_regions(root, "TINY", regions)
-    write_participants(root, pd.DataFrame({"participant_id": ids,
-                                           "label": [i % 2 for i in range(len(ids))]}))
-    for pid, length in zip(ids, lengths, strict=True):
-        write_timeseries(root, pid, "TINY", rng.standard_normal((length, N_REGIONS)).cumsum(0),
-                         regions["index"], 2.5)
-    return root
-
-
-def _load(root: Path):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # short series warn; that is what some tests want
-        return load_cohort(root)
-
-
 def _tiny_encoder(folder: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     model = BrainLM(BrainLMConfig.from_dict(TINY))
@@ -71,7 +37,7 @@ def _tiny_encoder(folder: Path, seed: int = 0) -> Path:
 @pytest.fixture()
 def setup(tmp_path):
     """(cohort, plan) with a tiny saved encoder as brainlm.source and outputs under tmp_path."""
-    cohort = _load(write_tiny_cohort(tmp_path / "cohort", [220] * 5))
+    cohort = load_quietly(write_tiny_cohort(tmp_path / "cohort", [220] * 5))
     encoder = _tiny_encoder(tmp_path / "encoder")
     plan = load_plan("smoke").replace(
         brainlm={"source": str(encoder), "batch_size": 3},
@@ -141,7 +107,7 @@ def test_cache_key_changes_with_encoder_weights_and_cohort(setup, tmp_path):
     base = cohort_features(cohort, plan, progress=False).cache_path
     other = _tiny_encoder(tmp_path / "other-encoder", seed=1)
     assert cohort_features(cohort, plan, source=str(other), progress=False).cache_path != base
-    other_cohort = _load(write_tiny_cohort(tmp_path / "cohort2", [220] * 5, seed=1))
+    other_cohort = load_quietly(write_tiny_cohort(tmp_path / "cohort2", [220] * 5, seed=1))
     assert cohort_features(other_cohort, plan, progress=False).cache_path != base
 
 
@@ -172,7 +138,7 @@ def test_arrays_without_their_key_file_are_a_cache_miss(setup):
 
 def test_subjects_of_different_lengths_are_nan_padded(tmp_path, setup):
     _, plan = setup
-    cohort = _load(write_tiny_cohort(tmp_path / "mixed", [220, 150, 300]))
+    cohort = load_quietly(write_tiny_cohort(tmp_path / "mixed", [220, 150, 300]))
     features = cohort_features(cohort, plan, progress=False)
     assert features.n_windows.tolist() == [2, 1, 2]
     assert np.isnan(features.cls[1, 1]).all()

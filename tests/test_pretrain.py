@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from test_features import _load, write_tiny_cohort
+from tiny_cohorts import load_quietly, write_tiny_cohort
 
 from fmtc.device import resolve_device
 from fmtc.plan import BrainLMArchitecture, load_plan
@@ -28,7 +28,7 @@ TINY_ARCHITECTURE = BrainLMArchitecture(
 def tiny(tmp_path):
     """(cohort of 6 subjects x 12 regions, tiny PretrainPlan, WindowPlan)."""
     plan = load_plan("smoke")
-    cohort = _load(write_tiny_cohort(tmp_path / "cohort", [220, 260, 220, 300, 220, 240]))
+    cohort = load_quietly(write_tiny_cohort(tmp_path / "cohort", [220, 260, 220, 300, 220, 240]))
     settings = replace(plan.pretrain, architecture=TINY_ARCHITECTURE, epochs=3, batch_size=2)
     return cohort, settings, plan.windows
 

@@ -14,15 +14,10 @@ import pandas as pd
 import pytest
 import torch
 from threadpoolctl import threadpool_limits
+from tiny_cohorts import write_tiny_cohort
 
 from fmtc.cli import main
-from fmtc.cohort.folder import (
-    load_cohort,
-    write_description,
-    write_participants,
-    write_regions,
-    write_timeseries,
-)
+from fmtc.cohort.folder import load_cohort
 from fmtc.evaluate.metrics import METRICS, binary_metrics, binary_metrics_batch
 from fmtc.evaluate.protocol import (
     MODELS,
@@ -564,29 +559,11 @@ def test_saved_weights_reproduce_the_test_predictions_of_their_fold(experiment):
         assert state[buffer].abs().sum() > 0
 
 
-def write_tiny_cohort(root: Path, n: int = 12, regions: int = 12, seed: int = 0) -> Path:
-    """A labelled cohort of n subjects x 220 volumes over 12 regions (quick connectivity)."""
-    rng = np.random.default_rng(seed)
-    table = pd.DataFrame({"index": np.arange(1, regions + 1),
-                          "name": [f"R{i}" for i in range(regions)],
-                          "x": rng.uniform(-60, 60, regions),
-                          "y": rng.uniform(-90, 60, regions),
-                          "z": rng.uniform(-30, 70, regions),
-                          "network": ["A", "B"] * (regions // 2)})
-    ids = [f"sub-{i + 1:02d}" for i in range(n)]
-    write_description(root, "tiny", "TINY", label_column="label")
-    write_regions(root, "TINY", table)
-    write_participants(root, pd.DataFrame({"participant_id": ids, "label": np.arange(n) % 2}))
-    for pid in ids:
-        write_timeseries(root, pid, "TINY", rng.standard_normal((220, regions)), table["index"],
-                         2.5)
-    return root
-
-
 def test_evaluate_cohort_weights_rebuild_from_the_run_folder_alone(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cohort = load_cohort(write_tiny_cohort(tmp_path / "cohort"))
+        cohort = load_cohort(write_tiny_cohort(tmp_path / "cohort", [220] * 12,
+                                                  random_walk=False))
     plan = TINY_PLAN.replace(train={"epochs": 2}, connectivity={"pool_size": None},
                              outputs={"runs_dir": str(tmp_path / "runs")})
     out = tmp_path / "run"

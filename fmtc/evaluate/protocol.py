@@ -64,7 +64,7 @@ from fmtc.evaluate.uncertainty import (
     repeat_interval,
 )
 from fmtc.plan import Plan
-from fmtc.storage import atomic_open, atomic_path, write_json
+from fmtc.storage import atomic_open, write_json
 
 TORCH_MODELS = ("fmmtc", "ts", "fc")
 BASELINE_MODELS = ("fc-logreg", "cls-logreg")
@@ -426,8 +426,9 @@ def _save_weights(weights_dir: Path, model: str, split: Split, selections: Seque
 
     for i, s in enumerate(selections):
         folder = Path(weights_dir) / model / ("" if i == 0 else s)
-        with atomic_path(folder / f"repeat-{split.repeat}_fold-{split.fold}.pt") as tmp:
-            torch.save(snapshots[s][1], tmp)
+        # A handle, so the archive's record names do not carry the temporary file's name.
+        with atomic_open(folder / f"repeat-{split.repeat}_fold-{split.fold}.pt", "wb") as handle:
+            torch.save(snapshots[s][1], handle)
 
 
 # --------------------------------------------------------------------------- summaries

@@ -33,7 +33,7 @@ from fmtc.plan import PretrainPlan, WindowPlan
 from fmtc.preprocess.transforms import make_windows, robust_scale
 from fmtc.represent.brainlm import BrainLM, BrainLMConfig
 from fmtc.represent.loading import save_brainlm
-from fmtc.storage import atomic_path, sha256_file, write_json
+from fmtc.storage import atomic_open, sha256_file, write_json
 
 CHECKPOINT_FILE = "checkpoint.pt"
 LOG_FILE = "training_log.json"
@@ -304,8 +304,8 @@ def _save_checkpoint(path: Path, identity: dict[str, Any], epoch: int, history: 
         "scheduler": scheduler.state_dict(),
         "rng": state.state_dict(device),
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    with atomic_open(path, "wb") as handle:
+        torch.save(payload, handle)
 
 
 def _resume(path: Path, identity: dict[str, Any], model: BrainLM,
