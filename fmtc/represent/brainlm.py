@@ -38,6 +38,8 @@ from torch import Tensor, nn
 PE_ROWS = 5000
 #: Dropout after the positional encodings, hard-coded in the original (active in training only).
 PE_DROPOUT = 0.1
+#: Token rows per chunk of the per-token half of a block (see ``_Block.forward``).
+TOKEN_CHUNK = 2048
 #: Typical magnitude of MNI coordinates in mm; a fresh model's xyz projections start with
 #: ``initializer_range / XYZ_SCALE_MM`` (see ``BrainLM.__init__``).
 XYZ_SCALE_MM = 50.0
@@ -238,13 +240,12 @@ class _AddNorm(nn.Module):
 
 
 class _Attention(nn.Module):
+    """Holds ``attention.self`` and ``attention.output`` (HF key names); ``_Block`` calls them."""
+
     def __init__(self, width: int, heads: int, cfg: BrainLMConfig) -> None:
         super().__init__()
         self.self = _SelfAttention(width, heads, cfg.conv_kernel_size)
         self.output = _AddNorm(width, width, cfg.layer_norm_eps, cfg.hidden_dropout_prob)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.output(self.self(x), x)
 
 
 class _Intermediate(nn.Module):
@@ -264,8 +265,18 @@ class _Block(nn.Module):
         self.output = _AddNorm(ffn, width, cfg.layer_norm_eps, cfg.hidden_dropout_prob)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.attention(x)
-        return self.output(self.intermediate(x), x)
+        # Attention needs every token at once; the rest is per token, so it runs on chunks of
+        # TOKEN_CHUNK rows whose 4x-wide feed-forward activations stay in cache: faster on
+        # CPU than one pass over all B * n rows, and bit-identical to it.
+        shape = x.shape
+        attended = self.attention.self(x).reshape(-1, shape[-1])
+        x = x.reshape(-1, shape[-1])
+        chunks = []
+        for start in range(0, len(x), TOKEN_CHUNK):
+            h = self.attention.output(attended[start:start + TOKEN_CHUNK],
+                                      x[start:start + TOKEN_CHUNK])
+            chunks.append(self.output(self.intermediate(h), h))
+        return torch.cat(chunks).view(shape)
 
 
 class _SinusoidalTable(nn.Module):
