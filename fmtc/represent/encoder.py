@@ -135,11 +135,14 @@ def pretraining_cohort_settings(plan: Plan) -> SimulationPlan:
 
 def simulated_settings(plan: Plan) -> dict[str, Any]:
     """Every setting that shapes the simulated-pretrained encoder (its cache key's content)."""
+    from fmtc.simulate.generator import GENERATOR_VERSION
+
     return {
         "recipe": SIMULATED_RECIPE,
         "pretrain": dataclasses.asdict(plan.pretrain),
         "windows": dataclasses.asdict(plan.windows),
         "cohort": dataclasses.asdict(pretraining_cohort_settings(plan)),
+        "generator": GENERATOR_VERSION,
     }
 
 

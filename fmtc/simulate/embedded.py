@@ -11,12 +11,13 @@ from pathlib import Path
 
 from fmtc.acquire.atlas import get_atlas
 from fmtc.plan import Plan, SimulationPlan
-from fmtc.simulate.generator import simulate_cohort
+from fmtc.simulate.generator import GENERATOR_VERSION, simulate_cohort
 
 
 def simulation_key(settings: SimulationPlan, unlabelled: bool = False) -> str:
-    """Short, stable name of a simulated cohort: its settings' hash."""
-    payload = json.dumps(asdict(settings) | {"unlabelled": unlabelled}, sort_keys=True)
+    """Short, stable name of a simulated cohort: hash of its settings and generator version."""
+    payload = json.dumps(asdict(settings) | {"unlabelled": unlabelled,
+                                             "generator": GENERATOR_VERSION}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:10]
 
 

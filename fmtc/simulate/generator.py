@@ -43,6 +43,9 @@ from fmtc.cohort.folder import (
 from fmtc.plan import SimulationPlan
 from fmtc.storage import write_json
 
+#: Bump whenever the same arguments would generate different data: cached simulated
+#: cohorts and the encoders pretrained on them are keyed by it.
+GENERATOR_VERSION = 2
 LABEL_COLUMN = "Response"
 FC_BLOCK_SIZE = 30
 """Regions per planted connectivity block (networks A and B each hold one)."""
@@ -52,7 +55,8 @@ TS_BLOCK_SIZE = 13
 _BURN_IN = 40
 _FC_SHARE = 0.45   # variance share of the shared signal in fc_regions
 _TS_SHARE = 0.70   # variance share of the private process in ts_regions
-_FC_GAIN = 0.18    # correlation of the two shared signals per unit of effect
+_FC_GAIN = 0.20    # correlation of the two shared signals at effect 1 ...
+_FC_POWER = 1.3    # ... growing as effect ** 1.3 (calibrated: FC + LR MCC ~0.3 at 1, ~0.7 at 3)
 _TS_GAIN = 0.08    # AR(1) coefficient added to the private process per unit of effect
 _PRIVATE_AR = 0.2
 _COUPLING_JITTER = 0.12  # between-subject s.d. of network-to-network coupling
@@ -160,7 +164,8 @@ def simulate_cohort(out: Path, settings: SimulationPlan, atlas: Atlas,
 
     effect = {"effect_size": 0.0 if unlabelled else settings.effect_size,
               "fc_effect": settings.fc_effect, "ts_effect": settings.ts_effect}
-    parameters = {k: v for k, v in vars(settings).items()} | {"unlabelled": unlabelled}
+    parameters = ({k: v for k, v in vars(settings).items()}
+                  | {"unlabelled": unlabelled, "generator_version": GENERATOR_VERSION})
     if not unlabelled:
         write_json(out / "ground_truth.json", {
             **truth, **effect, "label_column": LABEL_COLUMN,
@@ -208,7 +213,7 @@ class _Population:
         self.block_b = np.array([position[i] for i in truth["fc_regions"][half:]])
         self.block_c = np.array([position[i] for i in truth["ts_regions"]])
         effect = settings.effect_size
-        self.fc_rho = float(min(_FC_GAIN * effect * settings.fc_effect, 0.95))
+        self.fc_rho = float(min(_FC_GAIN * (effect * settings.fc_effect) ** _FC_POWER, 0.95))
         self.ts_delta = float(min(_TS_GAIN * effect * settings.ts_effect, 0.75))
 
     def subject(self, rng: np.random.Generator, responder: bool, planted: bool) -> np.ndarray:
