@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -187,25 +188,35 @@ def _checkout(path: Path, source: DataladSource) -> None:
         raise DatasetMismatchError(f"{path}: could not check out {source.revision}")
 
 
-def get_content(dataset: str | Path, paths: Sequence[str | Path]) -> list[Path]:
+def get_content(dataset: str | Path, paths: Sequence[str | Path], attempts: int = 4,
+                backoff: float = 1.0) -> list[Path]:
     """Download the annexed content of ``paths``; return those actually downloaded.
 
     Files whose content was already present are not returned, so dropping the
-    returned list leaves the clone as it was.
+    returned list leaves the clone as it was. Failed files are tried again
+    ``attempts - 1`` times, waiting ``backoff`` seconds, then twice as long, ...:
+    a download that drops out, or a transfer lock held by another process
+    getting the same content (``--jobs``), is usually gone by then.
     """
     import datalad.api as dl
 
     dataset = Path(dataset)
-    results = dl.get(path=[str(dataset / p) for p in paths], dataset=str(dataset),
-                     recursive=False, result_renderer="disabled", on_failure="ignore",
-                     return_type="list")
-    failed = [r for r in results if r.get("status") not in ("ok", "notneeded")]
-    if failed:
-        first = failed[0]
-        raise OSError(f"datalad get failed for {first.get('path')}: "
-                      f"{_first_line(first.get('message') or first.get('status'))}")
-    return [Path(r["path"]) for r in results
-            if r.get("status") == "ok" and r.get("action") == "get" and r.get("type") == "file"]
+    pending = [str(dataset / p) for p in paths]
+    fetched: list[Path] = []
+    for attempt in range(max(attempts, 1)):
+        if attempt:
+            time.sleep(backoff * 2 ** (attempt - 1))
+        results = dl.get(path=pending, dataset=str(dataset), recursive=False,
+                         result_renderer="disabled", on_failure="ignore", return_type="list")
+        fetched += [Path(r["path"]) for r in results if r.get("status") == "ok"
+                    and r.get("action") == "get" and r.get("type") == "file"]
+        failed = [r for r in results if r.get("status") not in ("ok", "notneeded")]
+        if not failed:
+            return fetched
+        pending = [str(r.get("path")) for r in failed if r.get("path")] or pending
+    first = failed[0]
+    raise OSError(f"datalad get failed for {first.get('path')} after {max(attempts, 1)} "
+                  f"attempt(s): {_result_message(first)}")
 
 
 def drop_content(dataset: str | Path, paths: Sequence[str | Path]) -> None:
@@ -224,7 +235,7 @@ def drop_content(dataset: str | Path, paths: Sequence[str | Path]) -> None:
     failed = [r for r in results if r.get("status") not in ("ok", "notneeded")]
     if failed:
         raise OSError(f"datalad drop failed for {failed[0].get('path')}: "
-                      f"{_first_line(failed[0].get('message'))}")
+                      f"{_result_message(failed[0])}")
 
 
 def has_content(path: str | Path) -> bool:
@@ -238,6 +249,12 @@ def _git(path: str | Path, *args: str, check: bool = True) -> str:
     if check and completed.returncode != 0:
         raise OSError(f"git {' '.join(args)} in {path} failed: {completed.stderr.strip()}")
     return completed.stdout
+
+
+def _result_message(result: dict) -> str:
+    """The first line of a DataLad result's reason (git-annex puts it in ``error_message``)."""
+    return _first_line(result.get("message") or result.get("error_message")
+                       or result.get("status"))
 
 
 def _first_line(message: object) -> str:

@@ -470,7 +470,7 @@ def _run(todo: list[_SubjectTask], jobs: int) -> Iterable[_SubjectOutcome]:
 
 
 def _process_subject(task: _SubjectTask) -> _SubjectOutcome:
-    """Get → parcellate → write → drop one subject; never raises."""
+    """Get → parcellate → write → drop one subject's BOLD; never raises."""
     from fmtc.preprocess.parcellate import (
         load_fmriprep_confounds,
         mean_framewise_displacement,
@@ -515,9 +515,13 @@ def _process_subject(task: _SubjectTask) -> _SubjectOutcome:
     except Exception as error:  # reported per subject; the run goes on
         return _SubjectOutcome(pid, "failed", _reason(error), mean_fd)
     finally:
-        if fetched:
+        # Only the BOLD image is dropped: the confounds (~1 MB) stay, so a worker never drops
+        # content that another worker got as "already present" and is still reading (two
+        # subjects' identical small files share one annex object; BOLD images never do).
+        dropped = [p for p in fetched if p.name == bold.name]
+        if dropped:
             try:
-                drop_content(task.dataset, fetched)
+                drop_content(task.dataset, dropped)
             except OSError:
                 pass  # the series is written; a left-over file only costs disk
 
