@@ -203,7 +203,8 @@ def get_content(dataset: str | Path, paths: Sequence[str | Path], attempts: int 
     dataset = Path(dataset)
     pending = [str(dataset / p) for p in paths]
     fetched: list[Path] = []
-    for attempt in range(max(attempts, 1)):
+    attempts = max(attempts, 1)
+    for attempt in range(attempts):
         if attempt:
             time.sleep(backoff * 2 ** (attempt - 1))
         results = dl.get(path=pending, dataset=str(dataset), recursive=False,
@@ -215,8 +216,8 @@ def get_content(dataset: str | Path, paths: Sequence[str | Path], attempts: int 
             return fetched
         pending = [str(r.get("path")) for r in failed if r.get("path")] or pending
     first = failed[0]
-    raise OSError(f"datalad get failed for {first.get('path')} after {max(attempts, 1)} "
-                  f"attempt(s): {_result_message(first)}")
+    raise OSError(f"datalad get failed for {first.get('path')} after {attempts} attempt(s): "
+                  f"{_result_message(first)}")
 
 
 def drop_content(dataset: str | Path, paths: Sequence[str | Path]) -> None:
