@@ -196,6 +196,103 @@ class EvaluationPlan:
                  "must lie in (0, 1)")
         _require(self.permutations >= 0, f"{key}.permutations", "must be >= 0")
         _require(self.bootstrap >= 0, f"{key}.bootstrap", "must be >= 0")
+        _require(bool(self.models), f"{key}.models", "must name at least one model")
+
+
+@dataclass(frozen=True)
+class ExecutionPlan:
+    """How the independent (arm x repeat x fold) fits and the summaries are executed.
+
+    Results do not depend on ``n_jobs`` or on the backend: every task seeds itself
+    and runs with ``threads_per_worker`` threads, whatever runs it.
+
+    Attributes
+    ----------
+    n_jobs : int
+        Local worker processes (joblib ``loky``); ``1`` runs in this process, ``-1``
+        uses every core.
+    threads_per_worker : int
+        Torch / BLAS threads of each task. Part of a result's identity: float sums
+        may differ in their last bits with another thread count.
+    dask_scheduler : str or None
+        Address of a running Dask scheduler (``tcp://host:8786``); when set, tasks go to
+        that cluster through joblib's Dask backend and ``n_jobs`` is ignored.
+    """
+
+    n_jobs: int = 1
+    threads_per_worker: int = 1
+    dask_scheduler: str | None = None
+
+    def check(self, key: str) -> None:
+        _require(self.n_jobs >= 1 or self.n_jobs == -1, f"{key}.n_jobs", "must be >= 1 or -1")
+        _require(self.threads_per_worker >= 1, f"{key}.threads_per_worker", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class ArmPlan:
+    """One arm of an experiment: a model, its encoder and protocol switches.
+
+    Attributes
+    ----------
+    model : str
+        A registered model (``fmtc models`` lists them).
+    encoder : str or None
+        BrainLM source of this arm's TS features; None: the plan's ``brainlm.source``.
+    overrides : dict
+        Plan values changed for this arm only, as nested sections (e.g.
+        ``{train: {epochs: 50}, connectivity: {kind: gram}}``). Sections that define
+        the splits or the cohort (``seed``, ``data``, ``simulation``, ``evaluation``,
+        ``outputs``, ``execution``) cannot change inside a paired experiment.
+    """
+
+    model: str
+    encoder: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def check(self, key: str) -> None:
+        fixed = sorted(set(self.overrides) & ARM_FIXED_SECTIONS)
+        _require(not fixed, f"{key}.overrides",
+                 f"cannot change {fixed}: every arm of an experiment shares its cohort and splits")
+
+
+ARM_FIXED_SECTIONS = frozenset({"seed", "data", "simulation", "evaluation", "outputs",
+                                "execution", "experiments", "profile", "root", "description",
+                                "device"})
+"""Plan sections an arm cannot override (they define what the arms are paired on)."""
+
+
+@dataclass(frozen=True)
+class ExperimentPlan:
+    """Named arms evaluated on one cohort with identical splits, and the contrasts to report.
+
+    Attributes
+    ----------
+    description : str
+    arms : dict of str to ArmPlan
+        Arm name -> arm; names appear in every table of the run.
+    selections : list of {"honest", "paper"}
+        Epoch selections reported (one training serves all).
+    contrasts : list of [arm_a, arm_b]
+        Paired differences ``a - b`` to report (:mod:`fmtc.evaluate.paired`).
+    """
+
+    arms: dict[str, ArmPlan] = field(default_factory=dict)
+    description: str = ""
+    selections: list[Literal["honest", "paper"]] = field(default_factory=lambda: ["honest"])
+    contrasts: list[list[str]] = field(default_factory=list)
+
+    def check(self, key: str) -> None:
+        _require(bool(self.arms), f"{key}.arms", "must declare at least one arm")
+        _require(bool(self.selections), f"{key}.selections", "must name at least one selection")
+        _check_contrasts(self.contrasts, list(self.arms), f"{key}.contrasts")
+
+
+def _check_contrasts(contrasts: list[list[str]], names: list[str], key: str) -> None:
+    for i, pair in enumerate(contrasts):
+        _require(len(pair) == 2 and pair[0] != pair[1], f"{key}[{i}]",
+                 f"must be two different names [a, b], got {pair}")
+        unknown = [name for name in pair if name not in names]
+        _require(not unknown, f"{key}[{i}]", f"unknown arm(s) {unknown}; known: {names}")
 
 
 @dataclass(frozen=True)
@@ -227,6 +324,9 @@ class Plan:
     train: TrainPlan = field(default_factory=TrainPlan)
     logistic: LogisticPlan = field(default_factory=LogisticPlan)
     evaluation: EvaluationPlan = field(default_factory=EvaluationPlan)
+    execution: ExecutionPlan = field(default_factory=ExecutionPlan)
+    experiments: dict[str, ExperimentPlan] = field(default_factory=dict)
+    model_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     outputs: OutputPlan = field(default_factory=OutputPlan)
     root: str = "."
 
@@ -246,6 +346,47 @@ class Plan:
         return dataclasses.asdict(self)
 
 
+PLAN_KEYS = frozenset({"default_profile", "base", "profiles"})
+"""Top-level keys of an experiment plan file."""
+
+
+def is_plan_file(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is an fmtc experiment plan (not, e.g., a Jupyter Book ``_config.yml``).
+
+    A plan's top-level keys are a non-empty subset of :data:`PLAN_KEYS`; a file that
+    cannot be read or parsed is not a plan.
+    """
+    try:
+        document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(document, dict) and bool(document) and set(document) <= PLAN_KEYS
+
+
+def find_project_plan(start: str | os.PathLike[str] | None = None) -> Path | None:
+    """The project's plan file: the first ``_config.yml`` that is a plan, walking up from ``start``.
+
+    The search looks in ``start`` (default: the working directory) and its parents, skips
+    files that are not experiment plans (the book's own ``_config.yml``), and stops at the
+    first folder holding ``.git`` (the repository root) or at the file-system root. A
+    notebook executed from ``book/`` or ``notebooks/``, or a command run anywhere inside the
+    repository, therefore finds the repository's plan.
+
+    Returns
+    -------
+    Path or None
+        None when no plan is found (the built-in profiles apply).
+    """
+    folder = Path(start if start is not None else Path.cwd()).resolve()
+    for candidate in (folder, *folder.parents):
+        path = candidate / PLAN_FILENAME
+        if path.is_file() and is_plan_file(path):
+            return path
+        if (candidate / ".git").exists():
+            return None
+    return None
+
+
 def load_plan(
     profile: str | None = None,
     path: str | os.PathLike[str] | None = None,
@@ -258,20 +399,22 @@ def load_plan(
     profile : str, optional
         Profile name. Defaults to the plan file's ``default_profile`` (``quick``).
     path : path-like, optional
-        A project plan file. Defaults to ``./_config.yml`` when it exists.
+        A project plan file. Default: :func:`find_project_plan` from the working
+        directory (the repository's top-level ``_config.yml``), else none.
     overrides : dict, optional
         Nested values applied last (command-line options).
 
     Returns
     -------
     Plan
-        The validated plan; relative output paths resolve against the plan file's folder.
+        The validated plan; relative output paths resolve against the plan file's folder
+        (the working directory when there is no plan file).
     """
     builtin = yaml.safe_load(resources.files("fmtc").joinpath("plans/profiles.yml").read_text())
     document = copy.deepcopy(builtin)
     root = Path.cwd()
-    if path is None and Path(PLAN_FILENAME).is_file():
-        path = PLAN_FILENAME
+    if path is None:
+        path = find_project_plan()
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -279,10 +422,10 @@ def load_plan(
         user = yaml.safe_load(path.read_text()) or {}
         if not isinstance(user, dict):
             raise PlanError(f"{path}: the plan must be a mapping with 'profiles'")
-        unknown = set(user) - {"default_profile", "base", "profiles"}
+        unknown = set(user) - PLAN_KEYS
         if unknown:
             raise PlanError(f"{path}: unknown top-level key(s) {sorted(unknown)}; "
-                            "allowed: default_profile, base, profiles")
+                            f"allowed: {', '.join(sorted(PLAN_KEYS))}")
         _deep_merge(document, user)
         root = path.resolve().parent
     name = profile or document.get("default_profile", "quick")
@@ -295,6 +438,15 @@ def load_plan(
     resolved["profile"] = name
     resolved["root"] = str(root)
     return _build(Plan, resolved, "")
+
+
+def build_section(cls: type, data: dict[str, Any] | None, key: str) -> Any:
+    """Validate ``data`` as the plan section ``cls`` (a dataclass), naming ``key`` in errors.
+
+    Used for sections declared outside this module, e.g. a registered model's
+    hyper-parameters under ``model_params.<name>``.
+    """
+    return _build(cls, dict(data or {}), key)
 
 
 def _resolve_profile(name: str, profiles: dict, base: dict, seen: tuple[str, ...]) -> dict:
@@ -335,6 +487,11 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
         where = f"'{prefix}'" if prefix else "the profile"
         raise PlanError(f"unknown plan key(s) {[_join(prefix, k) for k in unknown]} in {where}; "
                         f"allowed: {sorted(names)}")
+    required = [f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+                and f.name not in data]
+    if required:
+        raise PlanError(f"plan key(s) {[_join(prefix, k) for k in required]} missing")
     values = {name: _coerce(hints[name], value, _join(prefix, name))
               for name, value in data.items()}
     obj = cls(**values)
@@ -368,6 +525,16 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         if value not in allowed:
             raise PlanError(f"plan key '{key}': {value!r} is not one of {list(allowed)}")
         return value
+    if hint is Any:
+        return copy.deepcopy(value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise PlanError(f"plan key '{key}': expected a mapping, got {value!r}")
+        key_type, item = typing.get_args(hint)
+        bad = [k for k in value if not isinstance(k, str)]
+        if bad:
+            raise PlanError(f"plan key '{key}': keys must be strings, got {bad}")
+        return {k: _coerce(item, v, f"{key}.{k}") for k, v in value.items()}
     if origin is list:
         if not isinstance(value, list):
             raise PlanError(f"plan key '{key}': expected a list, got {value!r}")

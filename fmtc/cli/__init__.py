@@ -1,16 +1,19 @@
-"""The ``fmtc`` command line: thin wrappers that read the plan and call the stages.
+"""The ``fmtc`` command line: thin wrappers that read the plan and call the pipeline.
 
 Each sub-command lives in its own module of this package, which defines
 ``register(subparsers)``; the module's handler receives the parsed arguments
-and returns an exit status.
+and returns an exit status. The library logs through :mod:`logging` (logger
+``fmtc``); ``--quiet`` / ``--verbose`` set how much of it the command prints.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from fmtc import __version__
 
@@ -21,7 +24,9 @@ _COMMAND_MODULES = (
     "fmtc.cli.cohort",
     "fmtc.cli.pretrain",
     "fmtc.cli.embed",
+    "fmtc.cli.models",
     "fmtc.cli.evaluate",
+    "fmtc.cli.experiment",
     "fmtc.cli.reproduce",
 )
 
@@ -33,10 +38,31 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reproducible companion to FMM_TC (Fan et al., MICCAI 2025).",
     )
     parser.add_argument("--version", action="version", version=f"fmtc {__version__}")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-q", "--quiet", action="store_true",
+                           help="print only warnings, errors and results (no progress bars)")
+    verbosity.add_argument("-v", "--verbose", action="store_true",
+                           help="also print per-fold details (debug messages)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in _COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
     return parser
+
+
+@contextmanager
+def _logging(level: int) -> Iterator[None]:
+    """Send the ``fmtc`` logger's records of ``level`` and above to stderr while a command runs."""
+    logger = logging.getLogger("fmtc")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[fmtc] %(message)s"))
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,8 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.handler(args) or 0)
-    except (PlanError, CohortError, FileNotFoundError, ValueError) as error:
-        print(f"fmtc {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    with _logging(level):
+        try:
+            return int(args.handler(args) or 0)
+        except (PlanError, CohortError, FileNotFoundError, FileExistsError, PermissionError,
+                ValueError) as error:
+            print(f"fmtc {args.command}: error: {error}", file=sys.stderr)
+            return 2

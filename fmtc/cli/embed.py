@@ -32,8 +32,8 @@ def run(args: argparse.Namespace) -> int:
 
     from fmtc.cohort.folder import load_cohort
     from fmtc.device import resolve_device
+    from fmtc.pipeline import cohort_path
     from fmtc.represent.features import cached_feature_path, cohort_features
-    from fmtc.workflow import cohort_path
 
     plan = plan_from_args(args)
     device = resolve_device(plan.device)

@@ -1,4 +1,4 @@
-"""Options shared by several sub-commands (plan file and profile)."""
+"""Options shared by several sub-commands (plan file and profile, execution)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,71 @@ from fmtc.plan import Plan, load_plan
 def add_plan_options(parser: argparse.ArgumentParser) -> None:
     """Add ``--profile`` and ``--plan`` to a sub-command."""
     parser.add_argument("--profile", default=None,
-                        help="profile of the experiment plan (smoke, quick, paper, or your own)")
+                        help="profile of the experiment plan (smoke, quick, paper, or your own; "
+                             "default: the plan's default_profile)")
     parser.add_argument("--plan", default=None, metavar="YAML",
-                        help="plan file overriding the built-in profiles (default: ./_config.yml)")
+                        help="plan file overriding the built-in profiles (default: the first "
+                             "_config.yml that is an experiment plan, from the working "
+                             "directory up to the repository root)")
 
 
 def plan_from_args(args: argparse.Namespace, overrides: dict | None = None) -> Plan:
     """Resolve the plan named by ``--profile`` / ``--plan`` with command-line overrides."""
     return load_plan(args.profile, args.plan, overrides=overrides)
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Options of commands that run an experiment: seed, repeats, execution, output."""
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the splits and of every fit (default: the plan's seed)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="repeats of the k-fold CV (default: evaluation.repeats)")
+    parser.add_argument("--permute-labels", action="store_true",
+                        help="shuffle the labels once before anything: a null run that should "
+                             "give chance-level metrics")
+    parser.add_argument("--jobs", type=int, default=None, metavar="N",
+                        help="local worker processes for the fits (-1: every core; default: "
+                             "execution.n_jobs); results do not depend on it")
+    parser.add_argument("--dask-scheduler", default=None, metavar="ADDRESS",
+                        help="run the fits on a running Dask cluster (tcp://host:8786) "
+                             "instead of local workers")
+    parser.add_argument("--out", default=None, metavar="RUN_DIR",
+                        help="run folder (default: <runs_dir>/<name>_<profile>_<key>, key = "
+                             "hash of everything that defines the result)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace --out when it holds another run")
+
+
+def run_overrides(args: argparse.Namespace) -> dict:
+    """Plan overrides of :func:`add_run_options` (seed, repeats)."""
+    overrides: dict = {}
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    if args.repeats is not None:
+        overrides["evaluation"] = {"repeats": args.repeats}
+    return overrides
+
+
+def print_run(run, plan: Plan, permuted: bool) -> None:
+    """Print a run's table, its paired contrasts, optimism and folder (shared by commands)."""
+    from fmtc.evaluate.protocol import selection_optimism
+    from fmtc.report.tables import format_contrasts, format_table
+
+    ev = plan.evaluation
+    if permuted:
+        print("Labels PERMUTED (null run): expect chance-level metrics.")
+    print(f"\n{ev.folds}-fold CV x {ev.repeats} repeat(s), profile {plan.profile}, seed "
+          f"{plan.seed}; mean pooled metric [{ev.bootstrap} subject-bootstrap 95% interval], "
+          f"permutation p ({ev.permutations} permutations of the labels against fixed "
+          "out-of-fold predictions):")
+    print(format_table(run.summary))
+    if run.contrasts is not None and len(run.contrasts):
+        print("\npaired differences of pooled MCC (same splits; subject bootstrap interval, "
+              "paired permutation p):")
+        print(format_contrasts(run.contrasts))
+    for row in selection_optimism(run.metrics).itertuples():
+        print(f"optimism of the paper selection, {row.arm}: MCC {row.paper:.3f} (paper) - "
+              f"{row.honest:.3f} (honest) = {row.optimism:+.3f}")
+    total = run.tables["provenance"]["timings"]["total_s"]
+    state = "reused: same identity" if run.reused else f"{total:.0f} s"
+    print(f"run folder: {run.run_dir} ({state})")

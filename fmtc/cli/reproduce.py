@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
@@ -41,10 +42,15 @@ def run(args: argparse.Namespace) -> int:
         target = (Path(tempfile.mkdtemp(prefix="fmtc-book-")) if str(args.scratch_copy) == "tmp"
                   else args.scratch_copy)
         book = copy_book(book, target)
-    plan_file = Path(args.plan).resolve() if args.plan else (
-        (root / "_config.yml") if (root / "_config.yml").is_file() else None)
-    report = reproduce(notebooks, book, plan.profile, plan_file, names=args.only,
-                       build=not args.no_build, cwd=root)
+    # Only a plan the user named is injected; otherwise the notebooks find the project plan
+    # themselves, so the executed copies carry no path of this machine.
+    plan_file = Path(args.plan).resolve() if args.plan else None
+    try:
+        report = reproduce(notebooks, book, plan.profile, plan_file, names=args.only,
+                           build=not args.no_build, cwd=root)
+    except RuntimeError as error:
+        print(f"fmtc reproduce: error: {error}", file=sys.stderr)
+        return 1
     total = sum(report.notebooks.values())
     print(f"[fmtc reproduce] {len(report.notebooks)} notebook(s) on profile '{plan.profile}' "
           f"in {total:.0f} s")

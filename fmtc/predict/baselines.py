@@ -13,7 +13,8 @@ probabilities are unchanged while each fit costs O(n^2) instead of O(n p).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -76,3 +77,55 @@ def logistic_baseline(c_grid: Sequence[float], inner_folds: int, seed: int) -> B
     ])
     inner = StratifiedKFold(n_splits=inner_folds, shuffle=True, random_state=seed)
     return GridSearchCV(pipeline, {"logistic__C": list(c_grid)}, cv=inner, scoring="roc_auc")
+
+
+class LogisticClassifier:
+    """A registry estimator: :func:`logistic_baseline` on one view of the experiment data.
+
+    Parameters
+    ----------
+    features : callable
+        ``features(data) -> [N, p]`` (FC upper triangle, window-mean CLS, ...).
+    params : LogisticPlan
+        ``c_grid`` and ``inner_folds``.
+    """
+
+    def __init__(self, features: Callable[[Any], np.ndarray], params: Any):
+        self.features = features
+        self.params = params
+
+    def fit(self, data: Any, train: np.ndarray, *, seed: int) -> LogisticClassifier:
+        """Tune ``C`` by inner CV on ``train`` (seeded) and fit."""
+        from fmtc.plan import PlanError
+
+        c_grid, inner = list(self.params.c_grid), self.params.inner_folds
+        if not c_grid or inner < 2:
+            raise PlanError("plan key 'logistic': c_grid must be non-empty and inner_folds >= 2, "
+                            f"got c_grid={c_grid}, inner_folds={inner}")
+        self.estimator_ = logistic_baseline(c_grid, inner, seed)
+        self.estimator_.fit(self.features(data)[train], np.asarray(data.labels)[train])
+        return self
+
+    def predict_proba(self, data: Any, subjects: np.ndarray) -> np.ndarray:
+        """P(class 1) of rows ``subjects``."""
+        return self.estimator_.predict_proba(self.features(data)[subjects])[:, 1]
+
+
+def _fc_upper_triangle(data: Any) -> np.ndarray:
+    from fmtc.preprocess.transforms import upper_triangle
+
+    return upper_triangle(data.fc)
+
+
+def _window_mean_cls(data: Any) -> np.ndarray:
+    return data.window_mean_cls()
+
+
+def fc_logistic(params: Any, context: Any) -> LogisticClassifier:
+    """Factory of ``fc-logreg``: logistic regression on the FC upper triangle."""
+    return LogisticClassifier(_fc_upper_triangle, params)
+
+
+def cls_logistic(params: Any, context: Any) -> LogisticClassifier:
+    """Factory of ``cls-logreg``: logistic regression on the window-mean BrainLM CLS."""
+    return LogisticClassifier(_window_mean_cls, params)

@@ -29,9 +29,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-MODEL_KINDS = ("fmmtc", "ts", "fc")
-"""Torch models of :func:`build_model` (logistic baselines: :mod:`fmtc.predict.baselines`)."""
-
 FC_EMBEDDING = 256
 """Width of the connectivity embedding: the ResNet-18 classifier layer is replaced by 512 -> 256."""
 
@@ -45,8 +42,8 @@ class ModelConfig:
 
     Attributes
     ----------
-    kind : {"fmmtc", "ts", "fc"}
-        FMM_TC, TS-only or FC-only.
+    kind : str
+        Registered model name (:mod:`fmtc.predict.registry`): ``fmmtc``, ``ts``, ``fc``, ...
     cls_dim : int
         Width H of the BrainLM CLS embedding (unused by ``fc``).
     n_regions : int
@@ -197,30 +194,23 @@ class FCOnly(_Classifier):
         return logits
 
 
-def build_model(config: ModelConfig) -> _Classifier:
-    """Return an untrained FMM_TC, TS-only or FC-only model for ``config``.
+def build_model(config: ModelConfig) -> nn.Module:
+    """Return an untrained torch model of the registered kind ``config.kind``.
 
     Parameters
     ----------
     config : ModelConfig
-        ``kind`` picks the model.
+        ``kind`` names a model registered with a torch ``module``
+        (:mod:`fmtc.predict.registry`); the rest sizes it.
 
     Returns
     -------
     torch.nn.Module
         Takes ``(cls, fc)``; returns logits ``[B, 2]`` or ``[B, W, 2]``.
     """
-    models = {"fmmtc": FMMTC, "ts": TSOnly, "fc": FCOnly}
-    if config.kind not in models:
-        raise ValueError(f"unknown model kind {config.kind!r}; use one of {list(models)}")
-    return models[config.kind](config)
+    from fmtc.predict.registry import get_model
 
-
-def uses_cls(kind: str) -> bool:
-    """True when the model reads BrainLM CLS features."""
-    return kind in ("fmmtc", "ts", "cls-logreg")
-
-
-def uses_fc(kind: str) -> bool:
-    """True when the model reads the connectivity matrices."""
-    return kind in ("fmmtc", "fc", "fc-logreg")
+    spec = get_model(config.kind)
+    if spec.module is None:
+        raise ValueError(f"model {config.kind!r} is not a torch model; it has no ModelConfig")
+    return spec.module_class()(config)

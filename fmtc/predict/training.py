@@ -15,13 +15,14 @@ this epoch; their weights are kept in memory (see :mod:`fmtc.evaluate.selection`
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from fmtc.device import autocast
 from fmtc.plan import TrainPlan
@@ -76,11 +77,20 @@ class ModelInputs:
             cls_t = torch.from_numpy(np.where(valid[..., None], cls, 0.0).astype(np.float32))
             cls_t, windows_t = cls_t.to(device), torch.from_numpy(n_windows).to(device)
         if fc is not None:
-            fc = np.asarray(fc, dtype=np.float32)
+            fc = np.array(fc, dtype=np.float32)  # a writable copy (inputs may be memory-mapped)
             if fc.ndim != 3 or fc.shape[0] != n or fc.shape[1] != fc.shape[2]:
                 raise ValueError(f"expected connectivity [N={n}, R, R], got {fc.shape}")
             fc_t = torch.from_numpy(fc).to(device)
         return cls_(cls_t, windows_t, fc_t, torch.from_numpy(labels).to(device))
+
+    @classmethod
+    def from_data(cls_, data: Any, inputs: Sequence[str], device: torch.device) -> ModelInputs:
+        """The ``inputs`` (``cls``, ``fc``) of an :class:`~fmtc.predict.data.ExperimentData`."""
+        use_cls = "cls" in inputs
+        return cls_.from_arrays(data.labels, device,
+                                cls=data.cls if use_cls else None,
+                                n_windows=data.n_windows if use_cls else None,
+                                fc=data.fc if "fc" in inputs else None)
 
 
 @dataclass
@@ -97,8 +107,8 @@ class TrainingLog:
         P(class 1) of the test subjects after each epoch (logged, never trained on).
     snapshots : dict of str to (int, dict)
         Selection name -> (epoch, CPU ``state_dict`` of that epoch).
-    standardisation : dict of str to Tensor
-        Training-subject statistics the model was standardised with.
+    model : torch.nn.Module or None
+        The model after the last epoch.
     """
 
     train_loss: list[float] = field(default_factory=list)
@@ -106,6 +116,7 @@ class TrainingLog:
     val_probabilities: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     test_probabilities: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     snapshots: dict[str, tuple[int, dict[str, Tensor]]] = field(default_factory=dict)
+    model: nn.Module | None = None
 
 
 def standardisation_statistics(inputs: ModelInputs, subjects: np.ndarray
@@ -194,15 +205,18 @@ def probabilities(logits: np.ndarray) -> np.ndarray:
     return expit(logits[:, 1] - logits[:, 0])
 
 
-def train_fold(config: ModelConfig, train: TrainPlan, inputs: ModelInputs, fit: np.ndarray,
-               val: np.ndarray, test: np.ndarray, *, seed: int, device: torch.device,
+def train_fold(config: ModelConfig | Callable[[], nn.Module], train: TrainPlan,
+               inputs: ModelInputs, fit: np.ndarray, val: np.ndarray, test: np.ndarray, *,
+               seed: int, device: torch.device,
                snapshot: SnapshotRule | None = None) -> TrainingLog:
     """Train one model on ``fit`` subjects, logging validation and test predictions per epoch.
 
     Parameters
     ----------
-    config : ModelConfig
-        Which model to build.
+    config : ModelConfig or callable
+        The model to build: a registered model's config, or a function returning a new
+        module (called with the torch generator seeded by ``seed``, so initial weights
+        depend on ``seed`` only; the caller's random state is left as it was).
     train : TrainPlan
         Epochs, batch size, AdamW learning rate and weight decay, class weights.
     inputs : ModelInputs
@@ -225,8 +239,11 @@ def train_fold(config: ModelConfig, train: TrainPlan, inputs: ModelInputs, fit: 
     fit, val, test = (np.asarray(a, dtype=np.int64) for a in (fit, val, test))
     if len(fit) < 2:
         raise ValueError(f"training needs at least 2 subjects, got {len(fit)}")
-    torch.manual_seed(seed)
-    model = build_model(config).to(device)
+    build = (lambda: build_model(config)) if isinstance(config, ModelConfig) else config
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        model = build().to(device)
     stats = standardisation_statistics(inputs, fit)
     model.set_standardisation(cls=stats.get("cls"), fc=stats.get("fc"))
     optimiser = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
@@ -266,4 +283,64 @@ def train_fold(config: ModelConfig, train: TrainPlan, inputs: ModelInputs, fit: 
                 log.snapshots.update({name: (epoch, state) for name in chosen})
     log.val_probabilities = np.stack(val_history)
     log.test_probabilities = np.stack(test_history)
+    log.model = model
     return log
+
+
+class TorchClassifier:
+    """A registry estimator around :func:`train_fold` for a torch module class.
+
+    Parameters
+    ----------
+    kind : str
+        Registered model name (``ModelConfig.kind``).
+    module : type
+        ``nn.Module`` class built from a :class:`ModelConfig`; takes ``(cls, fc)``.
+    inputs : sequence of str
+        Inputs it reads (``cls``, ``fc``).
+    params : TrainPlan
+        Epochs, batch size, learning rate, weight decay, class weights.
+    context : ModelContext
+        Device and connectivity settings.
+
+    Attributes
+    ----------
+    config_ : ModelConfig
+        Set by :meth:`fit`; with the weights, all a reader needs to rebuild the model.
+    log_ : TrainingLog
+        Per-epoch probabilities of the monitored subjects and the selections' snapshots.
+    """
+
+    def __init__(self, kind: str, module: type, inputs: Sequence[str], params: TrainPlan,
+                 context: Any):
+        self.kind, self.module, self.inputs = kind, module, tuple(inputs)
+        self.params, self.context = params, context
+
+    @property
+    def device(self) -> torch.device:
+        """The training device (CPU unless the context names one)."""
+        return self.context.device if self.context.device is not None else torch.device("cpu")
+
+    def fit(self, data: Any, train: np.ndarray, *, seed: int, validation: np.ndarray | None = None,
+            test: np.ndarray | None = None,
+            snapshot: SnapshotRule | None = None) -> TorchClassifier:
+        """Train on rows ``train``; log per-epoch probabilities of ``validation`` and ``test``."""
+        self.inputs_ = ModelInputs.from_data(data, self.inputs, self.device)
+        self.config_ = ModelConfig(
+            kind=self.kind,
+            cls_dim=int(data.cls.shape[2]) if "cls" in self.inputs else 0,
+            n_regions=int(data.fc.shape[1]) if "fc" in self.inputs else 0,
+            pool_size=self.context.pool_size, fc_kind=self.context.fc_kind)
+        empty = np.zeros(0, dtype=np.int64)
+        config = self.config_
+        self.log_ = train_fold(lambda: self.module(config), self.params, self.inputs_, train,
+                               empty if validation is None else validation,
+                               empty if test is None else test, seed=seed, device=self.device,
+                               snapshot=snapshot)
+        return self
+
+    def predict_proba(self, data: Any, subjects: np.ndarray) -> np.ndarray:
+        """P(class 1) of rows ``subjects`` from the last epoch's model."""
+        inputs = ModelInputs.from_data(data, self.inputs, self.device)
+        return probabilities(predict_logits(self.log_.model, inputs, np.asarray(subjects),
+                                            self.device))

@@ -129,22 +129,23 @@ def plot_fold_metrics(metrics: pd.DataFrame, metric: str = "mcc") -> Figure:
     Parameters
     ----------
     metrics : DataFrame
-        Long-form ``metrics.csv``: ``model, selection, repeat, fold, metric, value``.
+        Long-form ``metrics.csv``: ``arm, model, selection, repeat, fold, metric, value``.
     metric : str
         Which metric to show.
     """
     import matplotlib.pyplot as plt
     import seaborn as sns
 
+    key = _arm_column(metrics)
     rows = metrics[metrics["metric"] == metric]
     folds = rows[rows["fold"].astype(str) != "pooled"]
     pooled = rows[rows["fold"].astype(str) == "pooled"]
-    fig, ax = plt.subplots(figsize=(8, 0.6 + 0.55 * rows["model"].nunique()),
+    fig, ax = plt.subplots(figsize=(8, 0.6 + 0.55 * rows[key].nunique()),
                            constrained_layout=True)
     several = rows["selection"].nunique() > 1  # seaborn cannot dodge a single hue level
-    sns.stripplot(data=folds, x="value", y="model", hue="selection", dodge=several, alpha=0.45,
+    sns.stripplot(data=folds, x="value", y=key, hue="selection", dodge=several, alpha=0.45,
                   size=4, ax=ax, jitter=0.2)
-    sns.pointplot(data=pooled, x="value", y="model", hue="selection", dodge=0.4 if several
+    sns.pointplot(data=pooled, x="value", y=key, hue="selection", dodge=0.4 if several
                   else False, ax=ax, markers="D", linestyles="none", errorbar=("ci", 95),
                   legend=False)
     ax.axvline(0.0, color="grey", lw=0.8, ls="--")
@@ -172,8 +173,9 @@ def summary_table(summary: pd.DataFrame, metrics: tuple[str, ...] = ("mcc", "auc
         One row per model and selection; intervals are the subject bootstrap's.
     """
     names = names or {}
+    key = _arm_column(summary)
     rows = []
-    for (model, selection), part in summary.groupby(["model", "selection"], sort=False):
+    for (model, selection), part in summary.groupby([key, "selection"], sort=False):
         part = part.set_index("metric")
         row = {"model": names.get(model, model), "selection": selection}
         for metric in metrics:
@@ -203,14 +205,15 @@ def plot_summary_intervals(summary: pd.DataFrame, metric: str = "mcc",
     import matplotlib.pyplot as plt
 
     names = names or {}
+    key = _arm_column(summary)
     rows = summary[summary["metric"] == metric].reset_index(drop=True)
     selections = list(dict.fromkeys(rows["selection"]))
-    models = list(dict.fromkeys(rows["model"]))
+    models = list(dict.fromkeys(rows[key]))
     colours = {"honest": "#1f77b4", "paper": "#d62728"}
     fig, ax = plt.subplots(figsize=(8, 0.8 + 0.6 * len(models)), constrained_layout=True)
     for k, selection in enumerate(selections):
         offset = (k - (len(selections) - 1) / 2) * 0.25
-        part = rows[rows["selection"] == selection].set_index("model").reindex(models)
+        part = rows[rows["selection"] == selection].set_index(key).reindex(models)
         y = np.arange(len(models)) + offset
         colour = colours.get(selection, f"C{k}")
         ax.hlines(y, part["bootstrap_low"], part["bootstrap_high"], color=colour, lw=1.5,
@@ -223,4 +226,46 @@ def plot_summary_intervals(summary: pd.DataFrame, metric: str = "mcc",
     ax.set_xlabel(f"pooled out-of-fold {metric.upper()}: mean over repeats "
                   "(thick: repeat 95% CI; thin: subject-bootstrap 95% interval)")
     ax.legend(loc="lower right", fontsize=8, frameon=False)
+    return fig
+
+
+def _arm_column(frame: pd.DataFrame) -> str:
+    return "arm" if "arm" in frame else "model"
+
+
+def plot_contrasts(contrasts: pd.DataFrame, names: dict[str, str] | None = None,
+                   paper: dict[tuple[str, str], float] | None = None) -> Figure:
+    """Forest plot of paired differences (percentage points) with their bootstrap intervals.
+
+    Parameters
+    ----------
+    contrasts : DataFrame
+        ``contrasts.csv`` of a run (:func:`fmtc.evaluate.paired.paired_differences`).
+    names : dict, optional
+        Display names of the arms.
+    paper : dict, optional
+        ``(arm_a, arm_b) -> difference`` the paper reports (points), drawn as crosses.
+    """
+    import matplotlib.pyplot as plt
+
+    names, paper = names or {}, paper or {}
+    labels = [f"{names.get(a, a)} − {names.get(b, b)}"
+              for a, b in zip(contrasts["arm_a"], contrasts["arm_b"], strict=True)]
+    y = np.arange(len(contrasts))
+    fig, ax = plt.subplots(figsize=(8, 1.0 + 0.6 * len(contrasts)), constrained_layout=True)
+    ax.hlines(y, contrasts["low_pp"], contrasts["high_pp"], color="#1f77b4", lw=2.5)
+    ax.plot(contrasts["difference_pp"], y, "o", color="#1f77b4",
+            label="this run (95% paired subject-bootstrap interval)")
+    reported = [paper.get((a, b)) for a, b in zip(contrasts["arm_a"], contrasts["arm_b"],
+                                                   strict=True)]
+    if any(v is not None for v in reported):
+        ax.plot([np.nan if v is None else v for v in reported], y, "x", color="#d62728",
+                markersize=9, label="paper (at least)")
+    ax.set_yticks(y, labels)
+    ax.invert_yaxis()
+    ax.axvline(0.0, color="grey", lw=0.8, ls="--")
+    metric = str(contrasts["metric"].iloc[0]).upper() if len(contrasts) else "MCC"
+    ax.set_xlabel(f"paired difference of pooled {metric} (percentage points)")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35 if len(contrasts) < 3 else -0.2),
+              fontsize=8, frameon=False, ncol=2)
     return fig

@@ -1,0 +1,55 @@
+"""``fmtc experiment``: run a named experiment of the plan (arms paired on identical splits)."""
+
+from __future__ import annotations
+
+import argparse
+
+from fmtc.cli.options import (
+    add_plan_options,
+    add_run_options,
+    plan_from_args,
+    print_run,
+    run_overrides,
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``fmtc experiment``."""
+    parser = subparsers.add_parser(
+        "experiment", help="run a named experiment of the plan and its paired contrasts",
+        description="An experiment (plan key experiments.NAME) evaluates named arms - a model, "
+                    "its encoder and protocol switches - on one cohort with identical splits, "
+                    "and reports paired differences between the arms it contrasts (subject "
+                    "bootstrap interval, paired permutation p). `--list` shows the plan's "
+                    "experiments.")
+    parser.add_argument("name", nargs="?", default=None, help="experiment name")
+    parser.add_argument("--list", action="store_true", help="list the plan's experiments")
+    add_run_options(parser)
+    add_plan_options(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the experiment (or list them), print the tables and the run folder."""
+    from fmtc.pipeline import executor_for, plan_cohort, run_experiment
+
+    plan = plan_from_args(args, overrides=run_overrides(args))
+    if args.list or args.name is None:
+        if not plan.experiments:
+            print(f"profile {plan.profile} declares no experiments")
+        for name, spec in plan.experiments.items():
+            arms = ", ".join(f"{a} ({arm.model})" for a, arm in spec.arms.items())
+            print(f"{name}: {spec.description.strip() or '(no description)'}\n  arms: {arms}")
+            for a, b in spec.contrasts:
+                print(f"  contrast: {a} - {b}")
+        return 0 if args.list else 2
+    cohort = plan_cohort(plan, progress=True)
+    print(repr(cohort))
+    if cohort.is_simulated:
+        print("SIMULATED cohort: synthetic subjects with a planted effect, not patients.")
+    result = run_experiment(plan, args.name, cohort=cohort, out=args.out,
+                            executor=executor_for(plan, args.jobs, args.dask_scheduler),
+                            permute_labels=args.permute_labels, overwrite=args.overwrite,
+                            progress=True)
+    print_run(result, plan, args.permute_labels)
+    return 0

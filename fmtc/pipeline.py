@@ -1,0 +1,427 @@
+"""The pipeline layer: the one place that reads the plan and calls the stages.
+
+acquire -> preprocess -> cohort -> represent -> predict -> evaluate -> report. The
+command line and the notebooks call the functions here with a :class:`~fmtc.plan.Plan`;
+they resolve the plan into explicit arguments (a cohort, datasets, arms, an evaluation
+section, an executor, a run folder) and hand those to the stages, which never see the
+plan as a whole for the experiment path.
+
+:func:`run_experiment` runs a named experiment of the plan (``experiments:``);
+:func:`evaluate` runs an ad-hoc one whose arms are models (``fmtc evaluate``). Both
+write a run folder named by the run's identity (:mod:`fmtc.runs`) and read it back when
+it already exists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fmtc import __version__
+from fmtc.cohort.folder import Cohort, load_cohort
+from fmtc.execution import Executor
+from fmtc.plan import ArmPlan, ExperimentPlan, Plan, PlanError, build_section
+from fmtc.predict.data import ExperimentData
+from fmtc.predict.registry import ModelContext, check_models, get_model
+
+logger = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- cohort
+
+
+def cohort_path(plan: Plan, progress: bool = False) -> Path:
+    """The cohort folder of ``plan``: the embedded simulated cohort, or ``data.cohort``."""
+    if plan.data.cohort == "simulated":
+        from fmtc.simulate.embedded import embedded_cohort
+
+        return embedded_cohort(plan, progress=progress)
+    path = plan.path(plan.data.cohort)
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"cohort folder {path} (plan key data.cohort) does not exist; build it with "
+            "`fmtc fetch ds000208 --out DIR` or `fmtc cohort from-fmriprep`, or use "
+            "data.cohort: simulated")
+    return path
+
+
+def plan_cohort(plan: Plan, progress: bool = False) -> Cohort:
+    """Load and validate the cohort of ``plan`` (``data.label`` picks the label column)."""
+    return load_cohort(cohort_path(plan, progress=progress), label=plan.data.label)
+
+
+# --------------------------------------------------------------------------- execution
+
+
+def executor_for(plan: Plan, n_jobs: int | None = None,
+                 dask_scheduler: str | None = None) -> Executor:
+    """The plan's ``execution`` section as an :class:`Executor` (command-line values win)."""
+    ex = plan.execution
+    return Executor(n_jobs=n_jobs if n_jobs is not None else ex.n_jobs,
+                    threads_per_worker=ex.threads_per_worker,
+                    dask_scheduler=dask_scheduler or ex.dask_scheduler)
+
+
+# --------------------------------------------------------------------------- arms and data
+
+
+@dataclass(frozen=True)
+class DataRequest:
+    """The inputs one or more arms read: which connectivity and which BrainLM features."""
+
+    fc_kind: str | None
+    features: dict[str, Any] | None  # brainlm, windows, pretrain settings (None: no CLS)
+
+    @property
+    def key(self) -> str:
+        """A short stable name of this request."""
+        payload = json.dumps({"fc": self.fc_kind, "cls": self.features}, sort_keys=True)
+        return "data-" + hashlib.sha256(payload.encode()).hexdigest()[:8]
+
+
+def _arm_plan(plan: Plan, arm: ArmPlan, where: str) -> Plan:
+    changes = dict(arm.overrides)
+    if arm.encoder is not None:
+        changes = _merged(changes, {"brainlm": {"source": arm.encoder}})
+    if not changes:
+        return plan
+    try:
+        return plan.replace(**changes)
+    except PlanError as error:
+        raise PlanError(f"{where}.overrides: {error}") from None
+
+
+def _merged(a: dict, b: dict) -> dict:
+    out = json.loads(json.dumps(a))
+    for key, value in b.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def model_params(plan: Plan, model: str) -> Any:
+    """The hyper-parameters of ``model`` from its plan section (validated)."""
+    spec = get_model(model)
+    section = spec.params_section
+    if section.startswith("model_params."):
+        return build_section(spec.params_type(), plan.model_params.get(model), section)
+    value = getattr(plan, section, None)
+    if value is None:
+        raise PlanError(f"model {model!r} reads plan section {section!r}, which does not exist")
+    return value
+
+
+Requests = dict[str, tuple[Plan, DataRequest]]
+
+
+def resolve_arms(plan: Plan, arms: dict[str, ArmPlan], device: Any,
+                 where: str = "experiment") -> tuple[list[Any], Requests]:
+    """Resolve each arm's model, hyper-parameters, model context and data request.
+
+    Returns
+    -------
+    arms : list of Arm
+    requests : dict of str to (Plan, DataRequest)
+        Per data key, the arm plan that defines it and what it holds.
+    """
+    from fmtc.evaluate.protocol import Arm
+
+    check_models([a.model for a in arms.values()], f"{where}.arms")
+    unknown_params = sorted(set(plan.model_params) - _registered())
+    if unknown_params:
+        raise PlanError(f"model_params: unknown model(s) {unknown_params}")
+    resolved, requests = [], {}
+    for name, arm in arms.items():
+        arm_plan = _arm_plan(plan, arm, f"{where}.arms.{name}")
+        spec = get_model(arm.model)
+        request = DataRequest(
+            fc_kind=arm_plan.connectivity.kind if "fc" in spec.inputs else None,
+            features=_feature_settings(arm_plan) if "cls" in spec.inputs else None)
+        requests.setdefault(request.key, (arm_plan, request))
+        context = ModelContext(device=device, pool_size=arm_plan.connectivity.pool_size,
+                               fc_kind=arm_plan.connectivity.kind)
+        resolved.append(Arm(name, arm.model, model_params(arm_plan, arm.model), context,
+                            request.key))
+    return resolved, requests
+
+
+def _registered() -> set[str]:
+    from fmtc.predict.registry import model_names
+
+    return set(model_names())
+
+
+def _feature_settings(plan: Plan) -> dict[str, Any]:
+    settings = {"brainlm": dataclasses.asdict(plan.brainlm),
+                "windows": dataclasses.asdict(plan.windows)}
+    if plan.brainlm.source == "simulated-pretrained":
+        settings["pretrain"] = dataclasses.asdict(plan.pretrain)
+    return settings
+
+
+def cohort_connectivity(cohort: Cohort, kind: str) -> np.ndarray:
+    """``[N, R, R]`` connectivity of every participant (robust-scaled series, then ``kind``)."""
+    from fmtc.preprocess.transforms import functional_connectivity, robust_scale
+
+    return np.stack([functional_connectivity(robust_scale(cohort.timeseries[s]), kind)
+                     for s in cohort.subject_ids])
+
+
+def _aligned_features(features: Any, subject_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    position = {s: i for i, s in enumerate(features.subject_ids)}
+    missing = [s for s in subject_ids if s not in position]
+    if missing:
+        raise ValueError(f"the feature cache {features.cache_path} lacks {len(missing)} subject(s) "
+                         f"of the cohort (first: {missing[:3]}); delete it to rebuild it")
+    order = np.array([position[s] for s in subject_ids])
+    cls = np.asarray(features.cls)
+    if cls.ndim != 3 or len(cls) != len(features.subject_ids):
+        raise ValueError(f"feature cache {features.cache_path}: expected CLS [N, W, H], got "
+                         f"{cls.shape}")
+    return cls[order], np.asarray(features.n_windows)[order]
+
+
+def gather_datasets(cohort: Cohort, requests: Requests, *,
+                    device: Any = None, features: Any = None,
+                    progress: bool = False) -> dict[str, ExperimentData]:
+    """Compute (or read from the caches) the inputs of every data request.
+
+    ``features`` (a precomputed :class:`~fmtc.represent.features.FeatureSet`) replaces the
+    BrainLM features of every request that reads them (tests, notebooks).
+    """
+    connectivity: dict[str, np.ndarray] = {}
+    cls_cache: dict[str, Any] = {}
+    out = {}
+    for key, (arm_plan, request) in requests.items():
+        fc = None
+        if request.fc_kind is not None:
+            if request.fc_kind not in connectivity:
+                connectivity[request.fc_kind] = cohort_connectivity(cohort, request.fc_kind)
+            fc = connectivity[request.fc_kind]
+        cls = n_windows = encoder = cache = None
+        if request.features is not None:
+            tag = json.dumps(request.features, sort_keys=True)
+            if tag not in cls_cache:
+                found = features
+                if found is None:
+                    from fmtc.represent.features import cohort_features
+
+                    found = cohort_features(cohort, arm_plan, device=device, progress=progress)
+                cls_cache[tag] = found
+            found = cls_cache[tag]
+            cls, n_windows = _aligned_features(found, cohort.subject_ids)
+            encoder, cache = dict(found.encoder), Path(found.cache_path).name
+        out[key] = ExperimentData(list(cohort.subject_ids), np.asarray(cohort.labels), fc, cls,
+                                  n_windows, encoder, cache)
+    return out
+
+
+def _data_identity(data: ExperimentData, request: DataRequest) -> dict[str, Any]:
+    encoder = data.encoder or {}
+    return {"fc_kind": request.fc_kind, "features": request.features,
+            "feature_cache": data.feature_cache,
+            "encoder_weights_sha256": encoder.get("weights_sha256")}
+
+
+# --------------------------------------------------------------------------- runs
+
+
+@dataclass
+class ExperimentRun:
+    """A finished (or re-read) experiment: its tables and where they are.
+
+    Attributes
+    ----------
+    name : str
+    run_dir : Path
+    key : str
+        Hash of the run's identity (the end of the folder's name).
+    reused : bool
+        True when an existing complete run with this identity was read back.
+    tables : dict
+        :func:`fmtc.runs.load_run` of the folder (``metrics``, ``predictions``, ``summary``,
+        ``contrasts``, ``provenance``, ...).
+    """
+
+    name: str
+    run_dir: Path
+    key: str
+    reused: bool
+    tables: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """Per arm, selection and metric: mean pooled value, intervals, p-value."""
+        return self.tables["summary"]
+
+    @property
+    def contrasts(self) -> pd.DataFrame | None:
+        """Paired differences of the experiment's contrasts (None when it declares none)."""
+        return self.tables.get("contrasts")
+
+    @property
+    def metrics(self) -> pd.DataFrame:
+        """The long-form metrics table."""
+        return self.tables["metrics"]
+
+
+def experiment_plan(plan: Plan, name: str) -> ExperimentPlan:
+    """The experiment ``name`` of the plan; an unknown name lists the declared ones."""
+    if name not in plan.experiments:
+        raise PlanError(f"unknown experiment {name!r}; the plan's profile {plan.profile!r} "
+                        f"declares: {', '.join(sorted(plan.experiments)) or 'none'}")
+    return plan.experiments[name]
+
+
+def run_experiment(plan: Plan, name: str, *, cohort: Cohort | None = None,
+                   out: str | Path | None = None, device: Any = None, features: Any = None,
+                   executor: Executor | None = None, permute_labels: bool = False,
+                   overwrite: bool = False, progress: bool = False) -> ExperimentRun:
+    """Run the plan's experiment ``name`` (or read it back) and return its tables.
+
+    Parameters
+    ----------
+    plan : Plan
+    name : str
+        A key of the plan's ``experiments``.
+    cohort : Cohort, optional
+        Default: the plan's cohort.
+    out : path, optional
+        Run folder. Default: ``<runs_dir>/<name>_<profile>_<key>``.
+    device : torch.device, optional
+        Default: ``plan.device`` resolved.
+    features : FeatureSet, optional
+        Precomputed BrainLM features for every arm that reads them.
+    executor : Executor, optional
+        Default: the plan's ``execution`` section.
+    permute_labels : bool
+        Shuffle the labels once (seed ``plan.seed``) before anything: a null run.
+    overwrite : bool
+        Replace ``out`` when it holds another run.
+    progress : bool
+        Progress bars while generating the cohort and encoding.
+    """
+    spec = experiment_plan(plan, name)
+    return _run(plan, name, spec.arms, list(spec.selections),
+                [tuple(c) for c in spec.contrasts], cohort=cohort, out=out, device=device,
+                features=features, executor=executor, permute_labels=permute_labels,
+                overwrite=overwrite, progress=progress, where=f"experiments.{name}")
+
+
+def evaluate(plan: Plan, models: Sequence[str], selections: Sequence[str] | None = None, *,
+             cohort: Cohort | None = None, out: str | Path | None = None, device: Any = None,
+             features: Any = None, source: str | None = None, executor: Executor | None = None,
+             permute_labels: bool = False, overwrite: bool = False,
+             progress: bool = False) -> ExperimentRun:
+    """An ad-hoc experiment whose arms are ``models`` (the engine of ``fmtc evaluate``).
+
+    ``source`` overrides ``brainlm.source`` for every arm (the CLI's ``--brainlm``);
+    ``selections`` default to ``[evaluation.selection]``. See :func:`run_experiment`.
+    """
+    models = check_models(dict.fromkeys(models), "--model")
+    if source is not None:
+        plan = plan.replace(brainlm={"source": source})
+    arms = {m: ArmPlan(model=m) for m in models}
+    prefix = "evaluate_" + "+".join(models)
+    return _run(plan, prefix, arms, list(selections or [plan.evaluation.selection]), [],
+                cohort=cohort, out=out, device=device, features=features, executor=executor,
+                permute_labels=permute_labels, overwrite=overwrite, progress=progress,
+                where="evaluate")
+
+
+def _run(plan: Plan, name: str, arm_plans: dict[str, ArmPlan], selections: list[str],
+         contrasts: list[tuple[str, str]], *, cohort: Cohort | None, out: str | Path | None,
+         device: Any, features: Any, executor: Executor | None, permute_labels: bool,
+         overwrite: bool, progress: bool, where: str) -> ExperimentRun:
+    from fmtc import runs
+    from fmtc.device import describe_device, resolve_device
+    from fmtc.evaluate.paired import paired_differences
+    from fmtc.evaluate.protocol import cross_validate, summarise
+    from fmtc.provenance import provenance_record
+
+    start = time.perf_counter()
+    device = device if device is not None else resolve_device(plan.device)
+    executor = executor or executor_for(plan)
+    runs_dir = Path(out).parent if out is not None else plan.path(plan.outputs.runs_dir)
+    runs.check_writable(runs_dir)  # before any computation
+    arms, requests = resolve_arms(plan, arm_plans, device, where)
+    if cohort is None:
+        cohort = plan_cohort(plan, progress=progress)
+    datasets = gather_datasets(cohort, requests, device=device, features=features,
+                               progress=progress)
+    if permute_labels:
+        shuffled = np.random.default_rng(plan.seed).permutation(np.asarray(cohort.labels))
+        datasets = {k: dataclasses.replace(d, labels=shuffled) for k, d in datasets.items()}
+    feature_seconds = time.perf_counter() - start
+
+    identity = {
+        "experiment": name, "fmtc": __version__, "cohort": cohort.content_hash,
+        "label_column": cohort.label_column, "seed": plan.seed,
+        "evaluation": dataclasses.asdict(plan.evaluation), "selections": selections,
+        "contrasts": [list(c) for c in contrasts], "permute_labels": permute_labels,
+        "threads_per_worker": executor.threads_per_worker, "device": str(device.type),
+        "arms": {a.name: {"model": a.model, "params": dataclasses.asdict(a.params)
+                          if dataclasses.is_dataclass(a.params) else a.params,
+                          "pool_size": a.context.pool_size, "fc_kind": a.context.fc_kind,
+                          "data": _data_identity(datasets[a.data], requests[a.data][1])}
+                 for a in arms},
+    }
+    key = runs.run_key(identity)
+    run_dir = Path(out) if out is not None else runs_dir / runs.run_name(
+        name + ("_permuted-labels" if permute_labels else ""), plan.profile, key)
+    if runs.check_destination(run_dir, key, overwrite):
+        logger.info("reusing the complete run %s (same identity, key %s)", run_dir, key)
+        return ExperimentRun(name, run_dir, key, True, runs.load_run(run_dir))
+
+    with runs.staged_run(run_dir, overwrite=overwrite) as staging:
+        def save(outcome: Any) -> None:
+            runs.save_weights(staging / "weights", outcome.arm, outcome.repeat, outcome.fold,
+                              outcome.snapshots)
+
+        result = cross_validate(datasets, arms, plan.evaluation, plan.seed, selections,
+                                executor=executor, on_weights=save, progress=None)
+        subject_ids = list(cohort.subject_ids)
+        result.summary = summarise(result, plan.evaluation, plan.seed, subject_ids, executor)
+        table = None
+        if contrasts:
+            table = paired_differences(result.predictions[selections[0]], contrasts, subject_ids,
+                                       metric="mcc", n_bootstrap=plan.evaluation.bootstrap,
+                                       n_permutations=plan.evaluation.permutations,
+                                       seed=plan.seed)
+            table.insert(2, "selection", selections[0])
+        timings = {"features_s": feature_seconds, **result.timings,
+                   "total_s": time.perf_counter() - start}
+        first = datasets[arms[0].data]
+        encoders = {a.name: datasets[a.data].encoder for a in arms if datasets[a.data].encoder}
+        record = provenance_record(
+            command=name, experiment=name, key=key, plan=plan.to_dict(), profile=plan.profile,
+            seed=plan.seed, arms={a.name: a.model for a in arms}, selections=selections,
+            permute_labels=permute_labels,
+            cohort={"name": cohort.name, "content_hash": cohort.content_hash,
+                    "simulated": cohort.is_simulated, "label_column": cohort.label_column,
+                    "n_subjects": len(first.subject_ids), "folder": Path(cohort.root).name},
+            encoder=next(iter(encoders.values()), None), encoders=encoders,
+            feature_cache=first.feature_cache,
+            connectivity={"kind": plan.connectivity.kind,
+                          "pool_size": plan.connectivity.pool_size},
+            device=describe_device(device), execution=executor.describe(), timings=timings)
+        result.models = {"arms": result.models, "connectivity": record["connectivity"],
+                         "cohort": record["cohort"], "encoders": encoders,
+                         "label_permuted": permute_labels,
+                         "standardisation": "buffers of each state_dict (training-subject "
+                                            "statistics)"}
+        runs.write_run(staging, result, record, identity, key, contrasts=table)
+    logger.info("run folder %s (%.0f s)", run_dir, time.perf_counter() - start)
+    return ExperimentRun(name, run_dir, key, False, runs.load_run(run_dir))

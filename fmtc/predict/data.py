@@ -1,0 +1,50 @@
+"""The inputs every model reads, gathered once per experiment in the cohort's subject order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ExperimentData:
+    """Labels and model inputs of every subject of a cohort.
+
+    Attributes
+    ----------
+    subject_ids : list of str
+    labels : ndarray of shape (N,)
+    fc : ndarray of shape (N, R, R) or None
+        Connectivity, when a model reads ``fc``.
+    cls : ndarray of shape (N, W, H) or None
+        BrainLM CLS per window (NaN beyond ``n_windows``), when a model reads ``cls``.
+    n_windows : ndarray of shape (N,) or None
+    encoder : dict or None
+        Provenance of the encoder behind ``cls``.
+    feature_cache : str or None
+        Name of the feature-cache file ``cls`` was read from.
+    """
+
+    subject_ids: list[str]
+    labels: np.ndarray
+    fc: np.ndarray | None = None
+    cls: np.ndarray | None = None
+    n_windows: np.ndarray | None = None
+    encoder: dict[str, Any] | None = None
+    feature_cache: str | None = None
+
+    def require(self, inputs: tuple[str, ...], model: str) -> None:
+        """Raise a ValueError naming ``model`` when an input it reads is missing."""
+        if "cls" in inputs and self.cls is None:
+            raise ValueError(f"model {model!r} needs BrainLM CLS features; ExperimentData has "
+                             "none")
+        if "fc" in inputs and self.fc is None:
+            raise ValueError(f"model {model!r} needs connectivity matrices; ExperimentData has "
+                             "none")
+
+    def window_mean_cls(self) -> np.ndarray:
+        """``[N, H]``: each subject's CLS averaged over its valid windows."""
+        valid = np.arange(self.cls.shape[1])[None, :] < self.n_windows[:, None]
+        return np.where(valid[..., None], self.cls, 0.0).sum(1) / self.n_windows[:, None]

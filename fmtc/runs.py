@@ -1,0 +1,196 @@
+"""Run folders: named by what defines their result, written in staging, published whole.
+
+A run folder holds::
+
+    run.json             the run's identity (everything that defines its result) and its key
+    metrics.csv          arm, model, selection, repeat, fold, metric, value
+    predictions.csv      arm, model, repeat, fold, participant_id, probability, label
+                         (first selection; others: predictions_<selection>.csv)
+    summary.csv          arm, model, selection, metric, mean, repeat_low/high,
+                         bootstrap_low/high, p_value
+    contrasts.csv        paired differences between arms (experiments with contrasts)
+    trajectories.csv     per arm, repeat, fold and epoch: lr, losses, MCC, AUC, chosen epochs
+    splits.json          participant ids of the fit / validation / test parts of every fold
+    models.json          what a reader needs to rebuild each arm's fold models
+    weights/<arm>/repeat-R_fold-F.pt   state_dict of the selected epoch
+    provenance.json      plan, versions, cohort and encoder hashes, device, execution, timings
+
+The default folder name is ``<prefix>_<profile>_<key>``, where ``key`` is a hash of the
+run's identity (cohort content, arms, the plan values they read, seed, selections, ...):
+runs with other settings never overwrite each other, and a run whose identity already
+has a complete folder is read back instead of recomputed. A run is computed into a
+hidden staging folder beside its destination and renamed into place when complete, so a
+folder that exists is always a whole run. The tables hold no paths, times or timestamps
+and print floats with ``%.6g``: identical runs give byte-identical tables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fmtc.storage import atomic_open, write_json
+
+FLOAT_FORMAT = "%.6g"
+RUN_RECORD = "run.json"
+KEY_LENGTH = 12
+
+
+def run_key(identity: dict[str, Any]) -> str:
+    """A short hex hash of ``identity`` (canonical JSON)."""
+    payload = json.dumps(identity, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()[:KEY_LENGTH]
+
+
+def run_name(prefix: str, profile: str, key: str) -> str:
+    """``<prefix>_<profile>_<key>``."""
+    return f"{prefix}_{profile}_{key}"
+
+
+def read_key(run_dir: str | Path) -> str | None:
+    """The key of a complete run folder, or None when ``run_dir`` holds no complete run."""
+    record = Path(run_dir) / RUN_RECORD
+    try:
+        return json.loads(record.read_text(encoding="utf-8")).get("key")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+class RunExistsError(FileExistsError):
+    """The destination holds another run; the message says how to keep or replace it."""
+
+
+def check_destination(run_dir: Path, key: str, overwrite: bool) -> bool:
+    """Whether ``run_dir`` already holds this run (True: reuse it).
+
+    Raises :class:`RunExistsError` when it holds something else and ``overwrite`` is False.
+    """
+    if not run_dir.exists():
+        return False
+    existing = read_key(run_dir)
+    if existing == key:
+        return True
+    if overwrite:
+        return False
+    what = f"another run (key {existing})" if existing else "files that are not a complete run"
+    raise RunExistsError(f"{run_dir} holds {what}; this run's key is {key}. Choose another --out, "
+                         "or pass --overwrite to replace it")
+
+
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` if needed and prove a file can be written there, before any work."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".fmtc-write-test-"):
+            pass
+    except OSError as error:
+        raise PermissionError(f"cannot write run folders into {folder}: {error.strerror}. "
+                              "Choose another --out (or outputs.runs_dir)") from error
+
+
+@contextlib.contextmanager
+def staged_run(run_dir: Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a staging folder beside ``run_dir``; publish it as ``run_dir`` on success.
+
+    On error the staging folder is removed and ``run_dir`` is untouched. An existing
+    ``run_dir`` is replaced only when ``overwrite`` (it is moved aside first, and removed
+    after the new run is in place).
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not overwrite:
+        raise RunExistsError(f"{run_dir} exists; choose another --out, or pass --overwrite to "
+                             "replace it")
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.staging-", dir=run_dir.parent))
+    try:
+        yield staging
+        staging.chmod(0o755)
+        old = None
+        if run_dir.exists():
+            if not overwrite:
+                raise RunExistsError(f"{run_dir} appeared while this run was computed; the new "
+                                     f"run is kept in {staging} (rerun with --overwrite to "
+                                     "replace it)")
+            old = run_dir.with_name(f".{run_dir.name}.replaced-{os.getpid()}")
+            run_dir.rename(old)
+        staging.rename(run_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException as error:
+        if not isinstance(error, RunExistsError):
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def write_csv(path: Path, frame: pd.DataFrame) -> None:
+    """Write a table atomically with the run folders' float format and line endings."""
+    with atomic_open(path) as handle:
+        frame.to_csv(handle, index=False, float_format=FLOAT_FORMAT, lineterminator="\n",
+                     na_rep="nan")
+
+
+def write_run(out: Path, result: Any, provenance: dict[str, Any],
+              identity: dict[str, Any] | None = None, key: str | None = None,
+              contrasts: pd.DataFrame | None = None) -> Path:
+    """Write the tables, splits, model records and provenance of ``result`` into ``out``.
+
+    ``run.json`` (identity and key) is written last: it marks the folder complete.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "metrics.csv", result.metrics)
+    for i, (selection, frame) in enumerate(result.predictions.items()):
+        write_csv(out / ("predictions.csv" if i == 0 else f"predictions_{selection}.csv"), frame)
+    if result.summary is not None:
+        write_csv(out / "summary.csv", result.summary)
+    if contrasts is not None:
+        write_csv(out / "contrasts.csv", contrasts)
+    write_csv(out / "trajectories.csv", result.trajectories)
+    write_json(out / "splits.json", result.splits)
+    write_json(out / "models.json", result.models)
+    write_json(out / "provenance.json", provenance)
+    if key is not None:
+        write_json(out / RUN_RECORD, {"key": key, "identity": identity or {}})
+    return out
+
+
+def save_weights(weights_dir: Path, arm: str, repeat: int, fold: int,
+                 snapshots: dict[str, dict[str, Any]]) -> None:
+    """Save each selection's ``state_dict`` (the first selection's at ``weights/<arm>/``)."""
+    import torch
+
+    for i, (selection, state) in enumerate(snapshots.items()):
+        folder = Path(weights_dir) / arm / ("" if i == 0 else selection)
+        # A handle, so the archive's record names do not carry the temporary file's name.
+        with atomic_open(folder / f"repeat-{repeat}_fold-{fold}.pt", "wb") as handle:
+            torch.save(state, handle)
+
+
+def load_run(run_dir: str | Path) -> dict[str, Any]:
+    """Read a run folder's tables and records (for notebooks and ``fmtc interpret``)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "metrics.csv").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no metrics.csv); run "
+                                "`fmtc evaluate` or `fmtc experiment` first")
+    tables = {"metrics": pd.read_csv(run_dir / "metrics.csv", dtype={"fold": str}),
+              "predictions": pd.read_csv(run_dir / "predictions.csv"),
+              "trajectories": pd.read_csv(run_dir / "trajectories.csv")}
+    for name in ("summary", "contrasts"):
+        if (run_dir / f"{name}.csv").is_file():
+            tables[name] = pd.read_csv(run_dir / f"{name}.csv")
+    for path in sorted(run_dir.glob("predictions_*.csv")):
+        tables[path.stem] = pd.read_csv(path)
+    for name in ("provenance", "models", "splits"):
+        tables[name] = json.loads((run_dir / f"{name}.json").read_text())
+    if (run_dir / RUN_RECORD).is_file():
+        tables["run"] = json.loads((run_dir / RUN_RECORD).read_text())
+    return tables

@@ -1,0 +1,194 @@
+"""``fmtc reproduce`` without the book build: executed copies are free of machine paths.
+
+Tiny throwaway notebooks (plain Python cells) run on a real ``python3`` kernel in a
+temporary "repository" with a ``notebooks/`` and a ``book/`` folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from fmtc.report.reproduce import (
+    REMOVE_TAG,
+    absolute_paths_in,
+    default_roots,
+    execute_notebooks,
+    kernel_environment,
+    kernel_path,
+    notebook_parameters,
+    replacement_roots,
+    reproduce,
+    scrub_notebook,
+    scrub_text,
+)
+
+PRINTS_PATHS = """\
+import os
+import sys
+import warnings
+print("cwd:", os.getcwd())
+print("data at", os.path.join(os.getcwd(), "data", "runs", "x.csv"))
+print("home file", os.path.join(os.path.expanduser("~"), ".cache", "thing"))
+warnings.warn_explicit("deprecated thing", UserWarning,
+                       filename=os.path.join(sys.prefix, "lib", "somelib", "mod.py"), lineno=7)
+print("profile is", profile)
+"""
+
+
+def _notebook(path: Path, *cells: str) -> Path:
+    """Write a source notebook: a ``parameters`` cell, then ``cells``."""
+    parameters = nbformat.v4.new_code_cell('profile = "x"\nplan_file = None')
+    parameters.metadata["tags"] = ["parameters"]
+    notebook = nbformat.v4.new_notebook(
+        cells=[parameters, *(nbformat.v4.new_code_cell(c) for c in cells)],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, str(path))
+    return path
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A throwaway repository with one source notebook and an empty book folder."""
+    root = tmp_path / "repo"
+    _notebook(root / "notebooks" / "01_paths.ipynb", PRINTS_PATHS)
+    (root / "book").mkdir()
+    return root
+
+
+def _all_text(path: Path) -> str:
+    notebook = nbformat.read(str(path), as_version=4)
+    parts = []
+    for cell in notebook.cells:
+        parts.append(cell.source)
+        for output in cell.get("outputs", []):
+            parts.append(output.get("text", ""))
+            parts.extend(str(v) for v in output.get("data", {}).values())
+            parts.extend(output.get("traceback", []))
+    return "\n".join(parts)
+
+
+def test_executed_copy_has_no_absolute_path_and_path_is_restored(repo: Path) -> None:
+    path_before = os.environ.get("PATH")
+    report = reproduce(repo / "notebooks", repo / "book", "smoke", None, build=False, cwd=repo)
+    assert os.environ.get("PATH") == path_before
+    assert set(report.notebooks) == {"01_paths.ipynb"}
+    executed = repo / "book" / "01_paths.ipynb"
+    roots = [repo, repo / "book", Path.home(), sys.prefix, tempfile.gettempdir()]
+    assert absolute_paths_in(executed, roots) == []
+    assert absolute_paths_in(executed, default_roots(repo, repo / "book")) == []
+    text = _all_text(executed)
+    assert "cwd: .\n" in text
+    assert "data at data/runs/x.csv" in text
+    assert "home file ~/.cache/thing" in text
+    assert "<python>/lib/somelib/mod.py:7: UserWarning: deprecated thing" in text
+    assert "profile is smoke" in text
+
+
+def test_injected_cell_is_hidden_and_papermill_metadata_is_relative(repo: Path) -> None:
+    reproduce(repo / "notebooks", repo / "book", "smoke", None, build=False, cwd=repo)
+    notebook = nbformat.read(str(repo / "book" / "01_paths.ipynb"), as_version=4)
+    meta = notebook.metadata["papermill"]
+    assert meta["input_path"] == "notebooks/01_paths.ipynb"
+    assert meta["output_path"] == "01_paths.ipynb"
+    assert meta["parameters"] == {"profile": "smoke"}
+    injected = [c for c in notebook.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1
+    assert REMOVE_TAG in injected[0].metadata["tags"]
+    assert "plan_file" not in injected[0].source
+
+
+def test_plan_file_is_injected_relative_to_the_kernel_directory(repo: Path,
+                                                                tmp_path: Path) -> None:
+    inside = repo / "plans" / "mine.yml"
+    outside = tmp_path / "elsewhere" / "plan.yml"
+    assert notebook_parameters("smoke", None, repo) == {"profile": "smoke"}
+    assert notebook_parameters("smoke", inside, repo) == {"profile": "smoke",
+                                                          "plan_file": "plans/mine.yml"}
+    assert notebook_parameters("smoke", outside, repo)["plan_file"] == str(outside)
+    _notebook(repo / "notebooks" / "02_plan.ipynb", "print('plan:', plan_file)")
+    execute_notebooks(repo / "notebooks", repo / "book",
+                      notebook_parameters("smoke", inside, repo), names=["02_plan"], cwd=repo)
+    executed = repo / "book" / "02_plan.ipynb"
+    assert "plan: plans/mine.yml" in _all_text(executed)
+    assert absolute_paths_in(executed, default_roots(repo, repo / "book")) == []
+
+
+def test_failing_notebook_names_itself_and_the_cell(repo: Path) -> None:
+    _notebook(repo / "notebooks" / "03_fails.ipynb", "x = 1",
+              "raise ValueError('broken on purpose')")
+    path_before = os.environ.get("PATH")
+    with pytest.raises(RuntimeError) as caught:
+        reproduce(repo / "notebooks", repo / "book", "smoke", None, names=["03_fails.ipynb"],
+                  build=False, cwd=repo)
+    message = str(caught.value)
+    # cells: parameters [1], injected parameters [2], x = 1 [3], the raise [4]
+    assert "notebook 03_fails.ipynb failed in cell 4: ValueError: broken on purpose" in message
+    assert str(repo / "book" / "03_fails.ipynb") in message
+    assert os.environ.get("PATH") == path_before
+    partial = repo / "book" / "03_fails.ipynb"
+    assert absolute_paths_in(partial, default_roots(repo, repo / "book")) == []
+
+
+def test_scrub_text_keeps_unrelated_paths_and_handles_colour_codes(tmp_path: Path) -> None:
+    repo, book = tmp_path / "repo", tmp_path / "repo" / "book"
+    pairs = replacement_roots(repo, book)
+    replaced: set[str] = set()
+    text = (f"{repo}/data/runs/a.csv and {repo} and {repo}ository and /var{repo} "
+            f"\x1b[0;32m{book}/x.ipynb\x1b[0m file://{sys.prefix}/lib/y.py")
+    out = scrub_text(text, pairs, replaced)
+    # "<repo>ository" is another folder: only a wider root (the temporary folder) may apply
+    sibling = scrub_text(f"{repo}ository", pairs)
+    assert sibling.endswith("/repoository") and not sibling.startswith(("ository", "."))
+    assert out == (f"data/runs/a.csv and . and {sibling} and /var{repo} "
+                   "\x1b[0;32mbook/x.ipynb\x1b[0m file://<python>/lib/y.py")
+    assert f"{repo}/data/runs/a.csv" in replaced
+
+
+def test_scrub_notebook_reports_and_is_idempotent(tmp_path: Path) -> None:
+    repo, book = tmp_path / "repo", tmp_path / "repo" / "book"
+    path = book / "n.ipynb"
+    cell = nbformat.v4.new_code_cell(f"open('{repo}/data/x')")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"{repo}/data/x\n"),
+                    nbformat.v4.new_output("error", ename="E", evalue="v",
+                                           traceback=[f"File {tempfile.gettempdir()}/k.py:1"])]
+    notebook = nbformat.v4.new_notebook(cells=[cell], metadata={"papermill": {
+        "input_path": str(repo / "notebooks" / "n.ipynb"), "output_path": str(path)}})
+    book.mkdir(parents=True)
+    nbformat.write(notebook, str(path))
+    replaced = scrub_notebook(path, repo, book)
+    assert f"{repo}/data/x" in replaced
+    assert absolute_paths_in(path, default_roots(repo, book)) == []
+    result = nbformat.read(str(path), as_version=4)
+    assert result.metadata.papermill.input_path == "notebooks/n.ipynb"
+    assert result.metadata.papermill.output_path == "n.ipynb"
+    assert result.cells[0].source == "open('data/x')"
+    assert result.cells[0].outputs[1].traceback == ["File <tmp>/k.py:1"]
+    assert scrub_notebook(path, repo, book) == []
+
+
+def test_kernel_path_is_scoped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nowhere")
+    bin_dir = str(Path(sys.executable).parent)
+    assert kernel_environment()["PATH"].split(os.pathsep)[0] == bin_dir
+    assert os.environ["PATH"] == "/nowhere"
+    with pytest.raises(KeyError), kernel_path() as inside:
+        assert inside.split(os.pathsep)[:2] == [bin_dir, "/nowhere"]
+        raise KeyError("boom")
+    assert os.environ["PATH"] == "/nowhere"
+
+
+def test_progress_is_logged_per_notebook(repo: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="fmtc"):
+        reproduce(repo / "notebooks", repo / "book", "smoke", None, build=False, cwd=repo)
+    lines = [r.getMessage() for r in caplog.records if r.name == "fmtc.report.reproduce"
+             and r.levelno == logging.INFO]
+    assert len(lines) == 1 and lines[0].startswith("01_paths.ipynb done in ")
