@@ -1,17 +1,15 @@
 """The compute device, chosen once at the top (CLI or notebook) and passed down.
 
 CUDA runs matrix products in bf16 autocast; the CPU runs in float32. TF32 is
-switched off so GPU results stay close to the CPU's.
+switched off inside :func:`autocast` (and restored after) so GPU results stay close to
+the CPU's. Nothing here changes global state when called.
 """
 
 from __future__ import annotations
 
 import contextlib
-import random
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
-
-import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -33,31 +31,28 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise ValueError("device 'cuda' was asked for but torch sees no CUDA GPU; "
                          "use 'auto' or 'cpu'")
     use_cuda = name == "cuda" or (name == "auto" and torch.cuda.is_available())
-    if use_cuda:
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
     return torch.device("cuda" if use_cuda else "cpu")
 
 
 @contextlib.contextmanager
 def autocast(device: torch.device) -> Iterator[None]:
-    """bf16 autocast on CUDA; nothing on the CPU (float32 keeps CPU runs exact)."""
+    """bf16 autocast on CUDA with TF32 off; nothing on the CPU (float32 keeps CPU runs exact).
+
+    The TF32 flags are global switches of torch: they are set for the block and restored
+    afterwards, so the caller's settings are left as they were.
+    """
     import torch
 
-    if device.type == "cuda":
+    if device.type != "cuda":
+        yield
+        return
+    previous = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
         with torch.autocast("cuda", dtype=torch.bfloat16):
             yield
-    else:
-        yield
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices)."""
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)  # noqa: NPY002 -- libraries may still draw from the legacy global RNG
-    torch.manual_seed(seed)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous
 
 
 def describe_device(device: torch.device) -> dict[str, str]:

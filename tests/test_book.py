@@ -7,6 +7,7 @@ notebook sources are never written.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -55,3 +56,27 @@ def test_smoke_reproduce_builds_the_book_strictly(tmp_path):
     assert "SIMULATED" in baseline_page and "<img" in baseline_page
     assert "MCC" in baseline_page
     assert {p: p.stat().st_mtime_ns for p in (ROOT / "book").glob("*.ipynb")} == tracked
+
+
+ABSOLUTE = re.compile(r"(?<![\w:/.~<])/(?:home|root|work|tmp|Users|usr|opt|var|mnt|srv)/")
+
+
+def test_executed_notebooks_in_the_book_carry_no_absolute_path():
+    from fmtc.report.reproduce import absolute_paths_in, default_roots
+
+    for path in sorted((ROOT / "book").glob("*.ipynb")):
+        assert absolute_paths_in(path, default_roots(ROOT, ROOT / "book")) == [], path.name
+        notebook = json.loads(path.read_text())
+        texts = [json.dumps(notebook["metadata"])]
+        for cell in notebook["cells"]:
+            texts.append("".join(cell["source"]))
+            for output in cell.get("outputs", []):
+                texts.append("".join(output.get("text", "")))
+                texts += ["".join(v) if isinstance(v, list) else str(v)
+                          for k, v in output.get("data", {}).items() if k.startswith("text/")]
+                texts += output.get("traceback", [])
+        found = [m.group(0) for text in texts for m in ABSOLUTE.finditer(text)]
+        assert not found, f"{path.name}: {found[:5]}"
+        injected = [c for c in notebook["cells"]
+                    if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
+        assert all("remove-cell" in c["metadata"]["tags"] for c in injected), path.name

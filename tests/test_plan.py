@@ -59,3 +59,48 @@ def test_replace_validates_changes():
     assert plan.replace(evaluation={"repeats": 3}).evaluation.repeats == 3
     with pytest.raises(PlanError, match="evaluation.repeats"):
         plan.replace(evaluation={"repeats": 0})
+
+
+def test_the_project_plan_is_found_by_identity_not_by_the_working_directory(tmp_path,
+                                                                          monkeypatch):
+    from fmtc.plan import find_project_plan, is_plan_file
+
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / "book").mkdir()
+    (repo / "notebooks" / "deep").mkdir(parents=True)
+    (repo / "_config.yml").write_text("default_profile: smoke\nprofiles:\n"
+                                      "  smoke: {train: {epochs: 3}}\n")
+    (repo / "book" / "_config.yml").write_text("title: a book\nauthor: someone\n")
+    assert not is_plan_file(repo / "book" / "_config.yml")
+    for start in (repo, repo / "book", repo / "notebooks" / "deep"):
+        assert find_project_plan(start) == repo / "_config.yml"
+        monkeypatch.chdir(start)
+        plan = load_plan()
+        assert plan.profile == "smoke" and plan.train.epochs == 3
+        assert plan.path("data") == repo / "data"
+    # The search stops at the repository root: a plan above it is not this project's.
+    (tmp_path / "_config.yml").write_text("profiles: {quick: {train: {epochs: 9}}}\n")
+    (repo / "_config.yml").unlink()
+    assert find_project_plan(repo / "book") is None
+    monkeypatch.chdir(repo / "book")
+    assert load_plan("quick").train.epochs != 9
+
+
+def test_the_repository_plan_is_an_experiment_plan_and_the_book_config_is_not():
+    from pathlib import Path
+
+    from fmtc.plan import find_project_plan, is_plan_file
+
+    root = Path(__file__).resolve().parents[1]
+    assert is_plan_file(root / "_config.yml")
+    assert not is_plan_file(root / "book" / "_config.yml")
+    assert find_project_plan(root / "book") == root / "_config.yml"
+
+
+def test_execution_and_experiment_sections_have_one_default():
+    smoke = load_plan("smoke")
+    assert smoke.evaluation.honest_epoch == "last"
+    assert smoke.execution.threads_per_worker == 1
+    with pytest.raises(PlanError, match="execution.n_jobs"):
+        smoke.replace(execution={"n_jobs": 0})

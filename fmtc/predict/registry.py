@@ -17,6 +17,10 @@ Adding a model is one file plus one registry line::
 
     register(ModelSpec("mynet", "MyNet", inputs=("cls",), module=MyNet))
 
+A module that defines ``set_standardisation(cls=(mean, std), fc=(mean, std))`` receives
+the training subjects' input statistics before training (the built-in models keep them
+as buffers, so a saved ``state_dict`` standardises by itself).
+
 A model that is not a torch module gives a ``factory(params, context) -> estimator``,
 a dataclass of hyper-parameters (read from ``model_params.<name>`` of the plan unless
 ``section`` names another plan section) and ``has_epochs=False``.

@@ -244,8 +244,9 @@ def train_fold(config: ModelConfig | Callable[[], nn.Module], train: TrainPlan,
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         model = build().to(device)
-    stats = standardisation_statistics(inputs, fit)
-    model.set_standardisation(cls=stats.get("cls"), fc=stats.get("fc"))
+    if hasattr(model, "set_standardisation"):  # optional for registered modules
+        stats = standardisation_statistics(inputs, fit)
+        model.set_standardisation(cls=stats.get("cls"), fc=stats.get("fc"))
     optimiser = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=train.epochs)
     weight = None
