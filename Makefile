@@ -29,6 +29,7 @@ lint: $(STAMP)
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/bench_brainlm_forward.py
 	$(BIN)/python benchmarks/bench_training_epoch.py
+	$(BIN)/python benchmarks/bench_parallel.py
 
 clean-book:
 	rm -rf book/_build
