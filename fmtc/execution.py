@@ -144,7 +144,7 @@ class Executor:
         progress : bool, optional
             Show a tqdm bar (default: :func:`progress_enabled`).
         """
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         show = progress_enabled() if progress is None else progress
         with tqdm(total=len(tasks), desc=desc, disable=not show, leave=False) as bar:
@@ -171,9 +171,18 @@ class Executor:
             return
         with self._dask_client() as client, parallel_config(
                 backend="dask", scatter=[shared] if shared is not None else None):
+            workers = client.scheduler_info().get("workers", {})
             logger.info("running %d task(s) on the Dask cluster at %s (%d worker(s))",
-                        len(tasks), self.dask_scheduler,
-                        len(client.scheduler_info().get("workers", {})))
+                        len(tasks), self.dask_scheduler, len(workers))
+            threaded = sorted(w.get("name", a) for a, w in workers.items()
+                              if w.get("nthreads", 1) > 1)
+            if threaded:
+                logger.warning(
+                    "Dask worker(s) %s run several tasks at once in one process; torch's thread "
+                    "count and determinism switches are per process, so results may differ in "
+                    "their last bits from a run elsewhere. Start workers with one thread each "
+                    "(e.g. `dask worker --nthreads 1`, SLURMCluster(cores=1, processes=1)).",
+                    threaded)
             yield from Parallel(return_as="generator")(calls)
 
     @contextlib.contextmanager

@@ -63,13 +63,11 @@ def plan_cohort(plan: Plan, progress: bool = False) -> Cohort:
 # --------------------------------------------------------------------------- execution
 
 
-def executor_for(plan: Plan, n_jobs: int | None = None,
-                 dask_scheduler: str | None = None) -> Executor:
-    """The plan's ``execution`` section as an :class:`Executor` (command-line values win)."""
+def executor_for(plan: Plan) -> Executor:
+    """The plan's ``execution`` section as an :class:`Executor`."""
     ex = plan.execution
-    return Executor(n_jobs=n_jobs if n_jobs is not None else ex.n_jobs,
-                    threads_per_worker=ex.threads_per_worker,
-                    dask_scheduler=dask_scheduler or ex.dask_scheduler)
+    return Executor(n_jobs=ex.n_jobs, threads_per_worker=ex.threads_per_worker,
+                    dask_scheduler=ex.dask_scheduler)
 
 
 # --------------------------------------------------------------------------- arms and data
@@ -153,7 +151,7 @@ def resolve_arms(plan: Plan, arms: dict[str, ArmPlan], device: Any,
         context = ModelContext(device=device, pool_size=arm_plan.connectivity.pool_size,
                                fc_kind=arm_plan.connectivity.kind)
         resolved.append(Arm(name, arm.model, model_params(arm_plan, arm.model), context,
-                            request.key))
+                            request.key, spec))
     return resolved, requests
 
 
@@ -201,6 +199,12 @@ def gather_datasets(cohort: Cohort, requests: Requests, *,
     ``features`` (a precomputed :class:`~fmtc.represent.features.FeatureSet`) replaces the
     BrainLM features of every request that reads them (tests, notebooks).
     """
+    settings = {json.dumps(r.features, sort_keys=True) for _, r in requests.values()
+                if r.features is not None}
+    if features is not None and len(settings) > 1:
+        raise ValueError(f"precomputed features were given, but the arms read {len(settings)} "
+                         "different BrainLM feature settings (encoders, windows or token "
+                         "orders); pass features=None to compute each")
     connectivity: dict[str, np.ndarray] = {}
     cls_cache: dict[str, Any] = {}
     out = {}
@@ -228,6 +232,30 @@ def gather_datasets(cohort: Cohort, requests: Requests, *,
     return out
 
 
+_RESULT_PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "torchvision")
+"""Packages whose version can change a run's numbers (part of its identity)."""
+
+
+def code_identity() -> dict[str, str]:
+    """What the code behind a result is: a hash of fmtc's source and the numeric packages.
+
+    A run computed by other code (an edited model, another torch) is a different run.
+    """
+    from importlib import metadata
+
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    versions = {}
+    for name in _RESULT_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return {"fmtc": __version__, "source_sha256": digest.hexdigest()[:16], **versions}
+
+
 def _data_identity(data: ExperimentData, request: DataRequest) -> dict[str, Any]:
     encoder = data.encoder or {}
     return {"fc_kind": request.fc_kind, "features": request.features,
@@ -236,6 +264,16 @@ def _data_identity(data: ExperimentData, request: DataRequest) -> dict[str, Any]
 
 
 # --------------------------------------------------------------------------- runs
+
+
+def _arm_identity(arm: Any, data: ExperimentData, request: DataRequest) -> dict[str, Any]:
+    fc = "fc" in get_model(arm.model).inputs
+    return {"name": arm.name, "model": arm.model,
+            "params": dataclasses.asdict(arm.params) if dataclasses.is_dataclass(arm.params)
+            else arm.params,
+            "pool_size": arm.context.pool_size if fc else None,
+            "fc_kind": arm.context.fc_kind if fc else None,
+            "data": _data_identity(data, request)}
 
 
 @dataclass
@@ -366,17 +404,16 @@ def _run(plan: Plan, name: str, arm_plans: dict[str, ArmPlan], selections: list[
         datasets = {k: dataclasses.replace(d, labels=shuffled) for k, d in datasets.items()}
     feature_seconds = time.perf_counter() - start
 
+    evaluation = dataclasses.asdict(plan.evaluation)
+    for unused in ("models", "selection"):  # read by `fmtc evaluate`'s defaults only
+        evaluation.pop(unused)
     identity = {
-        "experiment": name, "fmtc": __version__, "cohort": cohort.content_hash,
-        "label_column": cohort.label_column, "seed": plan.seed,
-        "evaluation": dataclasses.asdict(plan.evaluation), "selections": selections,
-        "contrasts": [list(c) for c in contrasts], "permute_labels": permute_labels,
-        "threads_per_worker": executor.threads_per_worker, "device": str(device.type),
-        "arms": {a.name: {"model": a.model, "params": dataclasses.asdict(a.params)
-                          if dataclasses.is_dataclass(a.params) else a.params,
-                          "pool_size": a.context.pool_size, "fc_kind": a.context.fc_kind,
-                          "data": _data_identity(datasets[a.data], requests[a.data][1])}
-                 for a in arms},
+        "experiment": name, "code": code_identity(), "cohort": cohort.content_hash,
+        "label_column": cohort.label_column, "seed": plan.seed, "evaluation": evaluation,
+        "selections": selections, "contrasts": [list(c) for c in contrasts],
+        "permute_labels": permute_labels, "threads_per_worker": executor.threads_per_worker,
+        "device": str(device.type) if any(get_model(a.model).epochs for a in arms) else None,
+        "arms": [_arm_identity(a, datasets[a.data], requests[a.data][1]) for a in arms],
     }
     key = runs.run_key(identity)
     run_dir = Path(out) if out is not None else runs_dir / runs.run_name(
@@ -385,7 +422,7 @@ def _run(plan: Plan, name: str, arm_plans: dict[str, ArmPlan], selections: list[
         logger.info("reusing the complete run %s (same identity, key %s)", run_dir, key)
         return ExperimentRun(name, run_dir, key, True, runs.load_run(run_dir))
 
-    with runs.staged_run(run_dir, overwrite=overwrite) as staging:
+    with runs.staged_run(run_dir, overwrite=overwrite, key=key) as staging:
         def save(outcome: Any) -> None:
             runs.save_weights(staging / "weights", outcome.arm, outcome.repeat, outcome.fold,
                               outcome.snapshots)
@@ -395,12 +432,13 @@ def _run(plan: Plan, name: str, arm_plans: dict[str, ArmPlan], selections: list[
         subject_ids = list(cohort.subject_ids)
         result.summary = summarise(result, plan.evaluation, plan.seed, subject_ids, executor)
         table = None
-        if contrasts:
-            table = paired_differences(result.predictions[selections[0]], contrasts, subject_ids,
+        if contrasts:  # under the honest selection whenever it was computed
+            selection = "honest" if "honest" in selections else selections[0]
+            table = paired_differences(result.predictions[selection], contrasts, subject_ids,
                                        metric="mcc", n_bootstrap=plan.evaluation.bootstrap,
                                        n_permutations=plan.evaluation.permutations,
                                        seed=plan.seed)
-            table.insert(2, "selection", selections[0])
+            table.insert(2, "selection", selection)
         timings = {"features_s": feature_seconds, **result.timings,
                    "total_s": time.perf_counter() - start}
         first = datasets[arms[0].data]
@@ -417,6 +455,10 @@ def _run(plan: Plan, name: str, arm_plans: dict[str, ArmPlan], selections: list[
             connectivity={"kind": plan.connectivity.kind,
                           "pool_size": plan.connectivity.pool_size},
             device=describe_device(device), execution=executor.describe(), timings=timings)
+        for arm in arms:  # each arm's own input definitions (arms may override them)
+            if "fc" in get_model(arm.model).inputs:
+                result.models[arm.name]["connectivity"] = {
+                    "kind": arm.context.fc_kind, "pool_size": arm.context.pool_size}
         result.models = {"arms": result.models, "connectivity": record["connectivity"],
                          "cohort": record["cohort"], "encoders": encoders,
                          "label_permuted": permute_labels,

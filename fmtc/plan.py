@@ -330,6 +330,22 @@ class Plan:
     outputs: OutputPlan = field(default_factory=OutputPlan)
     root: str = "."
 
+    def check(self, key: str) -> None:
+        # Each arm's overrides must make a valid plan: say so when the plan is read, naming
+        # the arm, not when the experiment runs.
+        for name, experiment in self.experiments.items():
+            for arm_name, arm in experiment.arms.items():
+                if not arm.overrides:
+                    continue
+                raw = dataclasses.asdict(self)
+                raw["experiments"] = {}
+                _deep_merge(raw, arm.overrides)
+                where = _join(key, f"experiments.{name}.arms.{arm_name}.overrides")
+                try:
+                    _build(Plan, raw, "")
+                except PlanError as error:
+                    raise PlanError(f"{where}: {error}") from None
+
     def path(self, relative: str) -> Path:
         """Resolve a path of the plan against the folder of the plan file."""
         candidate = Path(relative).expanduser()
@@ -353,14 +369,16 @@ PLAN_KEYS = frozenset({"default_profile", "base", "profiles"})
 def is_plan_file(path: str | os.PathLike[str]) -> bool:
     """True when ``path`` is an fmtc experiment plan (not, e.g., a Jupyter Book ``_config.yml``).
 
-    A plan's top-level keys are a non-empty subset of :data:`PLAN_KEYS`; a file that
-    cannot be read or parsed is not a plan.
+    A plan has at least one top-level key of :data:`PLAN_KEYS` (others are reported as
+    errors when it is loaded); a file that cannot be read or parsed is not a plan.
     """
     try:
         document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return False
-    return isinstance(document, dict) and bool(document) and set(document) <= PLAN_KEYS
+    # Any plan key makes it a plan (then validated: a misspelt sibling key is an error, not a
+    # reason to ignore the file); a Jupyter Book config has none of them.
+    return isinstance(document, dict) and bool(set(document) & PLAN_KEYS)
 
 
 def find_project_plan(start: str | os.PathLike[str] | None = None) -> Path | None:
@@ -466,7 +484,14 @@ def _resolve_profile(name: str, profiles: dict, base: dict, seen: tuple[str, ...
 
 def _deep_merge(target: dict, update: dict) -> None:
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(target.get(key), dict):
+        if key == "experiments" and isinstance(value, dict) and isinstance(target.get(key), dict):
+            # An experiment is replaced whole (so a profile can drop arms); null removes it.
+            for name, experiment in value.items():
+                if experiment is None:
+                    target[key].pop(name, None)
+                else:
+                    target[key][name] = copy.deepcopy(experiment)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
             _deep_merge(target[key], value)
         else:
             target[key] = copy.deepcopy(value)

@@ -72,15 +72,14 @@ class RunExistsError(FileExistsError):
 def check_destination(run_dir: Path, key: str, overwrite: bool) -> bool:
     """Whether ``run_dir`` already holds this run (True: reuse it).
 
-    Raises :class:`RunExistsError` when it holds something else and ``overwrite`` is False.
+    With ``overwrite`` the answer is always False (recompute, then replace). Raises
+    :class:`RunExistsError` when it holds something else and ``overwrite`` is False.
     """
-    if not run_dir.exists():
+    if not run_dir.exists() or overwrite:  # overwrite: recompute even an identical run
         return False
     existing = read_key(run_dir)
     if existing == key:
         return True
-    if overwrite:
-        return False
     what = f"another run (key {existing})" if existing else "files that are not a complete run"
     raise RunExistsError(f"{run_dir} holds {what}; this run's key is {key}. Choose another --out, "
                          "or pass --overwrite to replace it")
@@ -98,12 +97,13 @@ def check_writable(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def staged_run(run_dir: Path, overwrite: bool = False) -> Iterator[Path]:
+def staged_run(run_dir: Path, overwrite: bool = False, key: str | None = None) -> Iterator[Path]:
     """Yield a staging folder beside ``run_dir``; publish it as ``run_dir`` on success.
 
     On error the staging folder is removed and ``run_dir`` is untouched. An existing
     ``run_dir`` is replaced only when ``overwrite`` (it is moved aside first, and removed
-    after the new run is in place).
+    after the new run is in place). When another process published the same run (same
+    ``key``) while this one was computed, this copy is dropped and the other one kept.
     """
     run_dir = Path(run_dir)
     if run_dir.exists() and not overwrite:
@@ -115,6 +115,9 @@ def staged_run(run_dir: Path, overwrite: bool = False) -> Iterator[Path]:
         yield staging
         staging.chmod(0o755)
         old = None
+        if run_dir.exists() and not overwrite and key is not None and read_key(run_dir) == key:
+            shutil.rmtree(staging, ignore_errors=True)  # an identical run won the race
+            return
         if run_dir.exists():
             if not overwrite:
                 raise RunExistsError(f"{run_dir} appeared while this run was computed; the new "

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from test_protocol import TINY_PLAN, run_experiment, synthetic_data
@@ -126,6 +127,17 @@ def test_a_new_torch_model_and_a_new_baseline_run_like_the_built_in_ones(toy_mod
     np.testing.assert_array_equal(honest.loc[honest["arm"] == "toy-centroid", "probability"],
                                   paper.loc[paper["arm"] == "toy-centroid", "probability"])
     assert result.models["toy-centroid"]["params"] == {"temperature": 0.5}
+
+
+def test_models_registered_by_the_caller_run_on_worker_processes(toy_models):
+    data = synthetic_data(n=24, effect=2.0, seed=7)
+    plan = TINY_PLAN.replace(train={"epochs": 2})
+    tables = [run_experiment(data, plan, ["toy-net", "toy-centroid"], executor=executor)
+              for executor in (Executor(n_jobs=1), Executor(n_jobs=2))]
+    for name in ("metrics", "trajectories"):
+        pd.testing.assert_frame_equal(getattr(tables[0], name), getattr(tables[1], name))
+    pd.testing.assert_frame_equal(tables[0].predictions["honest"],
+                                  tables[1].predictions["honest"])
 
 
 def test_a_registered_model_reads_its_own_validated_plan_section(toy_models):
@@ -247,7 +259,7 @@ def test_results_are_byte_identical_in_process_on_local_workers_and_on_dask(smal
 
     cohort = load_cohort(small_cohort)
     plan = load_plan("smoke", write_plan(tmp_path)).replace(
-        connectivity={"pool_size": 16}, evaluation={"repeats": 2})
+        connectivity={"pool_size": 16})
     executors = {"jobs-1": Executor(n_jobs=1), "jobs-2": Executor(n_jobs=2)}
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster:

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         print("SIMULATED cohort: synthetic subjects with a planted effect, not patients.")
     result = evaluate(plan, models, list(dict.fromkeys(args.selection or [])) or None,
                       cohort=cohort, out=args.out, source=args.brainlm,
-                      executor=executor_for(plan, args.jobs, args.dask_scheduler),
+                      executor=executor_for(plan),
                       permute_labels=args.permute_labels, overwrite=args.overwrite,
                       progress=True)
     print_run(result, plan, args.permute_labels)

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if cohort.is_simulated:
         print("SIMULATED cohort: synthetic subjects with a planted effect, not patients.")
     result = run_experiment(plan, args.name, cohort=cohort, out=args.out,
-                            executor=executor_for(plan, args.jobs, args.dask_scheduler),
+                            executor=executor_for(plan),
                             permute_labels=args.permute_labels, overwrite=args.overwrite,
                             progress=True)
     print_run(result, plan, args.permute_labels)

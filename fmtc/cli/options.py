@@ -46,12 +46,16 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def run_overrides(args: argparse.Namespace) -> dict:
-    """Plan overrides of :func:`add_run_options` (seed, repeats)."""
+    """Plan overrides of :func:`add_run_options` (seed, repeats, execution)."""
     overrides: dict = {}
     if args.seed is not None:
         overrides["seed"] = args.seed
     if args.repeats is not None:
         overrides["evaluation"] = {"repeats": args.repeats}
+    execution = {k: v for k, v in (("n_jobs", args.jobs), ("dask_scheduler", args.dask_scheduler))
+                 if v is not None}
+    if execution:  # validated with the plan, before anything runs
+        overrides["execution"] = execution
     return overrides
 
 
@@ -69,8 +73,9 @@ def print_run(run, plan: Plan, permuted: bool) -> None:
           "out-of-fold predictions):")
     print(format_table(run.summary))
     if run.contrasts is not None and len(run.contrasts):
-        print("\npaired differences of pooled MCC (same splits; subject bootstrap interval, "
-              "paired permutation p):")
+        print(f"\npaired differences of pooled MCC, {run.contrasts['selection'].iloc[0]} "
+              "selection (same splits; paired subject-bootstrap 95% interval, paired "
+              "permutation p):")
         print(format_contrasts(run.contrasts))
     for row in selection_optimism(run.metrics).itertuples():
         print(f"optimism of the paper selection, {row.arm}: MCC {row.paper:.3f} (paper) - "

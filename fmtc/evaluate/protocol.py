@@ -49,7 +49,7 @@ from fmtc.evaluate.uncertainty import bootstrap_interval, permutation_pvalue, re
 from fmtc.execution import Executor
 from fmtc.plan import EvaluationPlan
 from fmtc.predict.data import ExperimentData
-from fmtc.predict.registry import ModelContext, get_model
+from fmtc.predict.registry import ModelContext, ModelSpec, get_model
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +74,10 @@ class Arm:
         Device and connectivity settings of the model.
     data : str
         Key of this arm's :class:`ExperimentData` among the experiment's datasets.
+    spec : ModelSpec, optional
+        The model's declaration, carried with the arm so that worker processes, which only
+        know the built-in models, can run models registered by the caller. Default: looked
+        up in the registry.
     """
 
     name: str
@@ -81,12 +85,17 @@ class Arm:
     params: Any
     context: ModelContext = field(default_factory=ModelContext)
     data: str = "default"
+    spec: ModelSpec | None = None
+
+    @property
+    def model_spec(self) -> ModelSpec:
+        """The model's declaration (carried, else from the registry)."""
+        return self.spec if self.spec is not None else get_model(self.model)
 
     @property
     def display_name(self) -> str:
         """The model's display name when the arm is named after it, else the arm name."""
-        spec = get_model(self.model)
-        return spec.display_name if self.name == self.model else self.name
+        return self.model_spec.display_name if self.name == self.model else self.name
 
 
 @dataclass(frozen=True)
@@ -176,7 +185,7 @@ def run_fold(task: FoldTask, data: ExperimentData) -> FoldOutcome:
     """
     start = time.perf_counter()
     arm, split = task.arm, task.split
-    spec = get_model(arm.model)
+    spec = arm.model_spec
     labels = np.asarray(data.labels, dtype=np.int64)
     estimator = spec.create(arm.params, arm.context)
     outcome = FoldOutcome(arm.name, split.repeat, split.fold, split.test, {})
@@ -233,7 +242,7 @@ def _check(datasets: dict[str, ExperimentData], arms: Sequence[Arm],
         raise ValueError(f"unknown selection(s) {bad}; choose from {list(SELECTIONS)}")
     reference = None
     for arm in arms:
-        spec = get_model(arm.model)
+        spec = arm.model_spec
         if arm.data not in datasets:
             raise ValueError(f"arm {arm.name!r} reads dataset {arm.data!r}, which was not given")
         data = datasets[arm.data]
@@ -317,7 +326,7 @@ def cross_validate(datasets: dict[str, ExperimentData] | ExperimentData, arms: S
     for outcome in executor.map(_run_fold_shared, tasks, datasets, desc="fits",
                                 progress=progress):
         arm = by_name[outcome.arm]
-        spec = get_model(arm.model)
+        spec = arm.model_spec
         record = records.setdefault(arm.name, {
             "name": arm.display_name, "model": arm.model, "inputs": list(spec.inputs),
             "data": arm.data, "selected_epochs": []})

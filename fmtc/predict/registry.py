@@ -95,9 +95,11 @@ class ModelSpec:
     factory : callable or str, optional
         ``factory(params, context) -> Estimator`` for models without ``module``.
     params : type or str, optional
-        Dataclass of the hyper-parameters (default for torch models: ``TrainPlan``).
+        Dataclass of the hyper-parameters. Default for torch models: ``TrainPlan`` from the
+        plan's ``train`` section (a torch model's own dataclass needs its fields).
     section : str, optional
-        Plan section holding them (``train``, ``logistic``); None: ``model_params.<name>``.
+        Plan section holding them (``train``, ``logistic``); None: ``train`` for a torch model
+        without its own ``params``, else ``model_params.<name>``.
     has_epochs : bool, optional
         Whether the estimator logs per-epoch probabilities (default: ``module`` is set).
     description : str
@@ -134,7 +136,9 @@ class ModelSpec:
         """Plan key of the hyper-parameters (``train``, ``logistic``, ``model_params.<name>``)."""
         if self.section is not None:
             return self.section
-        return "train" if self.module is not None else f"model_params.{self.name}"
+        if self.module is not None and self.params is None:
+            return "train"
+        return f"model_params.{self.name}"
 
     def params_type(self) -> type:
         """The hyper-parameters' dataclass."""

@@ -241,9 +241,17 @@ def train_fold(config: ModelConfig | Callable[[], nn.Module], train: TrainPlan,
         raise ValueError(f"training needs at least 2 subjects, got {len(fit)}")
     build = (lambda: build_model(config)) if isinstance(config, ModelConfig) else config
     devices = [device] if device.type == "cuda" else []
+    # Everything random inside (initial weights; dropout of a registered module) draws from
+    # torch's generator seeded here, and the caller's random state is restored afterwards.
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        model = build().to(device)
+        return _train(build().to(device), train, inputs, fit, val, test, seed=seed,
+                      device=device, snapshot=snapshot)
+
+
+def _train(model: nn.Module, train: TrainPlan, inputs: ModelInputs, fit: np.ndarray,
+           val: np.ndarray, test: np.ndarray, *, seed: int, device: torch.device,
+           snapshot: SnapshotRule | None) -> TrainingLog:
     if hasattr(model, "set_standardisation"):  # optional for registered modules
         stats = standardisation_statistics(inputs, fit)
         model.set_standardisation(cls=stats.get("cls"), fc=stats.get("fc"))

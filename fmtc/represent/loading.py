@@ -9,8 +9,8 @@ so models pretrained by fmtc load through the same path.
 from __future__ import annotations
 
 import functools
+import logging
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -249,5 +249,5 @@ def _check_state_dict(expected: dict[str, torch.Tensor], found: dict[str, Any], 
 
 @functools.cache
 def _print_licence_notice() -> None:
-    # Cached so the notice appears once per process.
-    print(_LICENCE_NOTICE, file=sys.stderr)
+    # Cached so the notice appears once per process (stderr even when logging is not set up).
+    logging.getLogger(__name__).warning(_LICENCE_NOTICE)
