@@ -400,7 +400,7 @@ def build_cohort(dataset: Path, participants: pd.DataFrame, label: str, out: Pat
     -------
     BuildReport
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")

@@ -249,7 +249,7 @@ def _encode_cohort(cohort: Cohort, plan: Plan, encoder: BrainLM, device: torch.d
     xyz = torch.from_numpy(cohort.xyz).to(device)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         bar = tqdm(total=int(n_windows.sum()), desc="BrainLM CLS features", unit="window")
     was_training = encoder.training

@@ -283,7 +283,7 @@ def _train_epoch(model: BrainLM, batches: list[np.ndarray], xyz: torch.Tensor,
 def _progress_bar(progress: bool, total: int, initial: int) -> Any:
     if not progress:
         return None
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     return tqdm(total=total, initial=initial, desc="pretraining BrainLM", unit="step")
 

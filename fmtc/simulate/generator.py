@@ -152,7 +152,7 @@ def simulate_cohort(out: Path, settings: SimulationPlan, atlas: Atlas,
     population = _Population(regions, truth, settings)
     iterator = range(n)
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         iterator = tqdm(iterator, desc="simulating subjects", unit="subject")
     for i in iterator:
