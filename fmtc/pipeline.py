@@ -235,18 +235,25 @@ def gather_datasets(cohort: Cohort, requests: Requests, *,
 _RESULT_PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "torchvision")
 """Packages whose version can change a run's numbers (part of its identity)."""
 
+_PRESENTATION = ("cli", "report")
+"""fmtc sub-packages that print and draw but compute no result (not part of its identity)."""
+
 
 def code_identity() -> dict[str, str]:
     """What the code behind a result is: a hash of fmtc's source and the numeric packages.
 
-    A run computed by other code (an edited model, another torch) is a different run.
+    A run computed by other code (an edited model, another torch) is a different run; the
+    command line and the report (figures, tables, notebooks runner) are left out.
     """
     from importlib import metadata
 
     root = Path(__file__).resolve().parent
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+        relative = path.relative_to(root)
+        if relative.parts[0] in _PRESENTATION:
+            continue
+        digest.update(relative.as_posix().encode() + b"\0" + path.read_bytes())
     versions = {}
     for name in _RESULT_PACKAGES:
         try:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from fmtc.cli.options import add_plan_options, plan_from_args
+from fmtc.execution import progress_enabled as bars
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,10 +39,10 @@ def run(args: argparse.Namespace) -> int:
     plan = plan_from_args(args)
     device = resolve_device(plan.device)
     began = time.perf_counter()
-    folder = args.cohort if args.cohort is not None else cohort_path(plan, progress=True)
+    folder = args.cohort if args.cohort is not None else cohort_path(plan, progress=bars())
     cohort = load_cohort(folder, label=plan.data.label, require_label=False)
     hit = cached_feature_path(cohort, plan, device=device, source=args.brainlm) is not None
-    features = cohort_features(cohort, plan, device=device, source=args.brainlm, progress=True)
+    features = cohort_features(cohort, plan, device=device, source=args.brainlm, progress=bars())
     seconds = time.perf_counter() - began
     print(f"BrainLM CLS features of {len(features.subject_ids)} subjects from "
           f"{features.encoder['source']} ({features.encoder['token_order']} token order)")

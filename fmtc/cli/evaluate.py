@@ -12,6 +12,7 @@ from fmtc.cli.options import (
     print_run,
     run_overrides,
 )
+from fmtc.execution import progress_enabled as bars
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         overrides["data"] = {"label": args.label}
     plan = plan_from_args(args, overrides=overrides)
     models = check_models(dict.fromkeys(args.model or plan.evaluation.models), "--model")
-    root = args.cohort if args.cohort is not None else cohort_path(plan, progress=True)
+    root = args.cohort if args.cohort is not None else cohort_path(plan, progress=bars())
     cohort = load_cohort(root, label=plan.data.label)
     print(repr(cohort))
     if cohort.is_simulated:
@@ -64,6 +65,6 @@ def run(args: argparse.Namespace) -> int:
                       cohort=cohort, out=args.out, source=args.brainlm,
                       executor=executor_for(plan),
                       permute_labels=args.permute_labels, overwrite=args.overwrite,
-                      progress=True)
+                      progress=bars())
     print_run(result, plan, args.permute_labels)
     return 0

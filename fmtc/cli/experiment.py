@@ -11,6 +11,7 @@ from fmtc.cli.options import (
     print_run,
     run_overrides,
 )
+from fmtc.execution import progress_enabled as bars
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,13 +44,13 @@ def run(args: argparse.Namespace) -> int:
             for a, b in spec.contrasts:
                 print(f"  contrast: {a} - {b}")
         return 0 if args.list else 2
-    cohort = plan_cohort(plan, progress=True)
+    cohort = plan_cohort(plan, progress=bars())
     print(repr(cohort))
     if cohort.is_simulated:
         print("SIMULATED cohort: synthetic subjects with a planted effect, not patients.")
     result = run_experiment(plan, args.name, cohort=cohort, out=args.out,
                             executor=executor_for(plan),
                             permute_labels=args.permute_labels, overwrite=args.overwrite,
-                            progress=True)
+                            progress=bars())
     print_run(result, plan, args.permute_labels)
     return 0

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from fmtc.cli.options import add_plan_options, plan_from_args
+from fmtc.execution import progress_enabled as bars
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,19 +53,19 @@ def run(args: argparse.Namespace) -> int:
         if args.cohort is not None or args.init is not None:
             raise ValueError("--out is required with --cohort or --init (only the plan's "
                              "simulated-pretrained encoder has a default folder)")
-        out = build_simulated_encoder(plan, device, progress=True)
+        out = build_simulated_encoder(plan, device, progress=bars())
         log = json.loads((out / LOG_FILE).read_text(encoding="utf-8"))
     else:
         if args.cohort is None:
             folder = embedded_cohort(plan, pretraining_cohort_settings(plan), unlabelled=True,
-                                     progress=True)
+                                     progress=bars())
         else:
             folder = args.cohort
         cohort = load_cohort(folder, label=plan.data.label, require_label=False)
         init = resolve_encoder(plan, device, args.init) if args.init is not None else None
         out = args.out
         log = pretrain_brainlm(cohort, out, plan.pretrain, init=init, device=device,
-                               windows=plan.windows, progress=True)
+                               windows=plan.windows, progress=bars())
     held_out = log["held_out"]
     losses = ", ".join(f"{name} {value:.4f}" for name, value in held_out["loss"].items())
     print(f"held-out masked-patch loss ({len(held_out['subjects'])} subjects, "

@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from fmtc.cli.options import add_plan_options, plan_from_args
+from fmtc.execution import progress_enabled as bars
 
 # (flag, SimulationPlan field, type, help)
 _SETTINGS = (
@@ -58,11 +59,11 @@ def run(args: argparse.Namespace) -> int:
     except PlanError as error:
         raise PlanError(f"{error} (command-line option)") from None
     if args.out is None:
-        out = embedded_cohort(plan, settings, unlabelled=args.unlabelled, progress=True)
+        out = embedded_cohort(plan, settings, unlabelled=args.unlabelled, progress=bars())
     else:
         atlas = get_atlas("SIM424", cache_dir=plan.path(plan.outputs.data_dir) / "atlases")
         out = simulate_cohort(args.out, settings, atlas, unlabelled=args.unlabelled,
-                              progress=True)
+                              progress=bars())
     kind = "unlabelled pain-agnostic" if args.unlabelled else "labelled"
     print(f"SIMULATED {kind} cohort of {settings.n_subjects} subjects written to {out}")
     return 0
