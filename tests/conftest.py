@@ -6,6 +6,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
+from threadpoolctl import threadpool_limits
 
 from fmtc.acquire.simulated_atlas import build_simulated_atlas
 from fmtc.plan import SimulationPlan
@@ -25,3 +27,13 @@ def small_cohort(tmp_path_factory, sim_atlas) -> Path:
     """A valid simulated cohort of 12 subjects x 220 volumes (do not modify: copy it)."""
     settings = replace(SimulationPlan(), n_subjects=12, n_volumes=220, seed=3)
     return simulate_cohort(tmp_path_factory.mktemp("cohort") / "sim", settings, sim_atlas)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """The 2 CPU cores are shared with other jobs: one thread each avoids oversubscription."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(previous)

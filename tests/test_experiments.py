@@ -11,8 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_protocol import TINY_PLAN, run_experiment, synthetic_data
-from threadpoolctl import threadpool_limits
+from synthetic import TINY_PLAN, run_experiment, synthetic_data
 from torch import nn
 
 from fmtc.cli import main
@@ -28,13 +27,7 @@ CPU = torch.device("cpu")
 TABLES = ("metrics.csv", "predictions.csv", "summary.csv", "trajectories.csv")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------- toy models
@@ -296,3 +289,20 @@ def test_the_paper_selection_of_an_arm_never_changes_the_honest_one():
     honest = run_experiment(data, plan, ["ts"], ["honest"]).predictions["honest"]
     both = run_experiment(data, plan, ["ts"], ["honest", "paper"]).predictions["honest"]
     np.testing.assert_array_equal(honest["probability"], both["probability"])
+
+
+def test_the_command_line_prints_one_line_for_an_interruption_or_an_error(monkeypatch, capsys):
+    import fmtc.cli.models as models_command
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(models_command, "run", interrupted)
+    assert main(["models"]) == 130
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "interrupted" in error and "Traceback" not in error
+    with pytest.raises(KeyboardInterrupt):
+        main(["--debug", "models"])
+    assert main(["experiment", "nope", "--profile", "smoke"]) == 2
+    assert "unknown experiment 'nope'; the plan's profile 'smoke' declares: main-comparison" in (
+        capsys.readouterr().err)

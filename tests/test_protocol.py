@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from threadpoolctl import threadpool_limits
+from synthetic import TINY_PLAN, run_experiment, synthetic_data
 from tiny_cohorts import write_tiny_cohort
 
 from fmtc.cli import main
@@ -21,7 +21,6 @@ from fmtc.cohort.folder import load_cohort
 from fmtc.evaluate.metrics import METRICS, binary_metrics, binary_metrics_batch
 from fmtc.evaluate.protocol import (
     ExperimentData,
-    cross_validate,
     inner_validation_split,
     selection_optimism,
     summarise,
@@ -34,13 +33,11 @@ from fmtc.evaluate.selection import (
 )
 from fmtc.evaluate.splits import stratified_splits
 from fmtc.evaluate.uncertainty import bootstrap_interval, permutation_pvalue, repeat_interval
-from fmtc.execution import Executor
-from fmtc.pipeline import cohort_connectivity, evaluate, resolve_arms
-from fmtc.plan import ArmPlan, load_plan
+from fmtc.pipeline import cohort_connectivity, evaluate
 from fmtc.predict import training
 from fmtc.predict.models import ModelConfig, build_model
 from fmtc.predict.training import ModelInputs, predict_logits, probabilities, train_fold
-from fmtc.runs import RunExistsError, load_run, save_weights, staged_run, write_run
+from fmtc.runs import RunExistsError, load_run, staged_run, write_run
 
 CPU = torch.device("cpu")
 TORCH_MODELS = ("fmmtc", "ts", "fc")
@@ -51,53 +48,7 @@ TABLES = ("metrics.csv", "predictions.csv", "predictions_paper.csv", "trajectori
 TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}|\d{2}:\d{2}:\d{2}")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The 2 CPU cores are shared with other jobs: one thread each avoids oversubscription."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(previous)
-
-
-def synthetic_data(n: int = 30, regions: int = 16, hidden: int = 8, windows: int = 3,
-                   effect: float = 1.5, seed: int = 0) -> ExperimentData:
-    """Balanced labels; FC block and two CLS features shifted by ``effect`` in class 1.
-
-    CLS rows beyond each subject's 2 or 3 valid windows are NaN, as in a feature cache.
-    """
-    rng = np.random.default_rng(seed)
-    labels = rng.permutation(np.arange(n) % 2)
-    noise = rng.standard_normal((n, regions, regions))
-    fc = (noise + noise.transpose(0, 2, 1)) / 2
-    fc[:, :4, :4] += effect * labels[:, None, None]
-    fc[:, np.arange(regions), np.arange(regions)] = 1.0
-    n_windows = rng.integers(2, windows + 1, n)
-    cls = rng.standard_normal((n, windows, hidden))
-    cls[:, :, :2] += effect * labels[:, None, None]
-    cls[np.arange(windows)[None, :] >= n_windows[:, None]] = np.nan
-    return ExperimentData([f"sub-{i + 1:02d}" for i in range(n)], labels, fc, cls, n_windows)
-
-
-TINY_PLAN = load_plan("smoke").replace(
-    evaluation={"folds": 3, "repeats": 1, "permutations": 20, "bootstrap": 50,
-                "honest_epoch": "validation"},
-    train={"epochs": 3, "batch_size": 16, "lr": 5e-3}, connectivity={"pool_size": 8},
-    logistic={"c_grid": [0.1, 1.0], "inner_folds": 2})
-
-
-def run_experiment(data: ExperimentData, plan, models, selections=("honest",), *,
-                   weights_dir: Path | None = None, executor: Executor | None = None):
-    """Cross-validate ``models`` (one arm each, named after the model) on ``data``."""
-    arms, _ = resolve_arms(plan, {m: ArmPlan(model=m) for m in models}, CPU)
-    arms = [dataclasses.replace(a, data="default") for a in arms]
-
-    def save(outcome):
-        save_weights(weights_dir, outcome.arm, outcome.repeat, outcome.fold, outcome.snapshots)
-
-    return cross_validate(data, arms, plan.evaluation, plan.seed, selections, executor=executor,
-                          on_weights=save if weights_dir is not None else None)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def model_inputs(data: ExperimentData, model: str) -> ModelInputs:

@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="print only warnings, errors and results (no progress bars)")
     verbosity.add_argument("-v", "--verbose", action="store_true",
                            help="also print per-fold details (debug messages)")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of an error instead of one line")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in _COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
@@ -76,7 +78,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     with _logging(level):
         try:
             return int(args.handler(args) or 0)
+        except KeyboardInterrupt:
+            if args.debug:
+                raise
+            print(f"fmtc {args.command}: interrupted; finished results are kept (run folders "
+                  "and caches are only ever published whole)", file=sys.stderr)
+            return 130
         except (PlanError, CohortError, FileNotFoundError, FileExistsError, PermissionError,
                 ValueError) as error:
+            if args.debug:
+                raise
             print(f"fmtc {args.command}: error: {error}", file=sys.stderr)
             return 2

@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the experiment (or list them), print the tables and the run folder."""
-    from fmtc.pipeline import executor_for, plan_cohort, run_experiment
+    from fmtc.pipeline import executor_for, experiment_plan, plan_cohort, run_experiment
 
     plan = plan_from_args(args, overrides=run_overrides(args))
     if args.list or args.name is None:
@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
             for a, b in spec.contrasts:
                 print(f"  contrast: {a} - {b}")
         return 0 if args.list else 2
+    experiment_plan(plan, args.name)  # an unknown name fails before any work
     cohort = plan_cohort(plan, progress=bars())
     print(repr(cohort))
     if cohort.is_simulated:
