@@ -32,7 +32,7 @@ from fmtc.cohort.folder import Cohort, load_cohort
 from fmtc.execution import Executor
 from fmtc.plan import ArmPlan, ExperimentPlan, Plan, PlanError, build_section
 from fmtc.predict.data import ExperimentData
-from fmtc.predict.registry import ModelContext, check_models, get_model
+from fmtc.predict.registry import ModelContext, check_models, get_model, model_names
 
 logger = logging.getLogger(__name__)
 
@@ -88,25 +88,14 @@ class DataRequest:
 
 
 def _arm_plan(plan: Plan, arm: ArmPlan, where: str) -> Plan:
-    changes = dict(arm.overrides)
-    if arm.encoder is not None:
-        changes = _merged(changes, {"brainlm": {"source": arm.encoder}})
-    if not changes:
-        return plan
     try:
-        return plan.replace(**changes)
+        if arm.overrides:
+            plan = plan.replace(**arm.overrides)
+        if arm.encoder is not None:
+            plan = plan.replace(brainlm={"source": arm.encoder})
     except PlanError as error:
-        raise PlanError(f"{where}.overrides: {error}") from None
-
-
-def _merged(a: dict, b: dict) -> dict:
-    out = json.loads(json.dumps(a))
-    for key, value in b.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merged(out[key], value)
-        else:
-            out[key] = value
-    return out
+        raise PlanError(f"{where}: {error}") from None
+    return plan
 
 
 def model_params(plan: Plan, model: str) -> Any:
@@ -137,7 +126,7 @@ def resolve_arms(plan: Plan, arms: dict[str, ArmPlan], device: Any,
     from fmtc.evaluate.protocol import Arm
 
     check_models([a.model for a in arms.values()], f"{where}.arms")
-    unknown_params = sorted(set(plan.model_params) - _registered())
+    unknown_params = sorted(set(plan.model_params) - set(model_names()))
     if unknown_params:
         raise PlanError(f"model_params: unknown model(s) {unknown_params}")
     resolved, requests = [], {}
@@ -153,12 +142,6 @@ def resolve_arms(plan: Plan, arms: dict[str, ArmPlan], device: Any,
         resolved.append(Arm(name, arm.model, model_params(arm_plan, arm.model), context,
                             request.key, spec))
     return resolved, requests
-
-
-def _registered() -> set[str]:
-    from fmtc.predict.registry import model_names
-
-    return set(model_names())
 
 
 def _feature_settings(plan: Plan) -> dict[str, Any]:

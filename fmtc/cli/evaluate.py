@@ -9,6 +9,7 @@ from fmtc.cli.options import (
     add_plan_options,
     add_run_options,
     plan_from_args,
+    print_cohort,
     print_run,
     run_overrides,
 )
@@ -58,9 +59,7 @@ def run(args: argparse.Namespace) -> int:
     models = check_models(dict.fromkeys(args.model or plan.evaluation.models), "--model")
     root = args.cohort if args.cohort is not None else cohort_path(plan, progress=bars())
     cohort = load_cohort(root, label=plan.data.label)
-    print(repr(cohort))
-    if cohort.is_simulated:
-        print("SIMULATED cohort: synthetic subjects with a planted effect, not patients.")
+    print_cohort(cohort)
     result = evaluate(plan, models, list(dict.fromkeys(args.selection or [])) or None,
                       cohort=cohort, out=args.out, source=args.brainlm,
                       executor=executor_for(plan),

@@ -8,6 +8,7 @@ from fmtc.cli.options import (
     add_plan_options,
     add_run_options,
     plan_from_args,
+    print_cohort,
     print_run,
     run_overrides,
 )
@@ -46,9 +47,7 @@ def run(args: argparse.Namespace) -> int:
         return 0 if args.list else 2
     experiment_plan(plan, args.name)  # an unknown name fails before any work
     cohort = plan_cohort(plan, progress=bars())
-    print(repr(cohort))
-    if cohort.is_simulated:
-        print("SIMULATED cohort: synthetic subjects with a planted effect, not patients.")
+    print_cohort(cohort)
     result = run_experiment(plan, args.name, cohort=cohort, out=args.out,
                             executor=executor_for(plan),
                             permute_labels=args.permute_labels, overwrite=args.overwrite,

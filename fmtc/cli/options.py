@@ -59,6 +59,13 @@ def run_overrides(args: argparse.Namespace) -> dict:
     return overrides
 
 
+def print_cohort(cohort) -> None:
+    """Say which cohort a command runs on, and that it is SIMULATED when it is."""
+    print(repr(cohort))
+    if cohort.is_simulated:
+        print("SIMULATED cohort: synthetic subjects with a planted effect, not patients.")
+
+
 def print_run(run, plan: Plan, permuted: bool) -> None:
     """Print a run's table, its paired contrasts, optimism and folder (shared by commands)."""
     from fmtc.evaluate.protocol import selection_optimism
