@@ -29,6 +29,7 @@ import pandas as pd
 
 from fmtc import __version__
 from fmtc.cohort.folder import Cohort, load_cohort
+from fmtc.evaluate.splits import check_class_counts
 from fmtc.execution import Executor
 from fmtc.plan import ArmPlan, ExperimentPlan, Plan, PlanError, build_section
 from fmtc.predict.data import ExperimentData
@@ -387,6 +388,7 @@ def _run(plan: Plan, name: str, arm_plans: dict[str, ArmPlan], selections: list[
     arms, requests = resolve_arms(plan, arm_plans, device, where)
     if cohort is None:
         cohort = plan_cohort(plan, progress=progress)
+    check_class_counts(cohort.labels, plan.evaluation.folds, f"cohort {cohort.root}")
     datasets = gather_datasets(cohort, requests, device=device, features=features,
                                progress=progress)
     if permute_labels:

@@ -22,10 +22,12 @@ from typing import Any, Literal
 
 import yaml
 
+from fmtc.errors import UsageError
+
 PLAN_FILENAME = "_config.yml"
 
 
-class PlanError(ValueError):
+class PlanError(UsageError):
     """A plan file holds an unknown key or a value of the wrong type or range."""
 
 
@@ -114,11 +116,14 @@ class BrainLMPlan:
     ``source: simulated-pretrained`` is a small BrainLM pretrained by
     ``fmtc pretrain`` on the simulator's pain-agnostic cohort, built once and
     cached (no network). Any other value is a local checkpoint folder or a
-    Hugging Face repo id with subfolder (``vandijklab/brainlm/old_13M``).
+    Hugging Face repo id with subfolder (``vandijklab/brainlm/old_13M``). Pin a Hub
+    checkpoint with ``revision`` (a commit) and/or ``sha256`` (of its weight file, checked
+    before loading); an unpinned one is reported with the commit it resolved to.
     """
 
     source: str = "simulated-pretrained"
     revision: str | None = None
+    sha256: str | None = None
     token_order: Literal["identity", "shuffle-mean"] = "identity"
     n_shuffles: int = 8
     batch_size: int = 8
@@ -167,6 +172,13 @@ class LogisticPlan:
 
     c_grid: list[float] = field(default_factory=lambda: [0.001, 0.01, 0.1, 1.0])
     inner_folds: int = 3
+
+    def check(self, key: str) -> None:
+        _require(bool(self.c_grid), f"{key}.c_grid", "must list at least one C value")
+        _require(all(c > 0 for c in self.c_grid), f"{key}.c_grid",
+                 f"C values must be positive, got {self.c_grid}")
+        _require(self.inner_folds >= 2, f"{key}.inner_folds",
+                 "must be >= 2 (the inner cross-validation that picks C)")
 
 
 @dataclass(frozen=True)
@@ -398,8 +410,10 @@ def find_project_plan(start: str | os.PathLike[str] | None = None) -> Path | Non
     folder = Path(start if start is not None else Path.cwd()).resolve()
     for candidate in (folder, *folder.parents):
         path = candidate / PLAN_FILENAME
-        if path.is_file() and is_plan_file(path):
-            return path
+        if path.is_file():
+            document = read_yaml(path)  # a damaged file is reported, not skipped in silence
+            if isinstance(document, dict) and set(document) & PLAN_KEYS:
+                return path
         if (candidate / ".git").exists():
             return None
     return None
@@ -428,7 +442,8 @@ def load_plan(
         The validated plan; relative output paths resolve against the plan file's folder
         (the working directory when there is no plan file).
     """
-    builtin = yaml.safe_load(resources.files("fmtc").joinpath("plans/profiles.yml").read_text())
+    builtin = yaml.safe_load(resources.files("fmtc").joinpath("plans/profiles.yml").read_text(
+        encoding="utf-8"))
     document = copy.deepcopy(builtin)
     root = Path.cwd()
     if path is None:
@@ -437,13 +452,15 @@ def load_plan(
         path = Path(path)
         if not path.is_file():
             raise PlanError(f"plan file {path} does not exist")
-        user = yaml.safe_load(path.read_text()) or {}
+        user = read_yaml(path) or {}
         if not isinstance(user, dict):
-            raise PlanError(f"{path}: the plan must be a mapping with 'profiles'")
+            raise PlanError(f"{path}: the plan must be a mapping with 'profiles', found a "
+                            f"{type(user).__name__}")
         unknown = set(user) - PLAN_KEYS
         if unknown:
             raise PlanError(f"{path}: unknown top-level key(s) {sorted(unknown)}; "
                             f"allowed: {', '.join(sorted(PLAN_KEYS))}")
+        _check_shape(user, path)
         _deep_merge(document, user)
         root = path.resolve().parent
     name = profile or document.get("default_profile", "quick")
@@ -455,7 +472,51 @@ def load_plan(
         _deep_merge(resolved, overrides)
     resolved["profile"] = name
     resolved["root"] = str(root)
-    return _build(Plan, resolved, "")
+    try:
+        return _build(Plan, resolved, "")
+    except PlanError as error:
+        if path is None:
+            raise
+        raise PlanError(f"{path} (profile '{name}'): {error}") from None
+
+
+def read_yaml(path: str | os.PathLike[str]) -> Any:
+    """Parse a YAML file; a damaged one raises :class:`PlanError` naming ``file:line:column``."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise PlanError(f"{path}: not UTF-8 text (byte {error.object[error.start]:#04x} at "
+                        f"offset {error.start}); save the file as UTF-8") from None
+    except OSError as error:
+        raise PlanError(f"{path}: cannot be read ({error.strerror})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = error.problem or error.context or "invalid YAML"
+        hint = ("; indent with spaces, not tabs" if "'\\t'" in problem
+                else "; check the indentation and the quoting around this position")
+        raise PlanError(f"{where}: YAML syntax error: {problem}{hint}") from None
+    except yaml.YAMLError as error:
+        raise PlanError(f"{path}: YAML error: {error}") from None
+
+
+def _check_shape(document: dict[str, Any], path: Path) -> None:
+    """Check the shape of a plan file's top level (mappings where mappings are expected)."""
+    for key in ("base", "profiles"):
+        value = document.get(key)
+        if value is not None and not isinstance(value, dict):
+            raise PlanError(f"{path}: '{key}' must be a mapping of plan sections, found a "
+                            f"{type(value).__name__}")
+    for name, body in (document.get("profiles") or {}).items():
+        if body is not None and not isinstance(body, dict):
+            raise PlanError(f"{path}: profile '{name}' must be a mapping of plan sections "
+                            f"(e.g. 'extends: quick'), found a {type(body).__name__}")
+    default = document.get("default_profile")
+    if default is not None and not isinstance(default, str):
+        raise PlanError(f"{path}: 'default_profile' must be a profile name, found {default!r}")
 
 
 def build_section(cls: type, data: dict[str, Any] | None, key: str) -> Any:

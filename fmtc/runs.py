@@ -38,7 +38,8 @@ from typing import Any
 
 import pandas as pd
 
-from fmtc.storage import atomic_open, write_json
+from fmtc.errors import OutputError, OutputExistsError
+from fmtc.storage import atomic_open, check_replaceable, write_json
 
 FLOAT_FORMAT = "%.6g"
 RUN_RECORD = "run.json"
@@ -65,7 +66,7 @@ def read_key(run_dir: str | Path) -> str | None:
         return None
 
 
-class RunExistsError(FileExistsError):
+class RunExistsError(OutputExistsError):
     """The destination holds another run; the message says how to keep or replace it."""
 
 
@@ -75,7 +76,10 @@ def check_destination(run_dir: Path, key: str, overwrite: bool) -> bool:
     With ``overwrite`` the answer is always False (recompute, then replace). Raises
     :class:`RunExistsError` when it holds something else and ``overwrite`` is False.
     """
-    if not run_dir.exists() or overwrite:  # overwrite: recompute even an identical run
+    if overwrite:  # recompute even an identical run; replace only a run folder
+        check_replaceable(run_dir, (RUN_RECORD, "metrics.csv"), "run folder")
+        return False
+    if not run_dir.exists():
         return False
     existing = read_key(run_dir)
     if existing == key:
@@ -92,7 +96,7 @@ def check_writable(folder: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".fmtc-write-test-"):
             pass
     except OSError as error:
-        raise PermissionError(f"cannot write run folders into {folder}: {error.strerror}. "
+        raise OutputError(f"cannot write run folders into {folder}: {error.strerror}. "
                               "Choose another --out (or outputs.runs_dir)") from error
 
 

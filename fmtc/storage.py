@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,3 +88,73 @@ def sha256_tree(root: str | os.PathLike[str], pattern: str = "**/*") -> str:
         digest.update(sha256_file(path).encode())
         digest.update(b"\n")
     return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def staged_folder(destination: str | os.PathLike[str], overwrite: bool = False,
+                  what: str = "folder") -> Iterator[Path]:
+    """Yield an empty staging folder beside ``destination``; publish it there on success.
+
+    A result folder (cohort, encoder, run) is therefore either absent or complete. On
+    error the staging folder is removed and ``destination`` is untouched.
+
+    Parameters
+    ----------
+    destination : path-like
+        Final folder.
+    overwrite : bool
+        Replace an existing ``destination`` (moved aside, then removed once the new one is
+        in place). Without it, an existing ``destination`` raises
+        :class:`~fmtc.errors.OutputExistsError` before anything is computed.
+    what : str
+        What the folder holds, for messages (``cohort``, ``encoder``).
+    """
+    from fmtc.errors import OutputError, OutputExistsError
+
+    destination = Path(destination)
+    if destination.exists() and not overwrite:
+        raise OutputExistsError(f"{destination} already exists; choose another output folder, or "
+                                f"pass --overwrite to replace the {what} in it")
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.staging-",
+                                        dir=destination.parent))
+    except OSError as error:
+        raise OutputError(f"cannot write into {destination.parent}: {error.strerror}; choose "
+                          "another output folder") from None
+    try:
+        yield staging
+        staging.chmod(0o755)
+        old = None
+        if destination.exists():
+            if not overwrite:
+                raise OutputExistsError(f"{destination} appeared while this {what} was written; "
+                                        "pass --overwrite to replace it")
+            old = destination.with_name(f".{destination.name}.replaced-{os.getpid()}")
+            destination.rename(old)
+        staging.rename(destination)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def check_replaceable(destination: str | os.PathLike[str], markers: tuple[str, ...],
+                      what: str) -> None:
+    """Refuse to replace ``destination`` unless it is empty or holds one of ``markers``.
+
+    ``--overwrite`` replaces a previous result of the same kind (a cohort, a run); it
+    must never delete a folder of other files given to ``--out`` by mistake.
+    """
+    from fmtc.errors import OutputExistsError
+
+    destination = Path(destination)
+    if not destination.exists():
+        return
+    if destination.is_dir() and (not any(destination.iterdir())
+                                 or any((destination / m).exists() for m in markers)):
+        return
+    kind = "a file" if not destination.is_dir() else "a folder of other files"
+    raise OutputExistsError(f"{destination} is {kind}, not a {what}; --overwrite only replaces a "
+                            f"{what}. Choose another output folder")

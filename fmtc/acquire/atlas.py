@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from fmtc.errors import InvalidDataError
 from fmtc.storage import atomic_path, sha256_file
 
 A424_BASE_URL = ("https://raw.githubusercontent.com/emergelab/hierarchical-brain-networks/"
@@ -40,7 +41,7 @@ A424_SHA256 = {
 A424_LICENCE = "GPL-3.0"
 
 
-class AtlasChecksumError(ValueError):
+class AtlasChecksumError(InvalidDataError):
     """An atlas file does not match its pinned sha256 sum."""
 
 

@@ -21,13 +21,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
+from fmtc.errors import EXIT_INVALID_DATA, FmtcError, InvalidDataError
 
-class DatasetMismatchError(ValueError):
+
+class DatasetMismatchError(InvalidDataError):
     """A cloned dataset has another DataLad id or version than the one asked for."""
 
 
-class SourceUnreachableError(OSError):
+class SourceUnreachableError(FmtcError, OSError):
     """The host of a remote source does not answer."""
+
+    exit_code = EXIT_INVALID_DATA
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,20 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from fmtc import __version__
+from fmtc.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_INVALID_DATA,
+    EXIT_TERMINATED,
+    FmtcError,
+    Terminated,
+)
 
 # Order of appearance in ``fmtc --help``: the data path, top to bottom.
 _COMMAND_MODULES = (
@@ -67,26 +76,58 @@ def _logging(level: int) -> Iterator[None]:
         logger.setLevel(previous)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status."""
-    from fmtc.cohort.folder import CohortError
-    from fmtc.plan import PlanError
+@contextmanager
+def _sigterm_as_exception() -> Iterator[None]:
+    """Turn SIGTERM into :class:`~fmtc.errors.Terminated` (clean-ups run) while a command runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _one_line(error: BaseException) -> str:
+    """The message of an unexpected built-in error, with the file it concerns when known."""
+    if isinstance(error, OSError) and error.filename and str(error.filename) not in str(error):
+        return f"{error.filename}: {error.strerror or error}"
+    if isinstance(error, OSError) and error.strerror and error.filename:
+        return f"{error.filename}: {error.strerror}"
+    return str(error) or type(error).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status (see :mod:`fmtc.errors` for the codes)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
-    with _logging(level):
+    with _logging(level), _sigterm_as_exception():
         try:
             return int(args.handler(args) or 0)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Terminated) as stop:
             if args.debug:
                 raise
-            print(f"fmtc {args.command}: interrupted; finished results are kept (run folders "
-                  "and caches are only ever published whole)", file=sys.stderr)
-            return 130
-        except (PlanError, CohortError, FileNotFoundError, FileExistsError, PermissionError,
-                ValueError) as error:
+            what = "interrupted" if isinstance(stop, KeyboardInterrupt) else "terminated"
+            print(f"fmtc {args.command}: {what}; finished work is kept (results are published "
+                  "whole, and a rerun of the same command resumes from the finished fits)",
+                  file=sys.stderr)
+            return EXIT_INTERRUPTED if isinstance(stop, KeyboardInterrupt) else EXIT_TERMINATED
+        except FmtcError as error:
             if args.debug:
                 raise
             print(f"fmtc {args.command}: error: {error}", file=sys.stderr)
-            return 2
+            return error.exit_code
+        except (OSError, ValueError) as error:
+            # Not raised on purpose by fmtc: a file-system problem or a check that has not yet
+            # been given its own error class. One line still, and the way to see more.
+            if args.debug:
+                raise
+            print(f"fmtc {args.command}: error: {_one_line(error)} (run with --debug for the "
+                  "traceback)", file=sys.stderr)
+            return EXIT_INVALID_DATA

@@ -7,7 +7,6 @@ same checks as ``fmtc cohort validate``.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from fmtc.cli.fetch import add_atlas_options, atlas_from_args, print_report
@@ -52,12 +51,9 @@ def _from_fmriprep(args: argparse.Namespace) -> int:
     selection = BoldSelection(space=args.space, desc=args.desc, res=args.res, task=args.task,
                               strategy=args.strategy, detrend=args.detrend,
                               high_pass=args.high_pass)
-    try:
-        report = build_from_fmriprep(args.derivatives, args.participants, args.label, args.out,
-                                     atlas_from_args(args, args.atlas), positive=args.positive,
-                                     selection=selection, subjects=args.subjects, jobs=args.jobs,
-                                     max_mean_fd=args.max_mean_fd, progress=not args.no_progress)
-    except OSError as error:  # network, DataLad, disk: a message, not a traceback
-        print(f"fmtc cohort from-fmriprep: error: {error}", file=sys.stderr)
-        return 2
+    # Network, DataLad and disk failures reach fmtc.cli.main: one line, exit 1.
+    report = build_from_fmriprep(args.derivatives, args.participants, args.label, args.out,
+                                 atlas_from_args(args, args.atlas), positive=args.positive,
+                                 selection=selection, subjects=args.subjects, jobs=args.jobs,
+                                 max_mean_fd=args.max_mean_fd, progress=not args.no_progress)
     return print_report(report, "cohort from-fmriprep")

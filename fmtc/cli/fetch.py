@@ -93,15 +93,12 @@ def _fetch_ds000208(args: argparse.Namespace) -> int:
     from fmtc.acquire.datalad_source import DS000208_FMRIPREP, DS000208_RAW
     from fmtc.cohort.build import fetch_ds000208
 
-    try:
-        atlas = atlas_from_args(args)
-        report = fetch_ds000208(
-            args.out, atlas, variant=args.variant, subjects=args.subjects, jobs=args.jobs,
-            raw_source=DS000208_RAW.override(args.raw_source, args.raw_revision),
-            derivatives_source=DS000208_FMRIPREP.override(args.derivatives_source,
-                                                          args.derivatives_revision),
-            work_dir=args.work_dir, max_mean_fd=args.max_mean_fd, progress=not args.no_progress)
-    except OSError as error:  # network, clone, disk: a message, not a traceback
-        print(f"fmtc fetch ds000208: error: {error}", file=sys.stderr)
-        return 2
+    # Network, clone and disk failures reach fmtc.cli.main: one line, exit 1.
+    atlas = atlas_from_args(args)
+    report = fetch_ds000208(
+        args.out, atlas, variant=args.variant, subjects=args.subjects, jobs=args.jobs,
+        raw_source=DS000208_RAW.override(args.raw_source, args.raw_revision),
+        derivatives_source=DS000208_FMRIPREP.override(args.derivatives_source,
+                                                      args.derivatives_revision),
+        work_dir=args.work_dir, max_mean_fd=args.max_mean_fd, progress=not args.no_progress)
     return print_report(report, "fetch ds000208")

@@ -39,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--unlabelled", action="store_true",
                         help="pain-agnostic cohort for pretraining: other subjects, no label, "
                              "no planted effect")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace what --out holds (default: refuse unless it holds this "
+                             "very cohort)")
     add_plan_options(parser)
     parser.set_defaults(handler=run)
 
@@ -49,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from fmtc.plan import PlanError
     from fmtc.simulate.embedded import embedded_cohort
     from fmtc.simulate.generator import simulate_cohort
+    from fmtc.storage import check_replaceable, staged_folder
 
     plan = plan_from_args(args)
     changes = {field: getattr(args, field) for _, field, _, _ in _SETTINGS
@@ -60,10 +64,32 @@ def run(args: argparse.Namespace) -> int:
         raise PlanError(f"{error} (command-line option)") from None
     if args.out is None:
         out = embedded_cohort(plan, settings, unlabelled=args.unlabelled, progress=bars())
+    elif _same_simulation(args.out, settings, args.unlabelled) and not args.overwrite:
+        print(f"SIMULATED cohort with these settings already in {args.out}; kept as it is")
+        return 0
     else:
         atlas = get_atlas("SIM424", cache_dir=plan.path(plan.outputs.data_dir) / "atlases")
-        out = simulate_cohort(args.out, settings, atlas, unlabelled=args.unlabelled,
-                              progress=bars())
+        check_replaceable(args.out, ("dataset_description.json",), "cohort folder")
+        with staged_folder(args.out, overwrite=args.overwrite, what="cohort") as staging:
+            simulate_cohort(staging, settings, atlas, unlabelled=args.unlabelled,
+                            progress=bars())
+        out = args.out
     kind = "unlabelled pain-agnostic" if args.unlabelled else "labelled"
     print(f"SIMULATED {kind} cohort of {settings.n_subjects} subjects written to {out}")
     return 0
+
+
+def _same_simulation(folder: Path, settings: object, unlabelled: bool) -> bool:
+    """Whether ``folder`` is a complete simulated cohort made with exactly these settings."""
+    import json
+    from dataclasses import asdict
+
+    from fmtc.simulate.generator import GENERATOR_VERSION
+
+    try:
+        description = json.loads((folder / "dataset_description.json").read_text("utf-8"))
+        recorded = description["SimulationParameters"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    wanted = asdict(settings) | {"unlabelled": unlabelled, "generator_version": GENERATOR_VERSION}
+    return recorded == wanted

@@ -20,6 +20,7 @@ written atomically.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -32,7 +33,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fmtc.errors import InvalidDataError
 from fmtc.storage import atomic_open, sha256_tree, write_json
+
+MIN_TR, MAX_TR = 0.1, 10.0
+"""Plausible fMRI repetition times (seconds); outside is an error (e.g. milliseconds)."""
+
+FROZEN_ERROR, FROZEN_WARNING = 0.5, 0.1
+"""Fractions of volumes identical to the one before that make a recording invalid / suspect."""
 
 MIN_VOLUMES = 20
 """Fewer volumes than this is an error: not even one BrainLM patch."""
@@ -45,7 +53,7 @@ DEFAULT_LABEL_COLUMN = "label"
 _PARTICIPANT_ID = re.compile(r"^sub-[A-Za-z0-9]+$")
 
 
-class CohortError(ValueError):
+class CohortError(InvalidDataError):
     """A cohort folder breaks the contract; ``problems`` lists every violation."""
 
     def __init__(self, root: Path, problems: list[str]):
@@ -281,7 +289,9 @@ def _read(root: Path, label: str | None, require_label: bool = True) -> Cohort:
     atlas = description.get("Atlas") if description else None
     label_column = label or (description or {}).get("LabelColumn") or DEFAULT_LABEL_COLUMN
     regions = _read_regions(root, atlas, problems) if atlas else None
-    participants = _read_participants(root, label_column, problems, require_label)
+    # Without a readable description the label column is unknown: do not report it missing.
+    participants = _read_participants(root, label_column, problems,
+                                      require_label and (description is not None or bool(label)))
     if description is None or regions is None or participants is None:
         raise CohortError(root, problems)
 
@@ -307,13 +317,23 @@ def _read(root: Path, label: str | None, require_label: bool = True) -> Cohort:
         if series is not None and tr is not None:
             timeseries[participant_id] = series
             repetition_time[participant_id] = tr
-    if problems:
-        raise CohortError(root, problems)
-
+    if label_column and not used.empty and used[label_column].nunique() < 2:
+        only = int(used[label_column].iloc[0])
+        # Valid as a folder (e.g. for encoding), but no classifier can be evaluated on it.
+        warnings.warn(f"{root / 'participants.tsv'}: every labelled participant has "
+                      f"'{label_column}' = {only} ({len(used)} participants); evaluating a "
+                      "response model needs both classes: check the label column (--label, "
+                      "plan key data.label) or the cohort", stacklevel=3)
+    _check_recordings(timeseries, repetition_time, problems)
     ground_truth = None
     truth_file = root / "ground_truth.json"
     if truth_file.is_file():
-        ground_truth = json.loads(truth_file.read_text())
+        ground_truth = _read_json(truth_file, problems)
+        if ground_truth is None:
+            problems[-1] += (" (written by `fmtc simulate`; simulate the cohort again, or "
+                             "delete the file for a cohort that is not simulated)")
+    if problems:
+        raise CohortError(root, problems)
     return Cohort(root=root, description=description, regions=regions, participants=used,
                   label_column=label_column, timeseries=timeseries,
                   repetition_time=repetition_time, content_hash=sha256_tree(root),
@@ -325,10 +345,8 @@ def _read_description(root: Path, problems: list[str]) -> dict[str, Any] | None:
     if not path.is_file():
         problems.append(f"{path}: missing (needs Name, DatasetType 'derivative', Atlas)")
         return None
-    try:
-        description = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        problems.append(f"{path}: not valid JSON ({error})")
+    description = _read_json(path, problems)
+    if description is None:
         return None
     before = len(problems)
     for key in ("Name", "DatasetType", "Atlas"):
@@ -346,7 +364,9 @@ def _read_regions(root: Path, atlas: str, problems: list[str]) -> pd.DataFrame |
         problems.append(f"{path}: missing regions table for atlas {atlas!r} "
                         f"(columns {', '.join(REGION_COLUMNS)})")
         return None
-    regions = pd.read_csv(path, sep="\t", dtype={"name": str, "network": str})
+    regions = _read_table(path, problems, dtype={"name": str, "network": str})
+    if regions is None:
+        return None
     missing = [c for c in REGION_COLUMNS if c not in regions.columns]
     if missing:
         problems.append(f"{path}: missing column(s) {missing}")
@@ -367,8 +387,10 @@ def _read_participants(root: Path, label_column: str, problems: list[str],
     if not path.is_file():
         problems.append(f"{path}: missing")
         return None
-    table = pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False,
+    table = _read_table(path, problems, na_values=["n/a"], keep_default_na=False,
                         dtype={"participant_id": str})
+    if table is None:
+        return None
     if table.columns[0] != "participant_id":
         problems.append(f"{path}: the first column must be 'participant_id', "
                         f"found {table.columns[0]!r}")
@@ -379,6 +401,10 @@ def _read_participants(root: Path, label_column: str, problems: list[str],
     duplicated = table["participant_id"][table["participant_id"].duplicated()].tolist()
     if duplicated:
         problems.append(f"{path}: duplicated participant_id {duplicated}")
+    if table.empty:
+        problems.append(f"{path}: no participant rows (only a header); add one row per "
+                        "participant")
+        return None
     if label_column not in table.columns and not require_label:
         return table.set_index("participant_id") if not (bad_ids or duplicated) else None
     if label_column not in table.columns:
@@ -450,16 +476,97 @@ def _read_repetition_time(sidecar: Path, problems: list[str]) -> float | None:
         problems.append(f"{participant_id}: sidecar {sidecar} is missing "
                         "(needs {{\"RepetitionTime\": seconds}})")
         return None
-    try:
-        tr = json.loads(sidecar.read_text()).get("RepetitionTime")
-    except json.JSONDecodeError as error:
-        problems.append(f"{participant_id}: {sidecar} is not valid JSON ({error})")
+    content = _read_json(sidecar, problems, participant_id)
+    if content is None:
         return None
+    tr = content.get("RepetitionTime")
     if not isinstance(tr, int | float) or isinstance(tr, bool) or not math.isfinite(tr) or tr <= 0:
         problems.append(f"{participant_id}: {sidecar} lacks a positive 'RepetitionTime' "
-                        f"(found {tr!r})")
+                        f"(found {tr!r}); write it in seconds, e.g. {{\"RepetitionTime\": 2.5}}")
+        return None
+    if not MIN_TR <= tr <= MAX_TR:
+        hint = (f"it looks like milliseconds: BIDS gives seconds, write {tr / 1000:g}"
+                if tr >= 100 else f"expected {MIN_TR:g}-{MAX_TR:g} s for fMRI; check the sidecar")
+        problems.append(f"{participant_id}: {sidecar} has RepetitionTime {tr:g} s; {hint}")
         return None
     return float(tr)
+
+
+def _read_json(path: Path, problems: list[str], who: str | None = None) -> dict[str, Any] | None:
+    """Read a JSON object; a problem (encoding, syntax, not an object) is listed, None returned."""
+    prefix = f"{who}: {path}" if who else str(path)
+    try:
+        content = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as error:
+        problems.append(f"{prefix}: not UTF-8 text (byte {error.object[error.start]:#04x} at "
+                        f"offset {error.start}); save it as UTF-8")
+        return None
+    except json.JSONDecodeError as error:
+        problems.append(f"{prefix}: not valid JSON ({error})")
+        return None
+    except OSError as error:
+        problems.append(f"{prefix}: cannot be read ({error.strerror})")
+        return None
+    if not isinstance(content, dict):
+        problems.append(f"{prefix}: must hold a JSON object {{...}}, found a "
+                        f"{type(content).__name__}")
+        return None
+    return content
+
+
+def _read_table(path: Path, problems: list[str], **options: Any) -> pd.DataFrame | None:
+    """Read a BIDS TSV; an unreadable, empty or non-UTF-8 file is listed, None returned."""
+    try:
+        return pd.read_csv(path, sep="\t", encoding="utf-8", **options)
+    except UnicodeDecodeError as error:
+        problems.append(f"{path}: not UTF-8 text (byte {error.object[error.start]:#04x} at "
+                        f"offset {error.start}); save it as UTF-8 (BIDS requires it)")
+    except pd.errors.EmptyDataError:
+        problems.append(f"{path}: the file is empty; it needs a header row and one row per "
+                        "participant (tab-separated)")
+    except (pd.errors.ParserError, ValueError) as error:
+        problems.append(f"{path}: not a tab-separated table ({error})")
+    except OSError as error:
+        problems.append(f"{path}: cannot be read ({error.strerror})")
+    return None
+
+
+def _check_recordings(timeseries: dict[str, np.ndarray], repetition_time: dict[str, float],
+                      problems: list[str]) -> None:
+    """Cohort-level checks of the recordings: one TR, no flat, frozen or duplicated series."""
+    by_tr: dict[float, list[str]] = {}
+    for participant_id, tr in repetition_time.items():
+        by_tr.setdefault(round(tr, 4), []).append(participant_id)
+    if len(by_tr) > 1:
+        groups = "; ".join(f"{tr:g} s: {_some(ids)}" for tr, ids in sorted(by_tr.items()))
+        problems.append(f"RepetitionTime differs between subjects ({groups}); windows of 200 "
+                        "volumes would then span different durations. Resample the series to "
+                        "one TR, or build one cohort per TR")
+    seen: dict[bytes, str] = {}
+    for participant_id, series in timeseries.items():
+        if np.ptp(series, axis=0).max() == 0:
+            problems.append(f"{participant_id}: the time series is flat (every value constant, "
+                            f"{series[0, 0]:g}); rerun or exclude this subject's preprocessing")
+            continue
+        frozen = float(np.mean(np.all(series[1:] == series[:-1], axis=1)))
+        if frozen >= FROZEN_ERROR:
+            problems.append(f"{participant_id}: {frozen:.0%} of its volumes repeat the volume "
+                            "before (a frozen recording); rerun or exclude this subject's "
+                            "preprocessing")
+        elif frozen >= FROZEN_WARNING:
+            warnings.warn(f"{participant_id}: {frozen:.0%} of its volumes repeat the volume "
+                          "before (frozen segments); check its preprocessing", stacklevel=4)
+        digest = hashlib.sha256(np.ascontiguousarray(series).tobytes()).digest()
+        if digest in seen:
+            problems.append(f"{participant_id}: its time series is identical to "
+                            f"{seen[digest]}'s (a copied file?); each subject needs its own "
+                            "recording")
+        else:
+            seen[digest] = participant_id
+
+
+def _some(ids: list[str], shown: int = 5) -> str:
+    return ", ".join(ids[:shown]) + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
 
 
 def _first_difference(header: list[str], expected: list[str]) -> str:

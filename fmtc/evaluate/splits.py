@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fmtc.errors import InvalidDataError
+
 
 @dataclass(frozen=True)
 class Split:
@@ -15,6 +17,34 @@ class Split:
     fold: int
     train: np.ndarray
     test: np.ndarray
+
+
+def check_class_counts(labels: np.ndarray, folds: int, where: str = "the cohort") -> None:
+    """Raise :class:`~fmtc.errors.InvalidDataError` unless every test fold can hold both classes.
+
+    Parameters
+    ----------
+    labels : ndarray of shape (n,)
+        0/1 label per subject.
+    folds : int
+        Outer folds requested (``evaluation.folds``).
+    where : str
+        What the labels belong to, for the message (e.g. the cohort folder).
+    """
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=2)
+    if counts.min() == 0:
+        only = int(np.argmax(counts))
+        raise InvalidDataError(
+            f"{where}: all {int(counts.sum())} labelled subjects have label {only}; a response "
+            "model needs both classes. Check the label column (--label, plan key data.label)")
+    smallest = int(counts.min())
+    if smallest < folds:
+        advice = (f"lower evaluation.folds to {smallest} or fewer" if smallest >= 2
+                  else "add subjects of that class (cross-validation needs at least 2)")
+        raise InvalidDataError(
+            f"{where}: {int(counts[0])} subjects with label 0 and {int(counts[1])} with label 1; "
+            f"{folds}-fold stratified cross-validation needs at least {folds} of each, so that "
+            f"every test fold holds both classes. {advice[0].upper()}{advice[1:]}")
 
 
 def stratified_splits(labels: np.ndarray, folds: int, repeats: int, seed: int) -> list[Split]:
@@ -37,10 +67,7 @@ def stratified_splits(labels: np.ndarray, folds: int, repeats: int, seed: int) -
     from sklearn.model_selection import StratifiedKFold
 
     labels = np.asarray(labels)
-    smallest = int(np.bincount(labels, minlength=2).min())
-    if smallest < folds:
-        raise ValueError(f"{folds}-fold stratified CV needs at least {folds} subjects per class; "
-                         f"the smaller class has {smallest}. Lower evaluation.folds.")
+    check_class_counts(labels, folds)
     splits = []
     for repeat in range(repeats):
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed + repeat)

@@ -38,11 +38,13 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from fmtc.errors import UsageError
+
 INPUTS = ("cls", "fc")
 """Inputs a model may read: BrainLM CLS features per window, connectivity matrices."""
 
 
-class UnknownModelError(ValueError):
+class UnknownModelError(UsageError):
     """A model name that is not registered (the message lists the known ones)."""
 
 

@@ -27,9 +27,10 @@ import numpy as np
 import pandas as pd
 
 from fmtc.acquire.atlas import Atlas
+from fmtc.errors import InvalidDataError
 
 
-class MissingRegionsError(ValueError):
+class MissingRegionsError(InvalidDataError):
     """Atlas regions with no voxel on the data grid."""
 
 

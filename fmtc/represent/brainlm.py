@@ -106,8 +106,20 @@ class BrainLMConfig:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> BrainLMConfig:
-        """Read a ``config.json`` file."""
-        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        """Read a ``config.json`` file (a damaged one raises ``ValueError`` naming it)."""
+        try:
+            values = json.loads(Path(path).read_bytes().decode("utf-8"))
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not UTF-8 text; is it a config.json?") from None
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not valid JSON ({error})") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: must hold a JSON object, found a "
+                             f"{type(values).__name__}")
+        try:
+            return cls.from_dict(values)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"{path}: {error}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the ``config.json`` content, extra fields included, keys sorted."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -25,8 +26,15 @@ import torch
 
 from fmtc.plan import Plan, SimulationPlan
 from fmtc.represent.brainlm import BrainLM, BrainLMConfig
-from fmtc.represent.loading import WEIGHT_FILES, load_brainlm
+from fmtc.represent.loading import (
+    WEIGHT_FILES,
+    BrainLMLoadError,
+    load_brainlm,
+    looks_like_path,
+)
 from fmtc.storage import sha256_file, write_json
+
+logger = logging.getLogger(__name__)
 
 SIMULATED_SOURCE = "simulated-pretrained"
 #: Bump when the pretraining recipe changes in a way the settings do not show.
@@ -63,11 +71,21 @@ def resolve_encoder(
     """
     source = source or plan.brainlm.source
     if source != SIMULATED_SOURCE:
-        return load_brainlm(source, plan.brainlm.revision, device=device)
+        return load_brainlm(source, plan.brainlm.revision, device=device,
+                            sha256=plan.brainlm.sha256)
     folder = simulated_encoder_folder(plan)
     if not _is_complete(folder):
         build_simulated_encoder(plan, device, progress=progress)
-    model = load_brainlm(folder, device=device)
+    try:
+        model = load_brainlm(folder, device=device)
+    except BrainLMLoadError as error:  # a damaged cache is reported, then rebuilt, not trusted
+        logger.warning("the cached simulated-pretrained encoder is damaged (%s); rebuilding it",
+                       error)
+        damaged = folder.with_name(f".{folder.name}.damaged-{os.getpid()}")
+        folder.rename(damaged)
+        shutil.rmtree(damaged, ignore_errors=True)
+        build_simulated_encoder(plan, device, progress=progress)
+        model = load_brainlm(folder, device=device)
     model.source_info.update(
         source=SIMULATED_SOURCE, folder=str(folder), settings=simulated_settings(plan)
     )
@@ -99,6 +117,9 @@ def encoder_fingerprint(plan: Plan, source: str | None = None) -> dict[str, str]
     folder = Path(source).expanduser()
     if folder.is_dir():
         return _folder_fingerprint(folder)
+    if looks_like_path(source):
+        raise BrainLMLoadError(f"BrainLM checkpoint folder {source!r} does not exist; check the "
+                               "path (--brainlm, plan key brainlm.source)")
     return _hub_cache_fingerprint(source, plan.brainlm.revision)
 
 
@@ -229,7 +250,9 @@ def _hub_cache_fingerprint(source: str, revision: str | None) -> dict[str, str] 
 
 
 def _files_fingerprint(config_path: Path, weights_path: Path) -> dict[str, str]:
-    return {
-        "weights_sha256": sha256_file(weights_path),
-        "config_sha256": config_sha256(BrainLMConfig.from_json(config_path)),
-    }
+    try:
+        config = BrainLMConfig.from_json(config_path)
+    except ValueError as error:
+        raise BrainLMLoadError(f"{error}. A BrainLM checkpoint's config.json is written by "
+                               "save_brainlm or comes with the checkpoint") from None
+    return {"weights_sha256": sha256_file(weights_path), "config_sha256": config_sha256(config)}

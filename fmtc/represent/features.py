@@ -20,6 +20,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +32,14 @@ import torch
 
 from fmtc.cohort.folder import Cohort
 from fmtc.device import autocast, describe_device
+from fmtc.errors import CacheError
 from fmtc.plan import Plan
 from fmtc.preprocess.transforms import make_windows, robust_scale, window_starts
 from fmtc.represent.brainlm import BrainLM
 from fmtc.represent.encoder import encoder_fingerprint, model_fingerprint, resolve_encoder
 from fmtc.storage import atomic_open, write_json
+
+logger = logging.getLogger(__name__)
 
 #: Bump when the stored arrays change meaning; old cache files are then simply not found.
 FEATURES_FORMAT = 1
@@ -111,13 +116,16 @@ def cohort_features(
     source = source or plan.brainlm.source
     found = cached_feature_path(cohort, plan, encoder=encoder, device=device, source=source)
     if found is not None:
-        return read_features(found)
+        try:
+            return read_features(found)
+        except CacheError as error:  # never trusted: reported, then rebuilt in place
+            logger.warning("%s; rebuilding it", error)
     if encoder is not None:
         key = feature_key(cohort, plan, model_fingerprint(encoder), device)
     else:
         encoder = resolve_encoder(plan, device, source, progress=progress)
         key = feature_key(cohort, plan, model_fingerprint(encoder), device)
-        if is_cached(plan, key):  # the files were not on disk before, but these features were
+        if is_cached(plan, key) and found is None:  # written meanwhile by another process
             return read_features(cache_path(plan, key))
     cls, n_windows = _encode_cohort(cohort, plan, encoder, device, progress)
     record = _encoder_record(encoder, plan, key, device)
@@ -198,24 +206,35 @@ def is_cached(plan: Plan, key: dict[str, Any]) -> bool:
 
 
 def read_features(path: str | Path) -> FeatureSet:
-    """Read a feature cache file (``.npz``) and its ``.json``.
+    """Read a feature cache file (``.npz``) and its ``.json``, verifying that they agree.
 
     Raises
     ------
-    ValueError
-        If the two files do not belong together (the message says to delete them).
+    CacheError
+        If either file is unreadable, truncated, foreign or does not match the other (the
+        message names the file; :func:`cohort_features` then rebuilds the cache).
     """
     path = Path(path)
-    meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
-    with np.load(path, allow_pickle=False) as data:
-        stored = str(data["key_sha256"])
-        cls, n_windows = data["cls"], data["n_windows"]
-        subject_ids = [str(pid) for pid in data["subject_ids"]]
-    if stored != meta["key_sha256"]:
-        raise ValueError(f"feature cache {path} does not match {path.with_suffix('.json')} "
-                         "(an interrupted or concurrent write); delete both files and rerun")
+    meta_path = path.with_suffix(".json")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        with np.load(path, allow_pickle=False) as data:
+            stored = str(data["key_sha256"])
+            cls, n_windows = np.asarray(data["cls"]), np.asarray(data["n_windows"])
+            subject_ids = [str(pid) for pid in data["subject_ids"]]
+        expected, encoder = meta["key_sha256"], meta["encoder"]
+    except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as error:
+        raise CacheError(f"feature cache {path} cannot be read ({type(error).__name__}: "
+                         f"{error}); delete it and its .json to rebuild it") from None
+    if stored != expected:
+        raise CacheError(f"feature cache {path} does not match {meta_path} (an interrupted or "
+                         "concurrent write); delete both files to rebuild them")
+    if cls.ndim != 3 or len(cls) != len(subject_ids) or n_windows.shape != (len(subject_ids),):
+        raise CacheError(f"feature cache {path} holds arrays of shapes {cls.shape} and "
+                         f"{n_windows.shape} for {len(subject_ids)} subjects; delete it to "
+                         "rebuild it")
     return FeatureSet(subject_ids=subject_ids, cls=cls, n_windows=n_windows,
-                      encoder=meta["encoder"], cache_path=path)
+                      encoder=encoder, cache_path=path)
 
 
 # ------------------------------------------------------------------------------------ encoding

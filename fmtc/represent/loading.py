@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from fmtc.errors import InvalidDataError
 from fmtc.represent.brainlm import BrainLM, BrainLMConfig
 from fmtc.storage import atomic_open, atomic_path, sha256_file
 
@@ -35,7 +36,10 @@ _LICENCE_NOTICE = (
 )
 
 
-class BrainLMLoadError(ValueError):
+logger = logging.getLogger(__name__)
+
+
+class BrainLMLoadError(InvalidDataError):
     """A BrainLM checkpoint could not be found, read or matched to the model."""
 
 
@@ -44,6 +48,7 @@ def load_brainlm(
     revision: str | None = None,
     *,
     device: str | torch.device | None = None,
+    sha256: str | None = None,
 ) -> BrainLM:
     """Load a BrainLM checkpoint into a :class:`~fmtc.represent.brainlm.BrainLM` in eval mode.
 
@@ -57,6 +62,9 @@ def load_brainlm(
         Branch, tag or commit on the Hub; ignored for local folders.
     device : str or torch.device, optional
         Where to put the model; ``None`` leaves it on the CPU.
+    sha256 : str, optional
+        Expected sha256 of the weight file; a mismatch is an error, checked before the file
+        is read. Pin Hub checkpoints with it (or with a commit ``revision``).
 
     Returns
     -------
@@ -74,17 +82,27 @@ def load_brainlm(
     repo_id, commit = None, None
     if folder.is_dir():
         config_path, weights_path = _local_files(folder)
-    elif _looks_like_path(source):
+    elif looks_like_path(source):
         raise BrainLMLoadError(f"BrainLM checkpoint folder {str(source)!r} does not exist.")
     else:
         repo_id = _split_repo_id(str(source))[0]
         config_path, weights_path, commit = _hub_files(str(source), revision)
+        if revision is None and sha256 is None:
+            logger.warning("BrainLM %s is not pinned: it resolved to commit %s. Set "
+                           "brainlm.revision to that commit (or brainlm.sha256) so that a later "
+                           "upload cannot change your features.", source, commit)
+    digest = sha256_file(weights_path)
+    if sha256 is not None and digest != sha256.lower():
+        raise BrainLMLoadError(
+            f"{weights_path}: sha256 {digest} differs from the pinned {sha256} (plan key "
+            "brainlm.sha256); the file is damaged or another checkpoint. Delete it and fetch "
+            "it again, or correct the pin")
     model = _build(config_path, weights_path)
     model.source_info = {
         "source": str(source),
         "revision": revision if repo_id else None,
         "commit": commit,
-        "weights_sha256": sha256_file(weights_path),
+        "weights_sha256": digest,
         "files": [config_path.name, weights_path.name],
     }
     if repo_id is not None and repo_id.lower() == OFFICIAL_REPO:
@@ -135,7 +153,8 @@ def _local_files(folder: Path) -> tuple[Path, Path]:
     return config_path, weights[0]
 
 
-def _looks_like_path(source: str | os.PathLike[str]) -> bool:
+def looks_like_path(source: str | os.PathLike[str]) -> bool:
+    """Whether a checkpoint source names a local path (not a Hugging Face repo id)."""
     if not isinstance(source, str):
         return True
     return source.startswith((".", "/", "~", "\\")) or Path(source).exists()
@@ -217,9 +236,22 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
             from safetensors.torch import load_file
 
             return load_file(path, device="cpu")
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise BrainLMLoadError(f"Could not read BrainLM weights {path}: {exc}") from exc
+        # torch's own message may suggest weights_only=False: never do that with a file that
+        # fails the safe loader (it could run arbitrary code).
+        message = str(exc).strip()
+        reason = (message.splitlines()[0] if message and "weights_only" not in message
+                  else "not a plain state_dict of tensors")
+        raise BrainLMLoadError(
+            f"{path}: not a BrainLM weight file that can be read safely ({type(exc).__name__}: "
+            f"{reason}). It is damaged, truncated or not a checkpoint: download or save it "
+            "again") from exc
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
+                                              for v in state.values()):
+        raise BrainLMLoadError(f"{path}: holds a {type(state).__name__}, not a state_dict of "
+                               "tensors; save the model with save_brainlm")
+    return state
 
 
 def _check_state_dict(expected: dict[str, torch.Tensor], found: dict[str, Any], path: Path) -> None:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
 from fmtc.acquire.atlas import get_atlas
 from fmtc.plan import Plan, SimulationPlan
 from fmtc.simulate.generator import GENERATOR_VERSION, simulate_cohort
+from fmtc.storage import staged_folder
 
 
 def simulation_key(settings: SimulationPlan, unlabelled: bool = False) -> str:
@@ -46,13 +45,7 @@ def embedded_cohort(plan: Plan, settings: SimulationPlan | None = None,
     if (destination / "dataset_description.json").is_file():
         return destination
     atlas = get_atlas("SIM424", cache_dir=plan.path(plan.outputs.data_dir) / "atlases")
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
-    try:
+    # A folder without a description is debris of an older, interrupted writer: replace it.
+    with staged_folder(destination, overwrite=destination.exists(), what="cohort") as staging:
         simulate_cohort(staging, settings, atlas, unlabelled=unlabelled, progress=progress)
-        staging.chmod(0o755)
-        staging.rename(destination)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return destination

@@ -1,0 +1,63 @@
+"""The errors a user can meet, one class per kind, each with its command-line exit status.
+
+Every failure that a user can cause or fix (a damaged cohort file, a plan typo, an
+output folder that is not writable, a corrupt cache) is raised as a subclass of
+:class:`FmtcError`. Its message names the file, subject or plan key at fault and says
+what to do; ``fmtc`` prints it as one line (``--debug`` shows the traceback) and exits
+with :attr:`FmtcError.exit_code`:
+
+====  =====================================================================
+code  meaning
+====  =====================================================================
+0     success
+1     invalid or unavailable data: cohort, checkpoint, cache, dataset, notebook
+2     usage: command-line options, plan files, output folders
+130   interrupted (Ctrl-C); 143 terminated (SIGTERM) - finished work is kept
+====  =====================================================================
+
+Each class also derives from the built-in exception it refines (``ValueError``,
+``FileExistsError``, ...), so code written against the built-ins keeps working.
+"""
+
+from __future__ import annotations
+
+EXIT_INVALID_DATA = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+class FmtcError(Exception):
+    """Base of every user-facing error of fmtc."""
+
+    exit_code: int = EXIT_USAGE
+
+
+class InvalidDataError(FmtcError, ValueError):
+    """Input data (cohort, recording, checkpoint, dataset) is missing, damaged or implausible."""
+
+    exit_code = EXIT_INVALID_DATA
+
+
+class CacheError(InvalidDataError):
+    """A cache entry (features, encoder) is damaged; it is rebuilt, or the message says how."""
+
+
+class UsageError(FmtcError, ValueError):
+    """A command-line option or a plan value that cannot work."""
+
+    exit_code = EXIT_USAGE
+
+
+class OutputError(FmtcError, OSError):
+    """An output folder cannot be written, or holds another result that must not be lost."""
+
+    exit_code = EXIT_USAGE
+
+
+class OutputExistsError(OutputError, FileExistsError):
+    """The destination holds another result; the message says how to keep or replace it."""
+
+
+class Terminated(BaseException):  # noqa: N818 - mirrors KeyboardInterrupt
+    """Raised in the main thread when the process receives SIGTERM (see :mod:`fmtc.cli`)."""
