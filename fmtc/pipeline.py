@@ -415,12 +415,9 @@ def _run(plan: Plan, name: str, arm_plans: dict[str, ArmPlan], selections: list[
         return ExperimentRun(name, run_dir, key, True, runs.load_run(run_dir))
 
     with runs.staged_run(run_dir, overwrite=overwrite, key=key) as staging:
-        def save(outcome: Any) -> None:
-            runs.save_weights(staging / "weights", outcome.arm, outcome.repeat, outcome.fold,
-                              outcome.snapshots)
-
+        store = runs.FitStore(staging)  # an interrupted run resumes from its finished fits
         result = cross_validate(datasets, arms, plan.evaluation, plan.seed, selections,
-                                executor=executor, on_weights=save, progress=None)
+                                executor=executor, store=store, progress=None)
         subject_ids = list(cohort.subject_ids)
         result.summary = summarise(result, plan.evaluation, plan.seed, subject_ids, executor)
         table = None
@@ -446,7 +443,8 @@ def _run(plan: Plan, name: str, arm_plans: dict[str, ArmPlan], selections: list[
             feature_cache=first.feature_cache,
             connectivity={"kind": plan.connectivity.kind,
                           "pool_size": plan.connectivity.pool_size},
-            device=describe_device(device), execution=executor.describe(), timings=timings)
+            device=describe_device(device), execution=executor.describe(), timings=timings,
+            resumed_fits=result.resumed_fits)
         for arm in arms:  # each arm's own input definitions (arms may override them)
             if "fc" in get_model(arm.model).inputs:
                 result.models[arm.name]["connectivity"] = {
@@ -456,6 +454,7 @@ def _run(plan: Plan, name: str, arm_plans: dict[str, ArmPlan], selections: list[
                          "label_permuted": permute_labels,
                          "standardisation": "buffers of each state_dict (training-subject "
                                             "statistics)"}
+        store.discard()
         runs.write_run(staging, result, record, identity, key, contrasts=table)
     logger.info("run folder %s (%.0f s)", run_dir, time.perf_counter() - start)
     return ExperimentRun(name, run_dir, key, False, runs.load_run(run_dir))

@@ -19,9 +19,13 @@ The default folder name is ``<prefix>_<profile>_<key>``, where ``key`` is a hash
 run's identity (cohort content, arms, the plan values they read, seed, selections, ...):
 runs with other settings never overwrite each other, and a run whose identity already
 has a complete folder is read back instead of recomputed. A run is computed into a
-hidden staging folder beside its destination and renamed into place when complete, so a
-folder that exists is always a whole run. The tables hold no paths, times or timestamps
-and print floats with ``%.6g``: identical runs give byte-identical tables.
+hidden staging folder beside its destination (``.<name>.<key>.partial``) and renamed into
+place when complete, so a folder that exists is always a whole run. Each finished fit is
+recorded in the staging folder as soon as it ends (:class:`FitStore`): a run that is
+interrupted (Ctrl-C, SIGTERM, a crash) and started again computes only the fits that had
+not finished, and its tables are identical to an uninterrupted run's. The tables hold no
+paths, times or timestamps and print floats with ``%.6g``: identical runs give
+byte-identical tables.
 """
 
 from __future__ import annotations
@@ -29,17 +33,21 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from fmtc.errors import OutputError, OutputExistsError
 from fmtc.storage import atomic_open, check_replaceable, write_json
+
+logger = logging.getLogger(__name__)
 
 FLOAT_FORMAT = "%.6g"
 RUN_RECORD = "run.json"
@@ -100,42 +108,142 @@ def check_writable(folder: Path) -> None:
                               "Choose another --out (or outputs.runs_dir)") from error
 
 
+def partial_folder(run_dir: Path, key: str) -> Path:
+    """Where the run of ``key`` is computed before it is published as ``run_dir``."""
+    return Path(run_dir).parent / f".{Path(run_dir).name}.{key}.partial"
+
+
 @contextlib.contextmanager
 def staged_run(run_dir: Path, overwrite: bool = False, key: str | None = None) -> Iterator[Path]:
     """Yield a staging folder beside ``run_dir``; publish it as ``run_dir`` on success.
 
-    On error the staging folder is removed and ``run_dir`` is untouched. An existing
-    ``run_dir`` is replaced only when ``overwrite`` (it is moved aside first, and removed
-    after the new run is in place). When another process published the same run (same
-    ``key``) while this one was computed, this copy is dropped and the other one kept.
+    With a ``key`` the staging folder is :func:`partial_folder` and it survives an error
+    or an interruption: it holds the finished fits (:class:`FitStore`), and the next run
+    of the same identity resumes from them. Without a key it is a temporary folder,
+    removed on error. ``run_dir`` itself is never modified until the new run is complete;
+    an existing ``run_dir`` is replaced only when ``overwrite`` (moved aside first, and
+    removed after the new run is in place). When another process published the same run
+    (same ``key``) meanwhile, this copy is dropped and the other one kept.
     """
     run_dir = Path(run_dir)
     if run_dir.exists() and not overwrite:
         raise RunExistsError(f"{run_dir} exists; choose another --out, or pass --overwrite to "
                              "replace it")
     run_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.staging-", dir=run_dir.parent))
+    if key is None:
+        staging = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.staging-", dir=run_dir.parent))
+    else:
+        staging = partial_folder(run_dir, key)
+        if staging.is_dir():
+            logger.info("resuming from the partial run %s", staging)
+        staging.mkdir(exist_ok=True)
     try:
         yield staging
-        staging.chmod(0o755)
-        old = None
-        if run_dir.exists() and not overwrite and key is not None and read_key(run_dir) == key:
-            shutil.rmtree(staging, ignore_errors=True)  # an identical run won the race
-            return
-        if run_dir.exists():
-            if not overwrite:
-                raise RunExistsError(f"{run_dir} appeared while this run was computed; the new "
-                                     f"run is kept in {staging} (rerun with --overwrite to "
-                                     "replace it)")
-            old = run_dir.with_name(f".{run_dir.name}.replaced-{os.getpid()}")
-            run_dir.rename(old)
-        staging.rename(run_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException as error:
-        if not isinstance(error, RunExistsError):
+    except BaseException:
+        if key is None:
             shutil.rmtree(staging, ignore_errors=True)
+        elif staging.is_dir():
+            logger.info("finished fits are kept in %s; the same command resumes from them",
+                        staging)
         raise
+    staging.chmod(0o755)
+    if run_dir.exists() and not overwrite and key is not None and read_key(run_dir) == key:
+        shutil.rmtree(staging, ignore_errors=True)  # an identical run won the race
+        return
+    old = None
+    if run_dir.exists():
+        if not overwrite:
+            raise RunExistsError(f"{run_dir} appeared while this run was computed; the new run "
+                                 f"is kept in {staging} (rerun with --overwrite to replace it)")
+        old = run_dir.with_name(f".{run_dir.name}.replaced-{os.getpid()}")
+        run_dir.rename(old)
+    staging.rename(run_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+class FitStore:
+    """The finished fits of a run being computed, one record per (arm, repeat, fold).
+
+    Each fit's weights (``weights/<arm>/...``, as in a run folder) and then its record
+    (``fits/<arm>/repeat-R_fold-F.json``: test probabilities, chosen epochs, trajectory)
+    are written atomically by whoever ran the fit, a worker process included. A run that
+    is interrupted and started again reads the records back instead of refitting; a
+    record that cannot be read, or does not match its task, is refitted. Floats are
+    stored as JSON numbers (exact for float64) with their dtype, so a resumed run's
+    tables are identical to an uninterrupted one's.
+
+    Parameters
+    ----------
+    folder : Path
+        The run's staging folder (:func:`partial_folder`).
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable for worker processes
+        return (FitStore, (self.folder,))
+
+    def record_path(self, arm: str, repeat: int, fold: int) -> Path:
+        """The record of one fit."""
+        return self.folder / "fits" / arm / f"repeat-{repeat}_fold-{fold}.json"
+
+    def save(self, outcome: Any, seed: int) -> None:
+        """Write the weights (when the fit has any) and then the record of ``outcome``."""
+        if outcome.snapshots is not None:
+            save_weights(self.folder / "weights", outcome.arm, outcome.repeat, outcome.fold,
+                         outcome.snapshots)
+        trajectory = outcome.trajectory
+        write_json(self.record_path(outcome.arm, outcome.repeat, outcome.fold), {
+            "arm": outcome.arm, "repeat": int(outcome.repeat), "fold": int(outcome.fold),
+            "seed": int(seed), "test": [int(i) for i in outcome.test],
+            "probabilities": {s: {"dtype": str(np.asarray(p).dtype),
+                                  "values": np.asarray(p).tolist()}
+                              for s, p in outcome.probabilities.items()},
+            "epochs": outcome.epochs, "config": outcome.config, "seconds": outcome.seconds,
+            "weights": outcome.snapshots is not None,
+            "trajectory": None if trajectory is None else {
+                "columns": list(trajectory.columns),
+                "dtypes": [str(d) for d in trajectory.dtypes],
+                "data": {c: trajectory[c].tolist() for c in trajectory.columns}},
+        })
+
+    def load(self, arm: str, repeat: int, fold: int, seed: int, test: np.ndarray,
+             selections: Sequence[str]) -> dict[str, Any] | None:
+        """The stored fields of a finished fit, or None when it must be (re)computed."""
+        path = self.record_path(arm, repeat, fold)
+        if not path.is_file():
+            return None
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            matches = (record["arm"] == arm and record["repeat"] == repeat
+                       and record["fold"] == fold and record["seed"] == seed
+                       and record["test"] == [int(i) for i in test]
+                       and sorted(record["probabilities"]) == sorted(selections))
+            probabilities = {s: np.asarray(v["values"], dtype=v["dtype"])
+                             for s, v in record["probabilities"].items()}
+            trajectory = None
+            if record["trajectory"] is not None:
+                stored = record["trajectory"]
+                trajectory = pd.DataFrame({c: pd.Series(stored["data"][c], dtype=d)
+                                           for c, d in zip(stored["columns"], stored["dtypes"],
+                                                           strict=True)})
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            logger.warning("fit record %s is damaged (%s); refitting", path, error)
+            return None
+        weights = self.folder / "weights" / arm / f"repeat-{repeat}_fold-{fold}.pt"
+        if not matches or (record["weights"] and not weights.is_file()):
+            logger.warning("fit record %s does not match its task; refitting", path)
+            return None
+        return {"test": np.asarray(record["test"], dtype=np.int64),
+                "probabilities": probabilities, "trajectory": trajectory,
+                "epochs": record["epochs"], "config": record["config"],
+                "seconds": float(record["seconds"])}
+
+    def discard(self) -> None:
+        """Remove the records (the run's tables now hold everything they held)."""
+        shutil.rmtree(self.folder / "fits", ignore_errors=True)
 
 
 def write_csv(path: Path, frame: pd.DataFrame) -> None:

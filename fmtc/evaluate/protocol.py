@@ -138,6 +138,7 @@ class ExperimentResult:
     models: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
     summary: pd.DataFrame | None = None
+    resumed_fits: int = 0
 
 
 # --------------------------------------------------------------------------- one fold
@@ -223,8 +224,24 @@ def run_fold(task: FoldTask, data: ExperimentData) -> FoldOutcome:
     return outcome
 
 
-def _run_fold_shared(task: FoldTask, datasets: dict[str, ExperimentData]) -> FoldOutcome:
-    return run_fold(task, datasets[task.arm.data])
+def _run_fold_shared(item: tuple[FoldTask, Any], datasets: dict[str, ExperimentData]
+                     ) -> FoldOutcome:
+    task, store = item
+    outcome = run_fold(task, datasets[task.arm.data])
+    if store is not None:  # saved where the fit ran: an interruption loses no finished fit
+        store.save(outcome, task.seed)
+        outcome.snapshots = None
+    return outcome
+
+
+def _stored_outcome(task: FoldTask, store: Any) -> FoldOutcome | None:
+    found = store.load(task.arm.name, task.split.repeat, task.split.fold, task.seed,
+                       task.split.test, task.selections)
+    if found is None:
+        return None
+    return FoldOutcome(task.arm.name, task.split.repeat, task.split.fold, found["test"],
+                       found["probabilities"], found["trajectory"], found["epochs"], None,
+                       found["config"], found["seconds"])
 
 
 # --------------------------------------------------------------------------- the experiment
@@ -277,6 +294,7 @@ def cross_validate(datasets: dict[str, ExperimentData] | ExperimentData, arms: S
                    selections: Sequence[str] = ("honest",), *,
                    executor: Executor | None = None,
                    on_weights: Callable[[FoldOutcome], None] | None = None,
+                   store: Any = None,
                    progress: bool | None = None) -> ExperimentResult:
     """Cross-validate every arm on identical splits.
 
@@ -296,7 +314,11 @@ def cross_validate(datasets: dict[str, ExperimentData] | ExperimentData, arms: S
         Where the fits run (default: this process, one thread).
     on_weights : callable, optional
         Called with each torch fit's outcome as it arrives (e.g. to save its weights),
-        before its snapshots are dropped from memory.
+        before its snapshots are dropped from memory. Not called with a ``store``.
+    store : FitStore, optional
+        Where each finished fit is saved (weights and record) by whoever ran it, and read
+        back from when the experiment is run again after an interruption
+        (:class:`fmtc.runs.FitStore`): only unfinished fits are computed.
     progress : bool, optional
         Show a progress bar over the fits.
 
@@ -316,6 +338,16 @@ def cross_validate(datasets: dict[str, ExperimentData] | ExperimentData, arms: S
     tasks, splits, inner = fold_tasks(arms, labels, evaluation, seed, selections)
     logger.info("%d fit(s): %d arm(s) x %d repeat(s) x %d fold(s) on %s", len(tasks), len(arms),
                 evaluation.repeats, evaluation.folds, executor.backend)
+    stored = {}
+    if store is not None:
+        stored = {i: found for i, task in enumerate(tasks)
+                  if (found := _stored_outcome(task, store)) is not None}
+        if stored:
+            logger.info("resuming: %d of %d fit(s) were finished before; computing the other "
+                        "%d", len(stored), len(tasks), len(tasks) - len(stored))
+    pending = [(task, store) for i, task in enumerate(tasks) if i not in stored]
+    computed = executor.map(_run_fold_shared, pending, datasets, desc="fits", progress=progress)
+    outcomes = (stored[i] if i in stored else next(computed) for i in range(len(tasks)))
 
     metric_rows: list[tuple] = []
     prediction_rows: dict[str, list[tuple]] = {s: [] for s in selections}
@@ -323,21 +355,20 @@ def cross_validate(datasets: dict[str, ExperimentData] | ExperimentData, arms: S
     records: dict[str, Any] = {}
     timings: dict[str, float] = {a.name: 0.0 for a in arms}
     by_name = {a.name: a for a in arms}
-    for outcome in executor.map(_run_fold_shared, tasks, datasets, desc="fits",
-                                progress=progress):
+    for outcome in outcomes:
         arm = by_name[outcome.arm]
         spec = arm.model_spec
         record = records.setdefault(arm.name, {
             "name": arm.display_name, "model": arm.model, "inputs": list(spec.inputs),
             "data": arm.data, "selected_epochs": []})
-        if outcome.snapshots is not None:
+        if outcome.epochs is not None:  # a torch fit, with weights
             record.update(config=outcome.config, train=_plain(arm.params),
                           weights=f"weights/{arm.name}/repeat-{{repeat}}_fold-{{fold}}.pt",
                           weights_selection=selections[0])
             record["selected_epochs"].append({"repeat": outcome.repeat, "fold": outcome.fold,
                                               **outcome.epochs})
             trajectories.append(outcome.trajectory)
-            if on_weights is not None:
+            if on_weights is not None and outcome.snapshots is not None:
                 on_weights(outcome)
             outcome.snapshots = None
         else:
@@ -378,7 +409,8 @@ def cross_validate(datasets: dict[str, ExperimentData] | ExperimentData, arms: S
     trajectory_frame = (pd.concat(trajectories, ignore_index=True) if trajectories
                         else pd.DataFrame(columns=["arm", "model", "repeat", "fold", "epoch"]))
     return ExperimentResult(metrics, predictions, trajectory_frame, split_record, records,
-                            {f"{name}_s": t for name, t in timings.items()})
+                            {f"{name}_s": t for name, t in timings.items()},
+                            resumed_fits=len(stored))
 
 
 def _plain(params: Any) -> Any:

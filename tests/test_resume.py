@@ -1,0 +1,152 @@
+"""Interrupted runs resume: finished fits are kept, only the rest is computed, results equal."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import fmtc.evaluate.protocol as protocol
+from fmtc.cohort.folder import load_cohort
+from fmtc.pipeline import evaluate
+from fmtc.plan import load_plan
+from fmtc.runs import RUN_RECORD, partial_folder
+
+CPU = torch.device("cpu")
+TABLES = ("metrics.csv", "predictions.csv", "predictions_paper.csv", "summary.csv",
+          "trajectories.csv", "splits.json", "models.json", RUN_RECORD)
+MODELS = ["fc-logreg", "fc"]
+N_FITS = len(MODELS) * 3  # 1 repeat x 3 folds
+RUN_FOLD = protocol.run_fold
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def write_plan(folder: Path, epochs: int = 2) -> Path:
+    outputs = {key: str(folder / "data" / key) for key in
+               ("data_dir", "cohorts_dir", "features_dir", "models_dir", "runs_dir")}
+    document = {"profiles": {"smoke": {
+        "device": "cpu", "outputs": outputs, "execution": {"n_jobs": 1},
+        "train": {"epochs": epochs}, "connectivity": {"pool_size": 16},
+        "evaluation": {"folds": 3, "repeats": 1, "permutations": 20, "bootstrap": 50}}}}
+    path = folder / "plan.yml"
+    path.write_text(json.dumps(document))
+    return path
+
+
+def _counting(monkeypatch, fail_after: int | None = None) -> list[str]:
+    """Count ``run_fold`` calls; raise KeyboardInterrupt on call ``fail_after + 1``."""
+    calls: list[str] = []
+    original = RUN_FOLD
+
+    def counted(task, data):
+        if fail_after is not None and len(calls) == fail_after:
+            raise KeyboardInterrupt
+        calls.append(f"{task.arm.name}/{task.split.fold}")
+        return original(task, data)
+
+    monkeypatch.setattr(protocol, "run_fold", counted)
+    return calls
+
+
+def _same_tables(a: Path, b: Path) -> None:
+    for name in TABLES:
+        if name == "predictions_paper.csv" and not (a / name).exists():
+            continue
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    weights = sorted(p.relative_to(a) for p in (a / "weights").rglob("*.pt"))
+    assert weights == sorted(p.relative_to(b) for p in (b / "weights").rglob("*.pt"))
+    for relative in weights:
+        expected = torch.load(a / relative, weights_only=True)
+        found = torch.load(b / relative, weights_only=True)
+        assert expected.keys() == found.keys()
+        for key in expected:
+            torch.testing.assert_close(found[key], expected[key], rtol=0, atol=0)
+
+
+def test_an_interrupted_evaluation_computes_only_the_unfinished_fits(small_cohort, tmp_path,
+                                                                     monkeypatch):
+    cohort = load_cohort(small_cohort)
+    plan = load_plan("smoke", write_plan(tmp_path))
+
+    def run(out: Path):
+        return evaluate(plan, MODELS, ["honest", "paper"], cohort=cohort, out=out, device=CPU)
+
+    whole = run(tmp_path / "whole")
+
+    _counting(monkeypatch, fail_after=4)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "resumed")
+    assert not (tmp_path / "resumed").exists()  # nothing published half-done
+    partial = partial_folder(tmp_path / "resumed", whole.key)
+    assert len(list((partial / "fits").rglob("*.json"))) == 4
+
+    calls = _counting(monkeypatch)
+    resumed = run(tmp_path / "resumed")
+    assert len(calls) == N_FITS - 4  # only the unfinished fits were computed
+    assert resumed.tables["provenance"]["resumed_fits"] == 4
+    assert not partial.exists() and not (tmp_path / "resumed" / "fits").exists()
+    _same_tables(tmp_path / "whole", tmp_path / "resumed")
+
+
+def test_a_damaged_or_foreign_fit_record_is_refitted(small_cohort, tmp_path, monkeypatch):
+    cohort = load_cohort(small_cohort)
+    plan = load_plan("smoke", write_plan(tmp_path))
+    run = lambda out: evaluate(plan, MODELS, ["honest"], cohort=cohort, out=out,  # noqa: E731
+                               device=CPU)
+    whole = run(tmp_path / "whole")
+    _counting(monkeypatch, fail_after=N_FITS - 1)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "again")
+    fits = sorted((partial_folder(tmp_path / "again", whole.key) / "fits").rglob("*.json"))
+    fits[0].write_text('{"arm": "fc"')  # truncated
+    record = json.loads(fits[1].read_text())
+    record["seed"] += 1  # another task's record
+    fits[1].write_text(json.dumps(record))
+    calls = _counting(monkeypatch)
+    run(tmp_path / "again")
+    assert len(calls) == 3  # the two bad records and the fit never finished
+    _same_tables(tmp_path / "whole", tmp_path / "again")
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_the_command_killed_mid_run_exits_cleanly_and_resumes(small_cohort, tmp_path, signum,
+                                                              code):
+    plan = write_plan(tmp_path, epochs=30)
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "fmtc", "evaluate", "--cohort", str(small_cohort),
+               "--profile", "smoke", "--plan", str(plan), "--out", str(out),
+               *[arg for model in MODELS for arg in ("--model", model)]]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    records: list[Path] = []
+    while time.monotonic() < deadline and process.poll() is None:
+        records = [p for p in tmp_path.glob(".run.*.partial/fits/fc/*.json")]
+        if records:  # every baseline fit and at least one torch fit are finished
+            break
+        time.sleep(0.2)
+    assert records, f"no fit finished in time: {process.poll()} {process.stderr.read()}"
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == code, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("fmtc evaluate: ")
+    assert not out.exists()
+    finished = len(list(tmp_path.glob(".run.*.partial/fits/*/*.json")))
+    assert 4 <= finished < N_FITS
+
+    rerun = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert provenance["resumed_fits"] == finished
+    assert f"resuming: {finished} of {N_FITS} fit(s)" in rerun.stderr
