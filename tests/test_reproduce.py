@@ -17,6 +17,7 @@ import pytest
 
 from fmtc.report.reproduce import (
     REMOVE_TAG,
+    NotebookError,
     absolute_paths_in,
     default_roots,
     execute_notebooks,
@@ -132,10 +133,37 @@ def test_failing_notebook_names_itself_and_the_cell(repo: Path) -> None:
     message = str(caught.value)
     # cells: parameters [1], injected parameters [2], x = 1 [3], the raise [4]
     assert "notebook 03_fails.ipynb failed in cell 4: ValueError: broken on purpose" in message
-    assert str(repo / "book" / "03_fails.ipynb") in message
+    partial = repo / "book" / "_build" / "failed" / "03_fails.ipynb"
+    assert str(partial) in message
     assert os.environ.get("PATH") == path_before
-    partial = repo / "book" / "03_fails.ipynb"
     assert absolute_paths_in(partial, default_roots(repo, repo / "book")) == []
+    assert not (repo / "book" / "03_fails.ipynb").exists()  # no half-executed copy published
+
+
+def test_an_interrupted_reproduce_resumes_and_keeps_complete_copies(repo: Path) -> None:
+    notebooks, book = repo / "notebooks", repo / "book"
+    _notebook(notebooks / "02_second.ipynb", "x = 2")
+    first = reproduce(notebooks, book, "smoke", None, build=False, cwd=repo)
+    assert sorted(first.notebooks) == ["01_paths.ipynb", "02_second.ipynb"]
+    copies = {name: (book / name).read_bytes() for name in first.notebooks}
+
+    again = reproduce(notebooks, book, "smoke", None, build=False, cwd=repo)
+    assert again.notebooks == {} and again.skipped == sorted(copies)  # all up to date
+    assert {name: (book / name).read_bytes() for name in copies} == copies
+
+    # An edited source is re-executed; the others are not.
+    _notebook(notebooks / "02_second.ipynb", "x = 3")
+    edited = reproduce(notebooks, book, "smoke", None, build=False, cwd=repo)
+    assert list(edited.notebooks) == ["02_second.ipynb"]
+    copies["02_second.ipynb"] = (book / "02_second.ipynb").read_bytes()
+
+    # A failing edit leaves the earlier complete copy byte-identical.
+    _notebook(notebooks / "02_second.ipynb", "raise RuntimeError('half way')")
+    with pytest.raises(NotebookError):
+        reproduce(notebooks, book, "smoke", None, build=False, cwd=repo)
+    assert {name: (book / name).read_bytes() for name in copies} == copies
+    assert reproduce(notebooks, book, "other", None, build=False, cwd=repo,
+                     names=["01_paths"]).notebooks.keys() == {"01_paths.ipynb"}
 
 
 def test_scrub_text_keeps_unrelated_paths_and_handles_colour_codes(tmp_path: Path) -> None:

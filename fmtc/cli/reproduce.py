@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
@@ -27,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--only", nargs="+", default=None, metavar="NOTEBOOK",
                         help="only these notebooks (names or stems)")
     parser.add_argument("--no-build", action="store_true", help="execute notebooks only")
+    parser.add_argument("--force", action="store_true",
+                        help="re-execute notebooks whose executed copy is up to date (same "
+                             "source, parameters, plan and fmtc code)")
     parser.set_defaults(handler=run)
 
 
@@ -45,15 +47,12 @@ def run(args: argparse.Namespace) -> int:
     # Only a plan the user named is injected; otherwise the notebooks find the project plan
     # themselves, so the executed copies carry no path of this machine.
     plan_file = Path(args.plan).resolve() if args.plan else None
-    try:
-        report = reproduce(notebooks, book, plan.profile, plan_file, names=args.only,
-                           build=not args.no_build, cwd=root)
-    except RuntimeError as error:
-        print(f"fmtc reproduce: error: {error}", file=sys.stderr)
-        return 1
+    # A failing notebook raises NotebookError: one line and exit 1 (fmtc.cli.main).
+    report = reproduce(notebooks, book, plan.profile, plan_file, names=args.only,
+                       build=not args.no_build, cwd=root, force=args.force)
     total = sum(report.notebooks.values())
-    print(f"[fmtc reproduce] {len(report.notebooks)} notebook(s) on profile '{plan.profile}' "
-          f"in {total:.0f} s")
+    print(f"[fmtc reproduce] {len(report.notebooks)} notebook(s) executed on profile "
+          f"'{plan.profile}' in {total:.0f} s; {len(report.skipped)} up to date")
     if report.html_index is not None:
         print(f"[fmtc reproduce] book built in {report.build_seconds:.0f} s: "
               f"open {report.html_index.resolve()}")

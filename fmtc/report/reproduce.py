@@ -17,6 +17,8 @@ smoke``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import os
 import re
@@ -31,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fmtc.errors import EXIT_INVALID_DATA, FmtcError
 from fmtc.storage import atomic_open
 
 logger = logging.getLogger(__name__)
@@ -51,6 +54,7 @@ class ReproduceReport:
 
     book_dir: Path
     notebooks: dict[str, float] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
     build_seconds: float | None = None
     html_index: Path | None = None
 
@@ -422,14 +426,76 @@ def _show_progress() -> bool:
     return is_terminal and logger.isEnabledFor(logging.INFO)
 
 
+class NotebookError(FmtcError, RuntimeError):
+    """A notebook failed to execute (the message names it, the cell and the partial copy)."""
+
+    exit_code = EXIT_INVALID_DATA
+
+
+STAMP_KEY = "fmtc"
+"""Notebook metadata key of the stamp of what an executed copy was computed from."""
+
+
+def _package_digest() -> str:
+    """sha256 of every source file of the installed fmtc package (figures included)."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def notebook_stamp(source: Path, parameters: dict[str, object], kernel_cwd: Path) -> str:
+    """What an executed copy depends on: the source notebook, the parameters, the plan, fmtc.
+
+    The plan is the file named by ``parameters["plan_file"]``, else the project plan the
+    notebook will find from ``kernel_cwd``. Data named by the plan (a real cohort folder)
+    is not part of the stamp: re-execute with ``force`` after changing it in place.
+    """
+    from fmtc.plan import find_project_plan
+
+    digest = hashlib.sha256()
+    digest.update(source.read_bytes())
+    digest.update(json.dumps(parameters, sort_keys=True, default=str).encode())
+    plan = parameters.get("plan_file")
+    plan_path = (kernel_cwd / str(plan)) if plan else find_project_plan(kernel_cwd)
+    if plan_path is not None and Path(plan_path).is_file():
+        digest.update(Path(plan_path).read_bytes())
+    digest.update(_package_digest().encode())
+    return digest.hexdigest()[:16]
+
+
+def _stamp_of(path: Path) -> str | None:
+    try:
+        notebook = json.loads(path.read_text(encoding="utf-8"))
+        return notebook["metadata"][STAMP_KEY]["inputs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_stamp(path: Path, stamp: str, output_path: str) -> None:
+    """Record the stamp, and papermill's output path as the copy's place in the book."""
+    import nbformat
+
+    notebook = nbformat.read(str(path), as_version=nbformat.NO_CONVERT)
+    notebook.metadata[STAMP_KEY] = {"inputs": stamp}
+    if "papermill" in notebook.metadata:
+        notebook.metadata["papermill"]["output_path"] = output_path
+    with atomic_open(path) as handle:
+        nbformat.write(notebook, handle)
+
+
 def execute_notebooks(notebooks_dir: Path, book_dir: Path, parameters: dict[str, object],
                       names: list[str] | None = None, cwd: Path | None = None,
-                      repo_root: Path | None = None) -> dict[str, float]:
+                      repo_root: Path | None = None, force: bool = False) -> dict[str, float]:
     """Execute each notebook of ``notebooks_dir`` with papermill into ``book_dir``.
 
-    Each executed copy is passed through :func:`scrub_notebook`. A tqdm bar
-    over the notebooks is drawn on a terminal; each finished notebook is logged
-    at INFO with its duration.
+    Each copy is executed into ``<book>/_build/.executing/``, passed through
+    :func:`scrub_notebook`, stamped with :func:`notebook_stamp`, and only then moved
+    into ``book_dir``: an earlier copy is replaced only by a complete one. A copy whose
+    stamp matches is up to date and skipped (unless ``force``), so a reproduce run that
+    was interrupted resumes with the first notebook it had not finished. A tqdm bar over
+    the notebooks is drawn on a terminal; each finished notebook is logged at INFO.
 
     Parameters
     ----------
@@ -447,17 +513,20 @@ def execute_notebooks(notebooks_dir: Path, book_dir: Path, parameters: dict[str,
     repo_root : Path, optional
         Root that paths in the executed copies are made relative to; default
         ``cwd``, else the parent of ``notebooks_dir``.
+    force : bool
+        Execute even the notebooks whose executed copy is up to date.
 
     Returns
     -------
     dict of str to float
-        Seconds per executed notebook.
+        Seconds per executed notebook (skipped ones are not listed).
 
     Raises
     ------
-    RuntimeError
+    NotebookError
         When a cell fails: names the notebook, the cell (execution count), the
-        error, and where the partly executed copy is.
+        error, and where the partly executed copy is (``<book>/_build/failed/``);
+        the earlier copy in ``book_dir`` is left as it was.
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -467,27 +536,44 @@ def execute_notebooks(notebooks_dir: Path, book_dir: Path, parameters: dict[str,
     kernel_cwd = Path(cwd or book_dir)
     root = Path(repo_root or cwd or notebooks_dir.parent)
     book_dir.mkdir(parents=True, exist_ok=True)
+    executing = book_dir / "_build" / ".executing"
+    executing.mkdir(parents=True, exist_ok=True)
     durations: dict[str, float] = {}
     with kernel_path(), tqdm(total=len(sources), unit="notebook", file=sys.stderr,
                              disable=not _show_progress(), dynamic_ncols=True) as bar:
         for source in sources:
             bar.set_description(source.name)
-            logger.debug("executing %s in %s with %s", source.name, kernel_cwd, parameters)
             target = book_dir / source.name
+            stamp = notebook_stamp(source, parameters, kernel_cwd)
+            if not force and _stamp_of(target) == stamp:
+                logger.info("%s is up to date (same notebook, parameters, plan and fmtc); "
+                            "skipped", source.name)
+                bar.update(1)
+                continue
+            logger.debug("executing %s in %s with %s", source.name, kernel_cwd, parameters)
+            staging = executing / source.name
             start = time.perf_counter()
             try:
                 papermill.execute_notebook(
-                    str(source), str(target), parameters=parameters, kernel_name="python3",
+                    str(source), str(staging), parameters=parameters, kernel_name="python3",
                     cwd=str(kernel_cwd), progress_bar=False, log_output=False,
                     request_save_on_cell_execute=False)
+                replaced = scrub_notebook(staging, root, book_dir)
+                _write_stamp(staging, stamp, source.name)
+                os.replace(staging, target)  # only a complete copy replaces the earlier one
             except PapermillExecutionError as error:
-                if target.is_file():
-                    scrub_notebook(target, root, book_dir)
-                raise RuntimeError(
+                failed = book_dir / "_build" / "failed" / source.name
+                if staging.is_file():
+                    scrub_notebook(staging, root, book_dir)
+                    failed.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(staging, failed)
+                raise NotebookError(
                     f"notebook {source.name} failed in cell {error.exec_count}: "
                     f"{error.ename}: {error.evalue}; the partly executed copy is at "
-                    f"{target}") from error
-            replaced = scrub_notebook(target, root, book_dir)
+                    f"{failed} ({target} is unchanged)") from error
+            finally:
+                if staging.is_file():
+                    staging.unlink()  # interrupted: no half-executed copy is kept
             durations[source.name] = time.perf_counter() - start
             bar.clear()
             logger.info("%s done in %.0f s", source.name, durations[source.name])
@@ -540,7 +626,7 @@ def notebook_parameters(profile: str, plan_file: Path | None,
 
 def reproduce(notebooks_dir: Path, book_dir: Path, profile: str, plan_file: Path | None,
               names: list[str] | None = None, build: bool = True,
-              cwd: Path | None = None) -> ReproduceReport:
+              cwd: Path | None = None, force: bool = False) -> ReproduceReport:
     """Execute the notebooks on ``profile`` into ``book_dir`` and (optionally) build it.
 
     Parameters
@@ -559,6 +645,8 @@ def reproduce(notebooks_dir: Path, book_dir: Path, profile: str, plan_file: Path
     cwd : Path, optional
         Working directory of the kernels (the repository root); default
         ``book_dir``. Paths under it are made relative in the executed copies.
+    force : bool
+        Re-execute notebooks whose executed copy is up to date.
 
     Returns
     -------
@@ -568,7 +656,10 @@ def reproduce(notebooks_dir: Path, book_dir: Path, profile: str, plan_file: Path
     kernel_cwd = Path(cwd or book_dir)
     parameters = notebook_parameters(profile, plan_file, kernel_cwd)
     report = ReproduceReport(book_dir=book_dir)
-    report.notebooks = execute_notebooks(notebooks_dir, book_dir, parameters, names, cwd)
+    report.notebooks = execute_notebooks(notebooks_dir, book_dir, parameters, names, cwd,
+                                         force=force)
+    report.skipped = [s.name for s in _select_sources(notebooks_dir, names)
+                      if s.name not in report.notebooks]
     if build:
         logger.info("building the book in %s", book_dir)
         start = time.perf_counter()
