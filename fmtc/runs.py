@@ -44,7 +44,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fmtc.errors import OutputError, OutputExistsError
+from fmtc import storage
+from fmtc.errors import OutputExistsError
 from fmtc.storage import atomic_open, check_replaceable, write_json
 
 logger = logging.getLogger(__name__)
@@ -98,14 +99,8 @@ def check_destination(run_dir: Path, key: str, overwrite: bool) -> bool:
 
 
 def check_writable(folder: Path) -> None:
-    """Create ``folder`` if needed and prove a file can be written there, before any work."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".fmtc-write-test-"):
-            pass
-    except OSError as error:
-        raise OutputError(f"cannot write run folders into {folder}: {error.strerror}. "
-                              "Choose another --out (or outputs.runs_dir)") from error
+    """Create ``folder`` if needed and prove a run folder can be written there, before any work."""
+    storage.check_writable(folder, "run folders", "Choose another --out (or outputs.runs_dir)")
 
 
 def partial_folder(run_dir: Path, key: str) -> Path:

@@ -158,3 +158,20 @@ def check_replaceable(destination: str | os.PathLike[str], markers: tuple[str, .
     kind = "a file" if not destination.is_dir() else "a folder of other files"
     raise OutputExistsError(f"{destination} is {kind}, not a {what}; --overwrite only replaces a "
                             f"{what}. Choose another output folder")
+
+
+def check_writable(folder: str | os.PathLike[str], what: str, fix: str) -> None:
+    """Create ``folder`` if needed and prove a file can be written there, before any work.
+
+    Raises :class:`~fmtc.errors.OutputError` naming ``what`` the folder is for and ``fix``.
+    """
+    from fmtc.errors import OutputError
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".fmtc-write-test-"):
+            pass
+    except OSError as error:
+        raise OutputError(f"{folder}: cannot write {what} there ({error.strerror}). "
+                          f"{fix}") from None

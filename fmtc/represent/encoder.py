@@ -32,7 +32,7 @@ from fmtc.represent.loading import (
     load_brainlm,
     looks_like_path,
 )
-from fmtc.storage import sha256_file, write_json
+from fmtc.storage import check_writable, sha256_file, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +193,8 @@ def build_simulated_encoder(plan: Plan, device: torch.device, progress: bool = T
     folder = simulated_encoder_folder(plan)
     if _is_complete(folder):
         return folder
+    check_writable(folder.parent, "the pretrained encoder",
+                   "Choose another outputs.models_dir in the plan")  # before pretraining
     cohort_dir = embedded_cohort(
         plan, pretraining_cohort_settings(plan), unlabelled=True, progress=progress
     )

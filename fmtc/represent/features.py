@@ -37,7 +37,7 @@ from fmtc.plan import Plan
 from fmtc.preprocess.transforms import make_windows, robust_scale, window_starts
 from fmtc.represent.brainlm import BrainLM
 from fmtc.represent.encoder import encoder_fingerprint, model_fingerprint, resolve_encoder
-from fmtc.storage import atomic_open, write_json
+from fmtc.storage import atomic_open, check_writable, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +114,8 @@ def cohort_features(
     """
     device = _check_device(encoder, device)
     source = source or plan.brainlm.source
+    check_writable(plan.path(plan.outputs.features_dir), "the feature cache",
+                   "Choose another outputs.features_dir in the plan")  # before any encoding
     found = cached_feature_path(cohort, plan, encoder=encoder, device=device, source=source)
     if found is not None:
         try:

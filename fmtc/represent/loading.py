@@ -157,7 +157,12 @@ def looks_like_path(source: str | os.PathLike[str]) -> bool:
     """Whether a checkpoint source names a local path (not a Hugging Face repo id)."""
     if not isinstance(source, str):
         return True
-    return source.startswith((".", "/", "~", "\\")) or Path(source).exists()
+    if source.startswith((".", "/", "~", "\\")) or Path(source).exists():
+        return True
+    # 'data/models/typo': its first folder exists here, so it is a mistyped local path, not a
+    # Hub repo id (which would otherwise cost a round of network retries to find out).
+    first = Path(source).parts[0] if Path(source).parts else ""
+    return bool(first) and Path(first).is_dir()
 
 
 def _split_repo_id(source: str) -> tuple[str, str | None]:
