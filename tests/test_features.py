@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -9,12 +11,13 @@ import pytest
 import torch
 from tiny_cohorts import load_quietly, write_tiny_cohort
 
+from fmtc.errors import CacheError, OutputError
 from fmtc.plan import load_plan
 from fmtc.represent import encoder as encoder_module
 from fmtc.represent import features as features_module
 from fmtc.represent.brainlm import BrainLM, BrainLMConfig
 from fmtc.represent.encoder import SETTINGS_FILE, simulated_encoder_folder, simulated_settings
-from fmtc.represent.features import cached_feature_path, cohort_features
+from fmtc.represent.features import cached_feature_path, cohort_features, read_features
 from fmtc.represent.loading import load_brainlm, save_brainlm
 from fmtc.storage import write_json
 
@@ -180,3 +183,60 @@ def test_simulated_source_hits_the_cache_without_pretraining(setup, tmp_path, mo
         monkeypatch.setattr(encoder_module, name, _fail)
     monkeypatch.setattr(features_module, "resolve_encoder", _fail)
     assert cohort_features(cohort, plan, progress=False).cache_path == first.cache_path
+
+
+@pytest.mark.parametrize("damage", ["truncated", "foreign", "shape"])
+def test_a_damaged_cache_is_reported_and_rebuilt_not_trusted(setup, caplog, damage):
+    cohort, plan = setup
+    first = cohort_features(cohort, plan, progress=False)
+    path = first.cache_path
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:100])
+    elif damage == "foreign":
+        np.savez(path, something=np.arange(3))
+    else:  # arrays of the wrong shape under the right key
+        with np.load(path) as stored:
+            arrays = dict(stored)
+        np.savez(path, **{**arrays, "cls": arrays["cls"][:2]})
+    with pytest.raises(CacheError, match=re.escape(str(path))):
+        read_features(path)
+    with caplog.at_level(logging.WARNING, logger="fmtc"):
+        rebuilt = cohort_features(cohort, plan, progress=False)
+    assert any(str(path) in r.getMessage() and "rebuilding" in r.getMessage()
+               for r in caplog.records)
+    assert rebuilt.cls.tobytes() == first.cls.tobytes()
+    assert read_features(path).cls.tobytes() == first.cls.tobytes()  # the file is whole again
+
+
+def test_an_unwritable_cache_folder_is_reported_before_any_encoding(setup, tmp_path, monkeypatch):
+    cohort, plan = setup
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    plan = plan.replace(outputs={"features_dir": str(blocker / "features")})
+    monkeypatch.setattr(features_module, "_encode_cohort", _fail)
+    monkeypatch.setattr(features_module, "resolve_encoder", _fail)
+    with pytest.raises(OutputError, match="a-file/features: cannot write the feature cache"):
+        cohort_features(cohort, plan, progress=False)
+
+
+def test_a_damaged_cached_encoder_is_rebuilt(setup, monkeypatch, caplog):
+    _, plan = setup
+    plan = plan.replace(brainlm={"source": "simulated-pretrained"})
+    folder = simulated_encoder_folder(plan)
+    _tiny_encoder(folder)
+    write_json(folder / SETTINGS_FILE, simulated_settings(plan))
+    (folder / "pytorch_model.bin").write_bytes(b"\x00" * 64)  # a truncated download / disk error
+    builds = []
+
+    def build(plan, device, progress=True):  # stands in for the (slow) pretraining
+        builds.append(folder)
+        _tiny_encoder(folder, seed=1)
+        write_json(folder / SETTINGS_FILE, simulated_settings(plan))
+        return folder
+
+    monkeypatch.setattr(encoder_module, "build_simulated_encoder", build)
+    with caplog.at_level(logging.WARNING, logger="fmtc"):
+        model = encoder_module.resolve_encoder(plan, torch.device("cpu"), progress=False)
+    assert builds == [folder]
+    assert "damaged" in caplog.text and "pytorch_model.bin" in caplog.text
+    assert model.source_info["folder"] == str(folder)
