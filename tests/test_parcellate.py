@@ -209,3 +209,37 @@ def test_a_table_with_the_wrong_number_of_regions_is_refused(a424, tmp_path):
 
     with pytest.raises(ValueError, match=r"sub-x.*\(30, 10\).*424"):
         write_parcellated_subject(tmp_path, "sub-x", np.zeros((30, 10)), a424, 2.0)
+
+
+def test_a_cohort_build_never_changes_an_existing_cohort_in_place(a424, tmp_path):
+    from fmtc.cohort.build import BoldSelection, build_from_fmriprep
+    from fmtc.errors import OutputExistsError
+    from fmtc.storage import sha256_tree
+
+    derivatives = tmp_path / "fmriprep"
+    selection = BoldSelection(space="MNI152NLin2009cAsym", desc="preproc", res="2",
+                              strategy="simple")
+    for pid in ("sub-01", "sub-02", "sub-03"):
+        write_bold(derivatives / selection.bold(pid), region_values(int(pid[-1]), n_volumes=60))
+        write_confounds(derivatives / selection.confounds(pid), 60, 0.1, seed=int(pid[-1]))
+    tsv = _participants(tmp_path / "p.tsv", {"sub-01": "1", "sub-02": "0", "sub-03": "1"})
+    out = tmp_path / "cohort"
+
+    def build(**options):
+        return build_from_fmriprep(derivatives, tsv, "group", out, a424, selection=selection,
+                                   progress=False, **options)
+
+    first = build(subjects=["sub-01", "sub-02"])
+    assert first.complete and first.done == ["sub-01", "sub-02"]
+    before = sha256_tree(out)
+    again = build(subjects=["sub-01", "sub-02"])  # the same cohort: nothing to do
+    assert again.complete and again.done == [] and again.skipped == ["sub-01", "sub-02"]
+    with pytest.raises(OutputExistsError, match="holds another cohort.*--overwrite"):
+        build(subjects=["sub-01", "sub-02", "sub-03"])
+    with pytest.raises(OutputExistsError, match="holds another cohort"):
+        build(subjects=["sub-01", "sub-02"], max_mean_fd=0.05)
+    assert sha256_tree(out) == before
+    replaced = build(subjects=["sub-01", "sub-02", "sub-03"], overwrite=True)
+    assert replaced.complete and sorted(p.name for p in out.glob("sub-*")) == [
+        "sub-01", "sub-02", "sub-03"]
+    assert not list(tmp_path.glob(".cohort.*"))  # no staging or replaced folder left behind

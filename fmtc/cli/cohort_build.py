@@ -25,7 +25,11 @@ def add_from_fmriprep(cohort_subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--label", required=True, metavar="COL", help="label column")
     parser.add_argument("--positive", default=None, metavar="VALUE",
                         help="value of COL meaning 1 (default: COL already holds 0/1)")
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="cohort folder")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR",
+                        help="cohort folder, published when complete (a partial build "
+                             "resumes from .DIR.partial beside it)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a different cohort already in --out")
     parser.add_argument("--atlas", default="A424", metavar="NAME",
                         help="A424 (default) or SIM424")
     add_atlas_options(parser)
@@ -55,5 +59,6 @@ def _from_fmriprep(args: argparse.Namespace) -> int:
     report = build_from_fmriprep(args.derivatives, args.participants, args.label, args.out,
                                  atlas_from_args(args, args.atlas), positive=args.positive,
                                  selection=selection, subjects=args.subjects, jobs=args.jobs,
-                                 max_mean_fd=args.max_mean_fd, progress=not args.no_progress)
+                                 max_mean_fd=args.max_mean_fd, progress=not args.no_progress,
+                                 overwrite=args.overwrite)
     return print_report(report, "cohort from-fmriprep")

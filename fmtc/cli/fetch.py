@@ -28,7 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             description="Build the ds000208 cohort: per patient, DataLad get → "
                                         "parcellate → write → drop. Resumable; needs network "
                                         "unless both sources are local clones.")
-    ds.add_argument("--out", required=True, type=Path, metavar="DIR", help="cohort folder")
+    ds.add_argument("--out", required=True, type=Path, metavar="DIR",
+                    help="cohort folder, published when complete (a partial build resumes "
+                         "from .DIR.partial beside it)")
+    ds.add_argument("--overwrite", action="store_true",
+                    help="replace a different cohort already in --out")
     ds.add_argument("--variant", choices=("aroma", "preproc"), default="aroma",
                     help="aroma: fMRIPrep ICA-AROMA output on A424's grid (default); "
                          "preproc: MNI152NLin2009cAsym res-2, denoised with nilearn 'simple'")
@@ -49,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ds.add_argument("--max-mean-fd", type=float, default=None, metavar="MM",
                     help="leave out subjects whose mean framewise displacement exceeds MM")
     ds.add_argument("--work-dir", type=Path, default=None, metavar="DIR",
-                    help="where the DataLad clones live (default OUT/.fmtc-work)")
+                    help="where the DataLad clones live (default .OUT.work beside OUT)")
     add_atlas_options(ds)
     ds.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     ds.set_defaults(handler=_fetch_ds000208)
@@ -80,9 +84,9 @@ def print_report(report: BuildReport, command: str) -> int:
         print(f"{participant_id}: excluded, mean framewise displacement {fd:.3f} mm")
     print(f"fmtc {command}: {report.summary()} -> {report.out}")
     if report.failed:
-        print(f"fmtc {command}: cohort incomplete (no dataset_description.json); rerun the same "
-              "command to retry the failed subjects, or leave them out with --subjects",
-              file=sys.stderr)
+        print(f"fmtc {command}: cohort not published: {report.out} is unchanged and the written "
+              "subjects are kept beside it; rerun the same command to retry the failed subjects, "
+              "or leave them out with --subjects", file=sys.stderr)
         return 1
     for problem in report.problems:
         print(f"  - {problem}", file=sys.stderr)
@@ -100,5 +104,6 @@ def _fetch_ds000208(args: argparse.Namespace) -> int:
         raw_source=DS000208_RAW.override(args.raw_source, args.raw_revision),
         derivatives_source=DS000208_FMRIPREP.override(args.derivatives_source,
                                                       args.derivatives_revision),
-        work_dir=args.work_dir, max_mean_fd=args.max_mean_fd, progress=not args.no_progress)
+        work_dir=args.work_dir, max_mean_fd=args.max_mean_fd, progress=not args.no_progress,
+        overwrite=args.overwrite)
     return print_report(report, "fetch ds000208")

@@ -14,6 +14,7 @@ by Fan et al. (MICCAI 2025).
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import shutil
@@ -49,6 +50,10 @@ from fmtc.cohort.participants import (
     read_bids_participants,
     read_ds000208_participants,
 )
+from fmtc.errors import OutputError, OutputExistsError
+from fmtc.storage import check_replaceable, staged_folder, write_json
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -165,13 +170,15 @@ def fetch_ds000208(out: str | Path, atlas: Atlas, *, variant: str = "aroma",
                    raw_source: DataladSource = DS000208_RAW,
                    derivatives_source: DataladSource = DS000208_FMRIPREP,
                    work_dir: str | Path | None = None, max_mean_fd: float | None = None,
-                   progress: bool = True, probe_timeout: float = 10.0) -> BuildReport:
+                   progress: bool = True, probe_timeout: float = 10.0,
+                   overwrite: bool = False) -> BuildReport:
     """Build the ds000208 cohort: clone, then per patient get → parcellate → write → drop.
 
     Parameters
     ----------
     out : path-like
-        The cohort folder (created; an earlier partial build there is resumed).
+        The cohort folder, published when every subject is written (an interrupted or
+        partly failed build is resumed from ``.<out>.partial`` beside it).
     atlas : Atlas
         Parcellation (A424 for BrainLM).
     variant : {"aroma", "preproc"}
@@ -183,7 +190,7 @@ def fetch_ds000208(out: str | Path, atlas: Atlas, *, variant: str = "aroma",
     raw_source, derivatives_source : DataladSource
         Where to clone from; default the pinned GitHub mirrors.
     work_dir : path-like, optional
-        Where the clones live; default ``<out>/.fmtc-work`` (hidden, not part of
+        Where the clones live; default ``.<out>.work`` beside ``out`` (hidden, not part of
         the cohort's hash; safe to delete afterwards).
     max_mean_fd : float, optional
         Leave out subjects whose mean framewise displacement (mm) exceeds this.
@@ -191,6 +198,8 @@ def fetch_ds000208(out: str | Path, atlas: Atlas, *, variant: str = "aroma",
         Show a tqdm progress bar.
     probe_timeout : float
         Seconds for the connectivity probe of remote sources.
+    overwrite : bool
+        Replace a different cohort already in ``out``.
 
     Returns
     -------
@@ -199,8 +208,8 @@ def fetch_ds000208(out: str | Path, atlas: Atlas, *, variant: str = "aroma",
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {sorted(VARIANTS)}")
     out = Path(out)
-    _mark_incomplete(out)
-    work = Path(work_dir) if work_dir is not None else out / ".fmtc-work"
+    check_replaceable(out, ("dataset_description.json",), "cohort folder")
+    work = Path(work_dir) if work_dir is not None else out.parent / f".{out.name}.work"
     raw = install_dataset(raw_source, work / "ds000208", probe_timeout)
     derivatives = install_dataset(derivatives_source, work / "ds000208-fmriprep", probe_timeout)
     participants = read_ds000208_participants(raw / "participants.tsv")
@@ -218,7 +227,8 @@ def fetch_ds000208(out: str | Path, atlas: Atlas, *, variant: str = "aroma",
     return build_cohort(derivatives, participants, DS000208_LABEL, out, atlas,
                         VARIANTS[variant], name=f"ds000208 {variant} {atlas.name}",
                         subjects=subjects, jobs=jobs, max_mean_fd=max_mean_fd,
-                        use_datalad=True, progress=progress, provenance=provenance)
+                        use_datalad=True, progress=progress, provenance=provenance,
+                        overwrite=overwrite)
 
 
 # --------------------------------------------------------------------------- bring your own
@@ -228,7 +238,8 @@ def build_from_fmriprep(derivatives: str | Path, participants_tsv: str | Path, l
                         out: str | Path, atlas: Atlas, *, positive: str | None = None,
                         selection: BoldSelection = VARIANTS["aroma"],
                         subjects: Sequence[str] | None = None, jobs: int = 1,
-                        max_mean_fd: float | None = None, progress: bool = True) -> BuildReport:
+                        max_mean_fd: float | None = None, progress: bool = True,
+                        overwrite: bool = False) -> BuildReport:
     """Build a cohort from any fMRIPrep-style derivatives folder.
 
     A folder that is a DataLad dataset has missing content fetched and dropped
@@ -258,6 +269,8 @@ def build_from_fmriprep(derivatives: str | Path, participants_tsv: str | Path, l
         Motion exclusion threshold (mm).
     progress : bool
         Show a tqdm progress bar.
+    overwrite : bool
+        Replace a different cohort already in ``out``.
 
     Returns
     -------
@@ -269,7 +282,7 @@ def build_from_fmriprep(derivatives: str | Path, participants_tsv: str | Path, l
     derivatives, out = Path(derivatives), Path(out)
     if not derivatives.is_dir():
         raise FileNotFoundError(f"derivatives folder {derivatives} does not exist")
-    _mark_incomplete(out)
+    check_replaceable(out, ("dataset_description.json",), "cohort folder")
     participants = read_bids_participants(participants_tsv, label, positive)
     if subjects is None:
         labelled = participants.index[participants[label].notna()]
@@ -282,7 +295,8 @@ def build_from_fmriprep(derivatives: str | Path, participants_tsv: str | Path, l
                           name=f"{derivatives.name} {atlas.name}", subjects=subjects, jobs=jobs,
                           max_mean_fd=max_mean_fd,
                           use_datalad=(derivatives / ".datalad").is_dir(), progress=progress,
-                          provenance={"SourceDatasets": [{"URL": str(derivatives.resolve())}]})
+                          provenance={"SourceDatasets": [{"URL": str(derivatives.resolve())}]},
+                          overwrite=overwrite)
     if report.complete:
         report.problems = validate_cohort(out)
     return report
@@ -325,7 +339,8 @@ def write_parcellated_subject(out: str | Path, participant_id: str,
 
 def build_from_parcellated(out: str | Path, series: Mapping[str, np.ndarray | str | Path],
                            participants: pd.DataFrame, label: str, atlas: Atlas,
-                           repetition_time: float, name: str = "parcellated") -> None:
+                           repetition_time: float, name: str = "parcellated",
+                           overwrite: bool = False) -> None:
     """Write a cohort from pre-parcellated series (one ``[T, R]`` table per subject).
 
     Parameters
@@ -344,18 +359,22 @@ def build_from_parcellated(out: str | Path, series: Mapping[str, np.ndarray | st
         Seconds per volume.
     name : str
         The cohort's ``Name``.
+    overwrite : bool
+        Replace a cohort already in ``out`` (default: refuse).
     """
     out = Path(out)
-    _mark_incomplete(out)
     missing = sorted(set(series) - set(participants.index))
     if missing:
         raise ValueError(f"no participants row for {missing}; add them to the table")
-    write_regions(out, atlas.name, atlas.regions)
-    for participant_id, table in series.items():
-        write_parcellated_subject(out, participant_id, table, atlas, repetition_time)
-    write_participants(out, participants.loc[list(series)].rename_axis("participant_id"))
-    write_description(out, name, atlas.name, label_column=label,
-                      generated_by=[_generated_by()], AtlasLicense=atlas.licence)
+    check_replaceable(out, ("dataset_description.json",), "cohort folder")
+    with staged_folder(out, overwrite=overwrite, what="cohort") as staging:
+        write_regions(staging, atlas.name, atlas.regions)
+        for participant_id, table in series.items():
+            write_parcellated_subject(staging, participant_id, table, atlas, repetition_time)
+        write_participants(staging,
+                           participants.loc[list(series)].rename_axis("participant_id"))
+        write_description(staging, name, atlas.name, label_column=label,
+                          generated_by=[_generated_by()], AtlasLicense=atlas.licence)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -364,8 +383,15 @@ def build_from_parcellated(out: str | Path, series: Mapping[str, np.ndarray | st
 def build_cohort(dataset: Path, participants: pd.DataFrame, label: str, out: Path, atlas: Atlas,
                  selection: BoldSelection, *, name: str, subjects: Iterable[str] | None = None,
                  jobs: int = 1, max_mean_fd: float | None = None, use_datalad: bool = True,
-                 progress: bool = True, provenance: dict[str, Any] | None = None) -> BuildReport:
+                 progress: bool = True, provenance: dict[str, Any] | None = None,
+                 overwrite: bool = False) -> BuildReport:
     """Parcellate every subject of a derivatives dataset into a cohort folder (resumable).
+
+    Subjects are written into ``.<out>.partial`` beside ``out``; the folder is published
+    as ``out`` only when every subject is written. A rerun with the same settings resumes
+    there (only unwritten subjects are processed); a partial folder of other settings is
+    discarded. ``out`` already holding this very cohort is reported as done; holding
+    another, it is replaced only with ``overwrite``.
 
     Parameters
     ----------
@@ -395,6 +421,8 @@ def build_cohort(dataset: Path, participants: pd.DataFrame, label: str, out: Pat
         Show a tqdm progress bar.
     provenance : dict, optional
         Extra ``dataset_description.json`` fields.
+    overwrite : bool
+        Replace a different cohort already in ``out``.
 
     Returns
     -------
@@ -404,11 +432,32 @@ def build_cohort(dataset: Path, participants: pd.DataFrame, label: str, out: Pat
 
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
-    out = Path(out)
-    _mark_incomplete(out)
+    final = Path(out)
     wanted = _resolve_subjects(subjects, participants, label)
+    settings = {"name": name, "atlas": atlas.name, "label": label, "subjects": sorted(wanted),
+                "selection": _selection_dict(selection), "max_mean_fd": max_mean_fd}
+    if final.exists():
+        if _read_sidecar(final / BUILD_RECORD) == settings and not overwrite:
+            report = BuildReport(out=final, skipped=list(wanted), complete=True)
+            logger.info("%s already holds this cohort (same settings and subjects)", final)
+            return report
+        check_replaceable(final, ("dataset_description.json",), "cohort folder")
+        if not overwrite:
+            raise OutputExistsError(
+                f"{final} holds another cohort (other settings or subjects); choose another "
+                "--out, or pass --overwrite to replace it")
+    out = final.parent / f".{final.name}.partial"
+    if out.exists() and _read_sidecar(out / BUILD_RECORD) != settings:
+        logger.info("discarding %s: a partial build with other settings", out)
+        shutil.rmtree(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"{final.parent}: cannot write the cohort there ({error.strerror}); "
+                          "choose another --out") from None
+    write_json(out / BUILD_RECORD, settings)
     write_regions(out, atlas.name, atlas.regions)
-    report = BuildReport(out=out)
+    report = BuildReport(out=final)
     mean_fd: dict[str, float] = {}
     todo = []
     for participant_id in wanted:
@@ -447,8 +496,27 @@ def build_cohort(dataset: Path, participants: pd.DataFrame, label: str, out: Pat
                           generated_by=[_generated_by()], AtlasLicense=atlas.licence,
                           BoldSelection=_selection_dict(selection), MaxMeanFD=max_mean_fd,
                           ExcludedForMotion=report.excluded, **(provenance or {}))
+        _publish(out, final)
         report.complete = True
+    else:
+        logger.info("%d subject(s) failed; the written ones are kept in %s and the same command "
+                    "resumes there", len(report.failed), out)
     return report
+
+
+BUILD_RECORD = ".fmtc-build.json"
+"""Hidden record of a cohort build's settings (not part of the cohort's content hash)."""
+
+
+def _publish(staging: Path, final: Path) -> None:
+    """Move a complete cohort into place, replacing (after it is complete) any earlier one."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.replaced-{os.getpid()}")
+        final.rename(old)
+    staging.rename(final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _run(todo: list[_SubjectTask], jobs: int) -> Iterable[_SubjectOutcome]:
@@ -527,11 +595,6 @@ def _process_subject(task: _SubjectTask) -> _SubjectOutcome:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _mark_incomplete(out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "dataset_description.json").unlink(missing_ok=True)
 
 
 def _resolve_subjects(subjects: Iterable[str] | None, participants: pd.DataFrame,
