@@ -13,6 +13,7 @@ pinned below by commit and DataLad dataset id; a clone with another id is refuse
 
 from __future__ import annotations
 
+import logging
 import socket
 import subprocess
 import time
@@ -22,6 +23,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from fmtc.errors import EXIT_INVALID_DATA, FmtcError, InvalidDataError
+
+logger = logging.getLogger(__name__)
 
 
 class DatasetMismatchError(InvalidDataError):
@@ -59,6 +62,10 @@ class DataladSource:
         """Return this source with another URL/path and revision (HEAD unless given)."""
         if url is None:
             return self if revision is None else replace(self, revision=revision)
+        if revision is None:
+            logger.warning("%s from %s is not pinned to a commit: its HEAD is used (and recorded "
+                           "in the cohort's description). Pass the matching --*-revision to "
+                           "pin it.", self.name, url)
         return replace(self, url=str(url), revision=revision)
 
 
