@@ -11,6 +11,8 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from fmtc.errors import UsageError
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
@@ -26,9 +28,9 @@ def resolve_device(name: str = "auto") -> torch.device:
     import torch
 
     if name not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"unknown device {name!r}; use auto, cpu or cuda")
+        raise UsageError(f"plan key 'device': unknown device {name!r}; use auto, cpu or cuda")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but torch sees no CUDA GPU; "
+        raise UsageError("plan key 'device': 'cuda' was asked for but torch sees no CUDA GPU; "
                          "use 'auto' or 'cpu'")
     use_cuda = name == "cuda" or (name == "auto" and torch.cuda.is_available())
     return torch.device("cuda" if use_cuda else "cpu")

@@ -40,7 +40,15 @@ class InvalidDataError(FmtcError, ValueError):
 
 
 class CacheError(InvalidDataError):
-    """A cache entry (features, encoder) is damaged; it is rebuilt, or the message says how."""
+    """A cache entry (features, encoder) is damaged; it is rebuilt, or the message says how.
+
+    ``path`` is the damaged file and ``reason`` what is wrong with it (either may be None).
+    """
+
+    def __init__(self, message: str, path: object = None, reason: str | None = None):
+        super().__init__(message)
+        self.path = path
+        self.reason = reason
 
 
 class UsageError(FmtcError, ValueError):

@@ -29,6 +29,7 @@ import pandas as pd
 
 from fmtc import __version__
 from fmtc.cohort.folder import Cohort, load_cohort
+from fmtc.errors import InvalidDataError
 from fmtc.evaluate.splits import check_class_counts
 from fmtc.execution import Executor
 from fmtc.plan import ArmPlan, ExperimentPlan, Plan, PlanError, build_section
@@ -49,7 +50,7 @@ def cohort_path(plan: Plan, progress: bool = False) -> Path:
         return embedded_cohort(plan, progress=progress)
     path = plan.path(plan.data.cohort)
     if not path.is_dir():
-        raise FileNotFoundError(
+        raise InvalidDataError(
             f"cohort folder {path} (plan key data.cohort) does not exist; build it with "
             "`fmtc fetch ds000208 --out DIR` or `fmtc cohort from-fmriprep`, or use "
             "data.cohort: simulated")

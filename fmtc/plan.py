@@ -48,7 +48,11 @@ class SimulationPlan:
     def check(self, key: str) -> None:
         _require(self.n_subjects >= 4, f"{key}.n_subjects", "must be at least 4")
         _require(self.n_volumes >= 20, f"{key}.n_volumes", "must be at least 20")
-        _require(self.tr > 0, f"{key}.tr", "must be positive")
+        _require(self.tr > 0, f"{key}.tr", "must be positive (seconds)")
+        _require(self.tr < 100, f"{key}.tr",
+                 f"{self.tr:g} looks like milliseconds; give seconds (e.g. {self.tr / 1000:g})")
+        _require(0.1 <= self.tr <= 10, f"{key}.tr",
+                 f"{self.tr:g} s is outside 0.1-10 s, the range of fMRI repetition times")
         for name in ("effect_size", "fc_effect", "ts_effect"):
             _require(getattr(self, name) >= 0, f"{key}.{name}", "must be >= 0")
         for name in ("responder_fraction", "duloxetine_fraction"):

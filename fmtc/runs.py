@@ -93,8 +93,10 @@ def check_destination(run_dir: Path, key: str, overwrite: bool) -> bool:
     existing = read_key(run_dir)
     if existing == key:
         return True
-    what = f"another run (key {existing})" if existing else "files that are not a complete run"
-    raise RunExistsError(f"{run_dir} holds {what}; this run's key is {key}. Choose another --out, "
+    what = (f"holds another run (key {existing})" if existing
+            else "is a file, not a run folder" if run_dir.is_file()
+            else "holds files that are not a complete run")
+    raise RunExistsError(f"{run_dir} {what}; this run's key is {key}. Choose another --out, "
                          "or pass --overwrite to replace it")
 
 

@@ -175,3 +175,19 @@ def check_writable(folder: str | os.PathLike[str], what: str, fix: str) -> None:
     except OSError as error:
         raise OutputError(f"{folder}: cannot write {what} there ({error.strerror}). "
                           f"{fix}") from None
+
+
+def publish_folder(staging: str | os.PathLike[str], destination: str | os.PathLike[str]) -> None:
+    """Move a complete ``staging`` folder to ``destination``, replacing any earlier one.
+
+    The earlier folder is moved aside first and removed only once the new one is in
+    place, so ``destination`` always holds one complete result or the other.
+    """
+    staging, destination = Path(staging), Path(destination)
+    old = None
+    if destination.exists():
+        old = destination.with_name(f".{destination.name}.replaced-{os.getpid()}")
+        destination.rename(old)
+    staging.rename(destination)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -114,9 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.debug:
                 raise
             what = "interrupted" if isinstance(stop, KeyboardInterrupt) else "terminated"
-            print(f"fmtc {args.command}: {what}; finished work is kept (results are published "
-                  "whole, and a rerun of the same command resumes from the finished fits)",
-                  file=sys.stderr)
+            print(f"fmtc {args.command}: {what}; nothing half-done was published, and finished "
+                  "work is kept: rerun the same command to continue", file=sys.stderr)
             return EXIT_INTERRUPTED if isinstance(stop, KeyboardInterrupt) else EXIT_TERMINATED
         except FmtcError as error:
             if args.debug:

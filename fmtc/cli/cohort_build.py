@@ -51,7 +51,13 @@ def add_from_fmriprep(cohort_subparsers: argparse._SubParsersAction) -> None:
 
 def _from_fmriprep(args: argparse.Namespace) -> int:
     from fmtc.cohort.build import BoldSelection, build_from_fmriprep
+    from fmtc.errors import InvalidDataError
 
+    if not args.derivatives.is_dir():  # before the atlas is fetched
+        raise InvalidDataError(f"derivatives folder {args.derivatives} does not exist; give the "
+                               "fMRIPrep output folder (the one holding sub-*/func/)")
+    if not args.participants.is_file():
+        raise InvalidDataError(f"participants table {args.participants} does not exist")
     selection = BoldSelection(space=args.space, desc=args.desc, res=args.res, task=args.task,
                               strategy=args.strategy, detrend=args.detrend,
                               high_pass=args.high_pass)

@@ -33,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the experiment (or list them), print the tables and the run folder."""
+    from fmtc.errors import UsageError
     from fmtc.pipeline import executor_for, experiment_plan, plan_cohort, run_experiment
 
     plan = plan_from_args(args, overrides=run_overrides(args))
@@ -44,7 +45,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name}: {spec.description.strip() or '(no description)'}\n  arms: {arms}")
             for a, b in spec.contrasts:
                 print(f"  contrast: {a} - {b}")
-        return 0 if args.list else 2
+        if args.list:
+            return 0
+        raise UsageError("name the experiment to run (one of those listed above), or pass "
+                         "--list")
     experiment_plan(plan, args.name)  # an unknown name fails before any work
     cohort = plan_cohort(plan, progress=bars())
     print_cohort(cohort)

@@ -15,15 +15,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "pretrain", help="pretrain BrainLM with its masked-patch objective",
         description="Pretrain BrainLM (masked-patch reconstruction, settings from the plan's "
                     "'pretrain' section) and save it as a checkpoint folder that --brainlm "
-                    "and brainlm.source accept. Rerunning into the same folder resumes from "
-                    "its last epoch. Without --cohort, --out and --init this builds the plan's "
-                    "simulated-pretrained encoder.")
+                    "and brainlm.source accept. Training runs in .CKPT_DIR.partial beside "
+                    "--out and is published when finished; an interrupted run resumes there "
+                    "from its last epoch. Without --cohort, --out and --init this builds the "
+                    "plan's simulated-pretrained encoder.")
     parser.add_argument("--cohort", type=Path, default=None, metavar="DIR",
                         help="cohort folder, labels not needed (default: the plan's SIMULATED "
                              "pain-agnostic pretraining cohort)")
     parser.add_argument("--out", type=Path, default=None, metavar="CKPT_DIR",
                         help="checkpoint folder to write (default, only without --cohort and "
                              "--init: the simulated-pretrained encoder's cache folder)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the checkpoint already in --out")
     parser.add_argument("--init", default=None, metavar="SOURCE",
                         help="continue from this encoder (checkpoint folder, Hub id or "
                              "simulated-pretrained) instead of a random initialisation")
@@ -38,24 +41,34 @@ def run(args: argparse.Namespace) -> int:
 
     from fmtc.cohort.folder import load_cohort
     from fmtc.device import resolve_device
+    from fmtc.errors import OutputExistsError, UsageError
     from fmtc.represent.encoder import (
         build_simulated_encoder,
         pretraining_cohort_settings,
         resolve_encoder,
     )
-    from fmtc.represent.pretrain import LOG_FILE, pretrain_brainlm
+    from fmtc.represent.pretrain import CHECKPOINT_FILE, LOG_FILE, pretrain_brainlm
     from fmtc.simulate.embedded import embedded_cohort
+    from fmtc.storage import check_replaceable, check_writable, publish_folder
 
     plan = plan_from_args(args)
     device = resolve_device(plan.device)
     began = time.perf_counter()
     if args.out is None:
         if args.cohort is not None or args.init is not None:
-            raise ValueError("--out is required with --cohort or --init (only the plan's "
+            raise UsageError("--out is required with --cohort or --init (only the plan's "
                              "simulated-pretrained encoder has a default folder)")
         out = build_simulated_encoder(plan, device, progress=bars())
         log = json.loads((out / LOG_FILE).read_text(encoding="utf-8"))
     else:
+        out = args.out
+        check_replaceable(out, ("config.json", CHECKPOINT_FILE, LOG_FILE),
+                          "BrainLM checkpoint folder")
+        if out.exists() and not args.overwrite:
+            raise OutputExistsError(f"{out} already holds a BrainLM checkpoint; choose another "
+                                    "--out, or pass --overwrite to replace it")
+        staging = out.parent / f".{out.name}.partial"  # resumed by the same command
+        check_writable(out.parent, "the checkpoint", "Choose another --out")
         if args.cohort is None:
             folder = embedded_cohort(plan, pretraining_cohort_settings(plan), unlabelled=True,
                                      progress=bars())
@@ -63,9 +76,9 @@ def run(args: argparse.Namespace) -> int:
             folder = args.cohort
         cohort = load_cohort(folder, label=plan.data.label, require_label=False)
         init = resolve_encoder(plan, device, args.init) if args.init is not None else None
-        out = args.out
-        log = pretrain_brainlm(cohort, out, plan.pretrain, init=init, device=device,
+        log = pretrain_brainlm(cohort, staging, plan.pretrain, init=init, device=device,
                                windows=plan.windows, progress=bars())
+        publish_folder(staging, out)
     held_out = log["held_out"]
     losses = ", ".join(f"{name} {value:.4f}" for name, value in held_out["loss"].items())
     print(f"held-out masked-patch loss ({len(held_out['subjects'])} subjects, "

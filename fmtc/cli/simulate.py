@@ -61,7 +61,11 @@ def run(args: argparse.Namespace) -> int:
         settings = replace(plan.simulation, **changes)
         settings.check("simulation")
     except PlanError as error:
-        raise PlanError(f"{error} (command-line option)") from None
+        text = str(error)
+        for flag, field, _, _ in _SETTINGS:  # name the option the user typed
+            text = text.replace(f"plan key 'simulation.{field}'",
+                                f"{flag} (plan key 'simulation.{field}')")
+        raise PlanError(text) from None
     if args.out is None:
         out = embedded_cohort(plan, settings, unlabelled=args.unlabelled, progress=bars())
     elif _same_simulation(args.out, settings, args.unlabelled) and not args.overwrite:

@@ -50,8 +50,8 @@ from fmtc.cohort.participants import (
     read_bids_participants,
     read_ds000208_participants,
 )
-from fmtc.errors import OutputError, OutputExistsError
-from fmtc.storage import check_replaceable, staged_folder, write_json
+from fmtc.errors import InvalidDataError, OutputError, OutputExistsError
+from fmtc.storage import check_replaceable, publish_folder, staged_folder, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -281,14 +281,15 @@ def build_from_fmriprep(derivatives: str | Path, participants_tsv: str | Path, l
 
     derivatives, out = Path(derivatives), Path(out)
     if not derivatives.is_dir():
-        raise FileNotFoundError(f"derivatives folder {derivatives} does not exist")
+        raise InvalidDataError(f"derivatives folder {derivatives} does not exist; give the "
+                               "fMRIPrep output folder (the one holding sub-*/func/)")
     check_replaceable(out, ("dataset_description.json",), "cohort folder")
     participants = read_bids_participants(participants_tsv, label, positive)
     if subjects is None:
         labelled = participants.index[participants[label].notna()]
         subjects = [p for p in labelled if os.path.lexists(derivatives / selection.bold(p))]
         if not subjects:
-            raise FileNotFoundError(f"{derivatives}: no labelled participant has a BOLD image "
+            raise InvalidDataError(f"{derivatives}: no labelled participant has a BOLD image "
                                     f"named like {selection.bold('sub-<id>')}; check --space, "
                                     "--desc and --res")
     report = build_cohort(derivatives, participants, label, out, atlas, selection,
@@ -496,7 +497,7 @@ def build_cohort(dataset: Path, participants: pd.DataFrame, label: str, out: Pat
                           generated_by=[_generated_by()], AtlasLicense=atlas.licence,
                           BoldSelection=_selection_dict(selection), MaxMeanFD=max_mean_fd,
                           ExcludedForMotion=report.excluded, **(provenance or {}))
-        _publish(out, final)
+        publish_folder(out, final)
         report.complete = True
     else:
         logger.info("%d subject(s) failed; the written ones are kept in %s and the same command "
@@ -506,17 +507,6 @@ def build_cohort(dataset: Path, participants: pd.DataFrame, label: str, out: Pat
 
 BUILD_RECORD = ".fmtc-build.json"
 """Hidden record of a cohort build's settings (not part of the cohort's content hash)."""
-
-
-def _publish(staging: Path, final: Path) -> None:
-    """Move a complete cohort into place, replacing (after it is complete) any earlier one."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.replaced-{os.getpid()}")
-        final.rename(old)
-    staging.rename(final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _run(todo: list[_SubjectTask], jobs: int) -> Iterable[_SubjectOutcome]:

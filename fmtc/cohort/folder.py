@@ -364,7 +364,7 @@ def _read_regions(root: Path, atlas: str, problems: list[str]) -> pd.DataFrame |
         problems.append(f"{path}: missing regions table for atlas {atlas!r} "
                         f"(columns {', '.join(REGION_COLUMNS)})")
         return None
-    regions = _read_table(path, problems, dtype={"name": str, "network": str})
+    regions = read_bids_table(path, problems, dtype={"name": str, "network": str})
     if regions is None:
         return None
     missing = [c for c in REGION_COLUMNS if c not in regions.columns]
@@ -387,7 +387,7 @@ def _read_participants(root: Path, label_column: str, problems: list[str],
     if not path.is_file():
         problems.append(f"{path}: missing")
         return None
-    table = _read_table(path, problems, na_values=["n/a"], keep_default_na=False,
+    table = read_bids_table(path, problems, na_values=["n/a"], keep_default_na=False,
                         dtype={"participant_id": str})
     if table is None:
         return None
@@ -514,7 +514,7 @@ def _read_json(path: Path, problems: list[str], who: str | None = None) -> dict[
     return content
 
 
-def _read_table(path: Path, problems: list[str], **options: Any) -> pd.DataFrame | None:
+def read_bids_table(path: Path, problems: list[str], **options: Any) -> pd.DataFrame | None:
     """Read a BIDS TSV; an unreadable, empty or non-UTF-8 file is listed, None returned."""
     try:
         return pd.read_csv(path, sep="\t", encoding="utf-8", **options)

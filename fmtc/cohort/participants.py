@@ -15,6 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fmtc.cohort.folder import read_bids_table
+from fmtc.errors import InvalidDataError
+
 DS000208_LABEL = "Response"
 DS000208_COVARIATES = ("type", "study", "Drug", "Age", "gender", "% Analsesia VAS")
 """Kept beside the label; ``% Analsesia VAS`` is spelled as in the source."""
@@ -40,7 +43,8 @@ def read_ds000208_participants(path: str | Path, include_controls: bool = False)
     needed = [DS000208_LABEL, *DS000208_COVARIATES]
     missing = [c for c in needed if c not in table.columns]
     if missing:
-        raise ValueError(f"{path}: not ds000208's participants.tsv, lacks column(s) {missing}")
+        raise InvalidDataError(f"{path}: not ds000208's participants.tsv, lacks column(s) "
+                               f"{missing}")
     if not include_controls:
         table = table[table["type"] == "patient"]
     response = _as_binary(table[DS000208_LABEL], path, DS000208_LABEL)
@@ -73,14 +77,14 @@ def read_bids_participants(path: str | Path, label: str, positive: str | None = 
     """
     table = _read_tsv(path)
     if label not in table.columns:
-        raise ValueError(f"{path}: label column {label!r} not found (columns: "
+        raise InvalidDataError(f"{path}: label column {label!r} not found (columns: "
                          f"{', '.join(table.columns)}); choose one with --label")
     column = table[label]
     if positive is not None:
         values = column.astype("string").str.strip()
         is_positive = (values == positive).fillna(False).to_numpy(dtype=bool)
         if not is_positive.any():
-            raise ValueError(f"{path}: no participant has {label} == {positive!r} (values: "
+            raise InvalidDataError(f"{path}: no participant has {label} == {positive!r} (values: "
                              f"{sorted(values.dropna().unique().tolist())}); check --positive")
         binary = pd.Series(np.where(is_positive, 1, 0), index=table.index, dtype="Int64")
         binary[column.isna()] = pd.NA
@@ -89,7 +93,7 @@ def read_bids_participants(path: str | Path, label: str, positive: str | None = 
     keep = [c for c in (covariates if covariates is not None else table.columns) if c != label]
     absent = [c for c in keep if c not in table.columns]
     if absent:
-        raise ValueError(f"{path}: covariate column(s) {absent} not found")
+        raise InvalidDataError(f"{path}: covariate column(s) {absent} not found")
     out = table.loc[:, keep].copy()
     out.insert(0, label, binary)
     return out
@@ -126,14 +130,18 @@ def exclude_by_motion(participants: pd.DataFrame, mean_fd: dict[str, float],
 def _read_tsv(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: participants table not found")
-    table = pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False,
-                        dtype={"participant_id": str})
+        raise InvalidDataError(f"{path}: participants table not found")
+    problems: list[str] = []
+    table = read_bids_table(path, problems, na_values=["n/a"], keep_default_na=False,
+                            dtype={"participant_id": str})
+    if table is None:
+        raise InvalidDataError(problems[0])
     if "participant_id" not in table.columns:
-        raise ValueError(f"{path}: no 'participant_id' column (is it a BIDS participants.tsv?)")
+        raise InvalidDataError(f"{path}: no 'participant_id' column (is it a BIDS "
+                               "participants.tsv?)")
     duplicated = table["participant_id"][table["participant_id"].duplicated()].tolist()
     if duplicated:
-        raise ValueError(f"{path}: duplicated participant_id {duplicated}")
+        raise InvalidDataError(f"{path}: duplicated participant_id {duplicated}")
     return table.set_index("participant_id")
 
 
@@ -141,6 +149,6 @@ def _as_binary(column: pd.Series, path: str | Path, label: str) -> pd.Series:
     values = pd.to_numeric(column, errors="coerce")
     bad = column.index[(values.isna() & column.notna()) | (values.notna() & ~values.isin([0, 1]))]
     if len(bad):
-        raise ValueError(f"{path}: {label!r} must hold 0, 1 or n/a; bad values for "
+        raise InvalidDataError(f"{path}: {label!r} must hold 0, 1 or n/a; bad values for "
                          f"{bad.tolist()[:10]} (use --positive VALUE for a categorical column)")
     return values.astype("Int64")

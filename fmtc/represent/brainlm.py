@@ -26,6 +26,7 @@ import dataclasses
 import json
 import math
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -95,10 +96,26 @@ class BrainLMConfig:
         if values.get("model_type") != "brainlm_mae":
             raise ValueError(
                 f"model_type is {values.get('model_type')!r}, expected 'brainlm_mae': this is not "
-                "a BrainLM config."
+                "a BrainLM config"
             )
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         known = {k: v for k, v in values.items() if k in names}
+        hints = typing.get_type_hints(cls)
+        for key, value in known.items():
+            expected = hints[key]
+            if expected is bool:
+                ok = isinstance(value, bool)
+            elif expected is int:
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            elif expected is float:
+                ok = isinstance(value, int | float) and not isinstance(value, bool)
+            elif expected is str:
+                ok = isinstance(value, str)
+            else:
+                ok = True
+            if not ok:
+                raise ValueError(f"'{key}' must be {getattr(expected, '__name__', expected)}, "
+                                 f"got {value!r}")
         extra = {k: v for k, v in values.items() if k not in names}
         if extra.get("architectures") == _ARCHITECTURES:
             del extra["architectures"]  # written back by to_dict

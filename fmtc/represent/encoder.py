@@ -29,6 +29,7 @@ from fmtc.represent.brainlm import BrainLM, BrainLMConfig
 from fmtc.represent.loading import (
     WEIGHT_FILES,
     BrainLMLoadError,
+    check_not_a_file,
     load_brainlm,
     looks_like_path,
 )
@@ -115,6 +116,7 @@ def encoder_fingerprint(plan: Plan, source: str | None = None) -> dict[str, str]
         folder = simulated_encoder_folder(plan)
         return _folder_fingerprint(folder) if _is_complete(folder) else None
     folder = Path(source).expanduser()
+    check_not_a_file(source)
     if folder.is_dir():
         return _folder_fingerprint(folder)
     if looks_like_path(source):

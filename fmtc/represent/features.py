@@ -121,7 +121,8 @@ def cohort_features(
         try:
             return read_features(found)
         except CacheError as error:  # never trusted: reported, then rebuilt in place
-            logger.warning("%s; rebuilding it", error)
+            logger.warning("feature cache %s is damaged (%s); rebuilding it", error.path,
+                           error.reason)
     if encoder is not None:
         key = feature_key(cohort, plan, model_fingerprint(encoder), device)
     else:
@@ -207,6 +208,15 @@ def is_cached(plan: Plan, key: dict[str, Any]) -> bool:
         return False
 
 
+def readable(path: str | Path) -> bool:
+    """Whether a feature cache file can be read and verified (see :func:`read_features`)."""
+    try:
+        read_features(path)
+    except CacheError:
+        return False
+    return True
+
+
 def read_features(path: str | Path) -> FeatureSet:
     """Read a feature cache file (``.npz``) and its ``.json``, verifying that they agree.
 
@@ -226,15 +236,20 @@ def read_features(path: str | Path) -> FeatureSet:
             subject_ids = [str(pid) for pid in data["subject_ids"]]
         expected, encoder = meta["key_sha256"], meta["encoder"]
     except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as error:
-        raise CacheError(f"feature cache {path} cannot be read ({type(error).__name__}: "
-                         f"{error}); delete it and its .json to rebuild it") from None
+        # numpy's own message may suggest allow_pickle=True: never for a cache file.
+        reason = ("it holds pickled objects, which are never loaded" if "pickle" in str(error)
+                  else f"{type(error).__name__}: {error}")
+        raise CacheError(f"feature cache {path} cannot be read ({reason}); delete it and its "
+                         ".json to rebuild it", path=path, reason=reason) from None
     if stored != expected:
-        raise CacheError(f"feature cache {path} does not match {meta_path} (an interrupted or "
-                         "concurrent write); delete both files to rebuild them")
+        reason = f"it does not match {meta_path.name} (an interrupted or concurrent write)"
+        raise CacheError(f"feature cache {path}: {reason}; delete both files to rebuild them",
+                         path=path, reason=reason)
     if cls.ndim != 3 or len(cls) != len(subject_ids) or n_windows.shape != (len(subject_ids),):
-        raise CacheError(f"feature cache {path} holds arrays of shapes {cls.shape} and "
-                         f"{n_windows.shape} for {len(subject_ids)} subjects; delete it to "
-                         "rebuild it")
+        reason = (f"it holds arrays of shapes {cls.shape} and {n_windows.shape} for "
+                  f"{len(subject_ids)} subjects")
+        raise CacheError(f"feature cache {path}: {reason}; delete it to rebuild it", path=path,
+                         reason=reason)
     return FeatureSet(subject_ids=subject_ids, cls=cls, n_windows=n_windows,
                       encoder=encoder, cache_path=path)
 

@@ -80,6 +80,7 @@ def load_brainlm(
     """
     folder = Path(source).expanduser()
     repo_id, commit = None, None
+    check_not_a_file(source)
     if folder.is_dir():
         config_path, weights_path = _local_files(folder)
     elif looks_like_path(source):
@@ -151,6 +152,14 @@ def _local_files(folder: Path) -> tuple[Path, Path]:
             "checkpoint folder holds config.json and pytorch_model.bin (or model.safetensors)."
         )
     return config_path, weights[0]
+
+
+def check_not_a_file(source: str | os.PathLike[str]) -> None:
+    """Refuse a weight or config file given where a checkpoint folder is expected."""
+    path = Path(source).expanduser()
+    if path.is_file():
+        raise BrainLMLoadError(f"{source} is a file; a BrainLM source is the checkpoint folder "
+                               f"that holds config.json and the weights: pass {path.parent}")
 
 
 def looks_like_path(source: str | os.PathLike[str]) -> bool:
