@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -257,6 +258,31 @@ def test_folder_without_weights_names_the_missing_file(tmp_path: Path) -> None:
     (folder / "pytorch_model.bin").unlink()
     with pytest.raises(BrainLMLoadError, match="lacks pytorch_model.bin or model.safetensors"):
         load_brainlm(folder)
+
+
+def test_a_pinned_sha256_is_checked_before_the_weights_are_read(tmp_path: Path) -> None:
+    folder = save_brainlm(_small_model(), tmp_path / "ckpt")
+    digest = hashlib.sha256((folder / "pytorch_model.bin").read_bytes()).hexdigest()
+    assert load_brainlm(folder, sha256=digest).source_info["weights_sha256"] == digest
+    with pytest.raises(BrainLMLoadError, match="differs from the pinned 0{64}.*brainlm.sha256"):
+        load_brainlm(folder, sha256="0" * 64)
+
+
+def test_a_mistyped_local_path_fails_at_once_without_the_hub(tmp_path, monkeypatch) -> None:
+    import huggingface_hub
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("a local path must not be looked up on the Hub")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_network)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    for source in ("models/tpyo", "./models/tpyo"):
+        with pytest.raises(BrainLMLoadError, match="does not exist"):
+            load_brainlm(source)
+    save_brainlm(_small_model(), tmp_path / "models" / "ckpt")
+    with pytest.raises(BrainLMLoadError, match="is a file; .*pass models/ckpt"):
+        load_brainlm("models/ckpt/pytorch_model.bin")
 
 
 # ------------------------------------------------------------------------------------------
