@@ -86,7 +86,8 @@ def check_destination(run_dir: Path, key: str, overwrite: bool) -> bool:
     :class:`RunExistsError` when it holds something else and ``overwrite`` is False.
     """
     if overwrite:  # recompute even an identical run; replace only a run folder
-        check_replaceable(run_dir, (RUN_RECORD, "metrics.csv"), "run folder")
+        check_replaceable(run_dir, (RUN_RECORD, "metrics.csv", "weights", "provenance.json"),
+                          "run folder")
         return False
     if not run_dir.exists():
         return False

@@ -18,6 +18,7 @@ from tiny_cohorts import write_tiny_cohort
 
 from fmtc.cli import main
 from fmtc.cohort.folder import load_cohort
+from fmtc.errors import InvalidDataError
 from fmtc.evaluate.metrics import METRICS, binary_metrics, binary_metrics_batch
 from fmtc.evaluate.protocol import (
     ExperimentData,
@@ -266,8 +267,11 @@ def test_stratified_splits_test_every_subject_once_per_repeat_with_balanced_fold
 
 def test_stratified_splits_refuse_a_class_smaller_than_the_folds():
     labels = np.array([1, 1] + [0] * 10)
-    with pytest.raises(ValueError, match="at least 3 subjects per class.*smaller class has 2"):
+    with pytest.raises(InvalidDataError, match="10 subjects with label 0 and 2 with label 1; "
+                       "3-fold .* at least 3 of each.*Lower evaluation.folds to 2"):
         stratified_splits(labels, folds=3, repeats=1, seed=0)
+    with pytest.raises(InvalidDataError, match="all 12 labelled subjects have label 0"):
+        stratified_splits(np.zeros(12, dtype=int), folds=3, repeats=1, seed=0)
 
 
 def test_inner_validation_split_is_stratified_and_never_touches_the_test_fold():
@@ -693,5 +697,7 @@ def test_cli_evaluate_reports_too_many_folds_as_an_error(small_cohort, tmp_path,
     status = main(["evaluate", "--cohort", str(small_cohort), "--model", "fc-logreg",
                    "--profile", "smoke", "--plan", str(write_plan(tmp_path, smaller_class + 1))])
     error = capsys.readouterr().err
-    assert status == 2
-    assert f"the smaller class has {smaller_class}. Lower evaluation.folds" in error
+    assert status == 1  # invalid data for this plan: counts and the fix, before any work
+    assert (f"with label 1; {smaller_class + 1}-fold stratified cross-validation needs at least "
+            f"{smaller_class + 1} of each") in error
+    assert f"Lower evaluation.folds to {smaller_class} or fewer" in error
