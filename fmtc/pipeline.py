@@ -151,6 +151,9 @@ def _feature_settings(plan: Plan) -> dict[str, Any]:
                 "windows": dataclasses.asdict(plan.windows)}
     if plan.brainlm.source == "simulated-pretrained":
         settings["pretrain"] = dataclasses.asdict(plan.pretrain)
+    elif plan.brainlm.source == "random-init":  # its weights follow from these two
+        settings["pretrain"] = {"architecture": dataclasses.asdict(plan.pretrain.architecture),
+                                "seed": plan.pretrain.seed}
     return settings
 
 

@@ -119,7 +119,8 @@ class BrainLMPlan:
 
     ``source: simulated-pretrained`` is a small BrainLM pretrained by
     ``fmtc pretrain`` on the simulator's pain-agnostic cohort, built once and
-    cached (no network). Any other value is a local checkpoint folder or a
+    cached (no network); ``random-init`` is the same architecture untrained (seed
+    ``pretrain.seed``), the ablation. Any other value is a local checkpoint folder or a
     Hugging Face repo id with subfolder (``vandijklab/brainlm/old_13M``). Pin a Hub
     checkpoint with ``revision`` (a commit) and/or ``sha256`` (of its weight file, checked
     before loading); an unpinned one is reported with the commit it resolved to.

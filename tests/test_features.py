@@ -240,3 +240,23 @@ def test_a_damaged_cached_encoder_is_rebuilt(setup, monkeypatch, caplog):
     assert builds == [folder]
     assert "damaged" in caplog.text and "pytorch_model.bin" in caplog.text
     assert model.source_info["folder"] == str(folder)
+
+
+def test_the_random_init_encoder_is_the_untrained_architecture_and_is_cached(setup, monkeypatch):
+    cohort, plan = setup
+    tiny = {k: v for k, v in TINY.items() if k not in ("conv_kernel_size", "model_type")}
+    plan = plan.replace(brainlm={"source": "random-init"},
+                        pretrain={"architecture": tiny, "seed": 3})
+    model = encoder_module.resolve_encoder(plan, torch.device("cpu"), progress=False)
+    again = encoder_module.random_init_encoder(plan)
+    assert model.source_info["weights_sha256"] == again.source_info["weights_sha256"]
+    for key, value in model.state_dict().items():  # the same seed, the same weights
+        assert torch.equal(value, again.state_dict()[key])
+    other = encoder_module.random_init_encoder(plan.replace(pretrain={"seed": 4}))
+    assert other.source_info["weights_sha256"] != model.source_info["weights_sha256"]
+    assert model.config.hidden_size == TINY["hidden_size"]
+
+    first = cohort_features(cohort, plan, progress=False)
+    assert first.encoder["source"] == "random-init"
+    monkeypatch.setattr(features_module, "_encode_cohort", _fail)
+    assert cohort_features(cohort, plan, progress=False).cache_path == first.cache_path

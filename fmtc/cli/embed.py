@@ -20,9 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--cohort", type=Path, default=None, metavar="DIR",
                         help="cohort folder (default: the plan's cohort, data.cohort)")
     parser.add_argument("--brainlm", default=None, metavar="SOURCE",
-                        help="encoder: simulated-pretrained, a checkpoint folder, or a Hugging "
-                             "Face repo id such as vandijklab/brainlm/old_13M (default: the "
-                             "plan's brainlm.source)")
+                        help="encoder: simulated-pretrained, random-init (the same architecture "
+                             "untrained), a checkpoint folder, or a Hugging Face repo id such as "
+                             "vandijklab/brainlm/old_13M (default: the plan's brainlm.source)")
     add_plan_options(parser)
     parser.set_defaults(handler=run)
 

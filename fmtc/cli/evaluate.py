@@ -40,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="epoch selection; repeat for both (default: evaluation.selection)")
     parser.add_argument("--label", default=None, help="label column (default: the plan's)")
     parser.add_argument("--brainlm", default=None, metavar="SOURCE",
-                        help="BrainLM checkpoint folder or hub id (default: brainlm.source)")
+                        help="BrainLM encoder: simulated-pretrained, random-init, a checkpoint "
+                             "folder or a Hub id (default: brainlm.source)")
     add_run_options(parser)
     add_plan_options(parser)
     parser.set_defaults(handler=run)

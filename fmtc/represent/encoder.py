@@ -38,6 +38,11 @@ from fmtc.storage import check_writable, sha256_file, write_json
 logger = logging.getLogger(__name__)
 
 SIMULATED_SOURCE = "simulated-pretrained"
+RANDOM_INIT_SOURCE = "random-init"
+"""The simulated-pretrained encoder's architecture, randomly initialised (``pretrain.seed``):
+the ablation that shows what pretraining adds."""
+RANDOM_INIT_REGIONS = 424
+"""``num_brain_voxels`` recorded in the random-init config (informational, as for A424)."""
 #: Bump when the pretraining recipe changes in a way the settings do not show.
 SIMULATED_RECIPE = 1
 SETTINGS_FILE = "simulated_settings.json"
@@ -71,6 +76,8 @@ def resolve_encoder(
         simulated-pretrained encoder also its ``folder`` and pretraining ``settings``.
     """
     source = source or plan.brainlm.source
+    if source == RANDOM_INIT_SOURCE:
+        return random_init_encoder(plan).to(device).eval()
     if source != SIMULATED_SOURCE:
         return load_brainlm(source, plan.brainlm.revision, device=device,
                             sha256=plan.brainlm.sha256)
@@ -115,6 +122,8 @@ def encoder_fingerprint(plan: Plan, source: str | None = None) -> dict[str, str]
     if source == SIMULATED_SOURCE:
         folder = simulated_encoder_folder(plan)
         return _folder_fingerprint(folder) if _is_complete(folder) else None
+    if source == RANDOM_INIT_SOURCE:  # built in a moment, never stored
+        return model_fingerprint(random_init_encoder(plan))
     folder = Path(source).expanduser()
     check_not_a_file(source)
     if folder.is_dir():
@@ -123,6 +132,32 @@ def encoder_fingerprint(plan: Plan, source: str | None = None) -> dict[str, str]
         raise BrainLMLoadError(f"BrainLM checkpoint folder {source!r} does not exist; check the "
                                "path (--brainlm, plan key brainlm.source)")
     return _hub_cache_fingerprint(source, plan.brainlm.revision)
+
+
+def random_init_encoder(plan: Plan) -> BrainLM:
+    """The ``random-init`` encoder: the simulated-pretrained architecture, untrained.
+
+    Initialised as :func:`~fmtc.represent.pretrain.pretrain_brainlm` initialises a model
+    before its first step (seed ``pretrain.seed``), so "pretrained minus random-init" is
+    exactly what pretraining changed. Deterministic: the same plan gives the same weights
+    (``source_info["weights_sha256"]`` hashes every tensor), so its features are cached.
+    """
+    from fmtc.represent.pretrain import pretraining_config
+
+    config = pretraining_config(plan.pretrain, plan.windows, RANDOM_INIT_REGIONS)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(plan.pretrain.seed)
+        model = BrainLM(config)
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        value = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
+        digest.update(value.numpy().tobytes())
+    model.source_info = {"source": RANDOM_INIT_SOURCE, "revision": None, "commit": None,
+                         "weights_sha256": digest.hexdigest(), "files": [],
+                         "seed": plan.pretrain.seed,
+                         "architecture": dataclasses.asdict(plan.pretrain.architecture)}
+    return model.eval()
 
 
 def model_fingerprint(model: BrainLM) -> dict[str, str]:
