@@ -81,11 +81,15 @@ class DataRequest:
 
     fc_kind: str | None
     features: dict[str, Any] | None  # brainlm, windows, pretrain settings (None: no CLS)
+    temporal: bool = False  # handcrafted temporal features
 
     @property
     def key(self) -> str:
         """A short stable name of this request."""
-        payload = json.dumps({"fc": self.fc_kind, "cls": self.features}, sort_keys=True)
+        payload = {"fc": self.fc_kind, "cls": self.features}
+        if self.temporal:  # absent otherwise: keys of earlier requests are unchanged
+            payload["temporal"] = True
+        payload = json.dumps(payload, sort_keys=True)
         return "data-" + hashlib.sha256(payload.encode()).hexdigest()[:8]
 
 
@@ -137,7 +141,8 @@ def resolve_arms(plan: Plan, arms: dict[str, ArmPlan], device: Any,
         spec = get_model(arm.model)
         request = DataRequest(
             fc_kind=arm_plan.connectivity.kind if "fc" in spec.inputs else None,
-            features=_feature_settings(arm_plan) if "cls" in spec.inputs else None)
+            features=_feature_settings(arm_plan) if "cls" in spec.inputs else None,
+            temporal="temporal" in spec.inputs)
         requests.setdefault(request.key, (arm_plan, request))
         context = ModelContext(device=device, pool_size=arm_plan.connectivity.pool_size,
                                fc_kind=arm_plan.connectivity.kind)
@@ -195,6 +200,7 @@ def gather_datasets(cohort: Cohort, requests: Requests, *,
                          "orders); pass features=None to compute each")
     connectivity: dict[str, np.ndarray] = {}
     cls_cache: dict[str, Any] = {}
+    temporal = None
     out = {}
     for key, (arm_plan, request) in requests.items():
         fc = None
@@ -215,8 +221,13 @@ def gather_datasets(cohort: Cohort, requests: Requests, *,
             found = cls_cache[tag]
             cls, n_windows = _aligned_features(found, cohort.subject_ids)
             encoder, cache = dict(found.encoder), Path(found.cache_path).name
+        if request.temporal and temporal is None:
+            from fmtc.represent.temporal import cohort_temporal_features
+
+            temporal = cohort_temporal_features(cohort)
         out[key] = ExperimentData(list(cohort.subject_ids), np.asarray(cohort.labels), fc, cls,
-                                  n_windows, encoder, cache)
+                                  n_windows, encoder, cache,
+                                  temporal if request.temporal else None)
     return out
 
 
@@ -253,9 +264,15 @@ def code_identity() -> dict[str, str]:
 
 def _data_identity(data: ExperimentData, request: DataRequest) -> dict[str, Any]:
     encoder = data.encoder or {}
-    return {"fc_kind": request.fc_kind, "features": request.features,
-            "feature_cache": data.feature_cache,
-            "encoder_weights_sha256": encoder.get("weights_sha256")}
+    identity = {"fc_kind": request.fc_kind, "features": request.features,
+                "feature_cache": data.feature_cache,
+                "encoder_weights_sha256": encoder.get("weights_sha256")}
+    if request.temporal:
+        from fmtc.represent.temporal import BAND, FEATURES_VERSION, LAGS
+
+        identity["temporal"] = {"lags": list(LAGS), "band": list(BAND),
+                                "version": FEATURES_VERSION}
+    return identity
 
 
 # --------------------------------------------------------------------------- runs

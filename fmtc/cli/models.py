@@ -21,6 +21,6 @@ def run(args: argparse.Namespace) -> int:
     for name in model_names():
         spec = get_model(name)
         kind = "epochs" if spec.epochs else "no epochs"
-        print(f"{name:<12} {spec.display_name:<13} inputs {'+'.join(spec.inputs):<7} "
+        print(f"{name:<12} {spec.display_name:<13} inputs {'+'.join(spec.inputs):<8} "
               f"settings {spec.params_section:<9} {kind:<9} {spec.description}")
     return 0

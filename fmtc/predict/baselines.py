@@ -129,3 +129,12 @@ def fc_logistic(params: Any, context: Any) -> LogisticClassifier:
 def cls_logistic(params: Any, context: Any) -> LogisticClassifier:
     """Factory of ``cls-logreg``: logistic regression on the window-mean BrainLM CLS."""
     return LogisticClassifier(_window_mean_cls, params)
+
+
+def _temporal(data: Any) -> np.ndarray:
+    return data.temporal
+
+
+def temporal_logistic(params: Any, context: Any) -> LogisticClassifier:
+    """Factory of ``ts-handcrafted``: logistic regression on handcrafted temporal features."""
+    return LogisticClassifier(_temporal, params)

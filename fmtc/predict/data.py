@@ -25,6 +25,9 @@ class ExperimentData:
         Provenance of the encoder behind ``cls``.
     feature_cache : str or None
         Name of the feature-cache file ``cls`` was read from.
+    temporal : ndarray of shape (N, F) or None
+        Handcrafted temporal features (:mod:`fmtc.represent.temporal`), when a model
+        reads ``temporal``.
     """
 
     subject_ids: list[str]
@@ -34,6 +37,7 @@ class ExperimentData:
     n_windows: np.ndarray | None = None
     encoder: dict[str, Any] | None = None
     feature_cache: str | None = None
+    temporal: np.ndarray | None = None
 
     def require(self, inputs: tuple[str, ...], model: str) -> None:
         """Raise a ValueError naming ``model`` when an input it reads is missing."""
@@ -43,6 +47,9 @@ class ExperimentData:
         if "fc" in inputs and self.fc is None:
             raise ValueError(f"model {model!r} needs connectivity matrices; ExperimentData has "
                              "none")
+        if "temporal" in inputs and self.temporal is None:
+            raise ValueError(f"model {model!r} needs handcrafted temporal features; "
+                             "ExperimentData has none")
 
     def window_mean_cls(self) -> np.ndarray:
         """``[N, H]``: each subject's CLS averaged over its valid windows."""

@@ -40,8 +40,9 @@ import numpy as np
 
 from fmtc.errors import UsageError
 
-INPUTS = ("cls", "fc")
-"""Inputs a model may read: BrainLM CLS features per window, connectivity matrices."""
+INPUTS = ("cls", "fc", "temporal")
+"""Inputs a model may read: BrainLM CLS features per window, connectivity matrices,
+handcrafted temporal features (:mod:`fmtc.represent.temporal`)."""
 
 
 class UnknownModelError(UsageError):
@@ -232,3 +233,8 @@ register(ModelSpec("cls-logreg", "CLS logistic", ("cls",),
                    factory="fmtc.predict.baselines:cls_logistic",
                    params="fmtc.plan:LogisticPlan", section="logistic",
                    description="window-mean BrainLM CLS -> standardise -> L2 logistic"))
+register(ModelSpec("ts-handcrafted", "TS handcrafted", ("temporal",),
+                   factory="fmtc.predict.baselines:temporal_logistic",
+                   params="fmtc.plan:LogisticPlan", section="logistic",
+                   description="lag-k autocorrelation, ALFF, fALFF per region -> standardise -> "
+                               "L2 logistic (a ceiling for the TS branch)"))
