@@ -18,9 +18,12 @@ def run(args: argparse.Namespace) -> int:
     """Print one line per model."""
     from fmtc.predict.registry import get_model, model_names
 
-    for name in model_names():
-        spec = get_model(name)
+    specs = [get_model(name) for name in model_names()]
+    width = max(len(s.name) for s in specs)
+    shown = max(len(s.display_name) for s in specs)
+    for spec in specs:
         kind = "epochs" if spec.epochs else "no epochs"
-        print(f"{name:<12} {spec.display_name:<13} inputs {'+'.join(spec.inputs):<8} "
-              f"settings {spec.params_section:<9} {kind:<9} {spec.description}")
+        print(f"{spec.name:<{width}} {spec.display_name:<{shown}} inputs "
+              f"{'+'.join(spec.inputs):<8} settings {spec.params_section:<9} {kind:<9} "
+              f"{spec.description}")
     return 0
