@@ -23,6 +23,7 @@ from typing import Any, Literal
 import yaml
 
 from fmtc.errors import UsageError
+from fmtc.storage import not_utf8
 
 PLAN_FILENAME = "_config.yml"
 
@@ -491,8 +492,7 @@ def read_yaml(path: str | os.PathLike[str]) -> Any:
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as error:
-        raise PlanError(f"{path}: not UTF-8 text (byte {error.object[error.start]:#04x} at "
-                        f"offset {error.start}); save the file as UTF-8") from None
+        raise PlanError(f"{path}: {not_utf8(error)}") from None
     except OSError as error:
         raise PlanError(f"{path}: cannot be read ({error.strerror})") from None
     try:

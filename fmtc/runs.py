@@ -34,7 +34,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -148,16 +147,10 @@ def staged_run(run_dir: Path, overwrite: bool = False, key: str | None = None) -
     if run_dir.exists() and not overwrite and key is not None and read_key(run_dir) == key:
         shutil.rmtree(staging, ignore_errors=True)  # an identical run won the race
         return
-    old = None
-    if run_dir.exists():
-        if not overwrite:
-            raise RunExistsError(f"{run_dir} appeared while this run was computed; the new run "
-                                 f"is kept in {staging} (rerun with --overwrite to replace it)")
-        old = run_dir.with_name(f".{run_dir.name}.replaced-{os.getpid()}")
-        run_dir.rename(old)
-    staging.rename(run_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    if run_dir.exists() and not overwrite:
+        raise RunExistsError(f"{run_dir} appeared while this run was computed; the new run is "
+                             f"kept in {staging} (rerun with --overwrite to replace it)")
+    storage.publish_folder(staging, run_dir)
 
 
 class FitStore:

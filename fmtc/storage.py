@@ -18,6 +18,12 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def not_utf8(error: UnicodeDecodeError) -> str:
+    """The message for a text file that is not UTF-8: where, and how to fix it."""
+    return (f"not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start}); "
+            "save it as UTF-8")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it onto ``path`` on success.

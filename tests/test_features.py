@@ -58,6 +58,7 @@ def test_two_calls_give_identical_features(setup):
     cold = cohort_features(cohort, plan, progress=False)
     warm = cohort_features(cohort, plan, progress=False)
     assert cold.subject_ids == warm.subject_ids == cohort.subject_ids
+    assert not cold.cache_hit and warm.cache_hit
     assert cold.cls.shape == (5, 2, TINY["hidden_size"]) and cold.cls.dtype == np.float32
     assert cold.cls.tobytes() == warm.cls.tobytes()
     assert np.array_equal(cold.n_windows, warm.n_windows)
@@ -204,7 +205,7 @@ def test_a_damaged_cache_is_reported_and_rebuilt_not_trusted(setup, caplog, dama
         rebuilt = cohort_features(cohort, plan, progress=False)
     assert any(str(path) in r.getMessage() and "rebuilding" in r.getMessage()
                for r in caplog.records)
-    assert rebuilt.cls.tobytes() == first.cls.tobytes()
+    assert rebuilt.cls.tobytes() == first.cls.tobytes() and not rebuilt.cache_hit
     assert read_features(path).cls.tobytes() == first.cls.tobytes()  # the file is whole again
 
 

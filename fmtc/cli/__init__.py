@@ -95,10 +95,8 @@ def _sigterm_as_exception() -> Iterator[None]:
 
 def _one_line(error: BaseException) -> str:
     """The message of an unexpected built-in error, with the file it concerns when known."""
-    if isinstance(error, OSError) and error.filename and str(error.filename) not in str(error):
+    if isinstance(error, OSError) and error.filename:
         return f"{error.filename}: {error.strerror or error}"
-    if isinstance(error, OSError) and error.strerror and error.filename:
-        return f"{error.filename}: {error.strerror}"
     return str(error) or type(error).__name__
 
 

@@ -34,20 +34,18 @@ def run(args: argparse.Namespace) -> int:
     from fmtc.cohort.folder import load_cohort
     from fmtc.device import resolve_device
     from fmtc.pipeline import cohort_path
-    from fmtc.represent.features import cached_feature_path, cohort_features, readable
+    from fmtc.represent.features import cohort_features
 
     plan = plan_from_args(args)
     device = resolve_device(plan.device)
     began = time.perf_counter()
     folder = args.cohort if args.cohort is not None else cohort_path(plan, progress=bars())
     cohort = load_cohort(folder, label=plan.data.label, require_label=False)
-    cached = cached_feature_path(cohort, plan, device=device, source=args.brainlm)
-    hit = cached is not None and readable(cached)  # a damaged cache is rebuilt, not a hit
     features = cohort_features(cohort, plan, device=device, source=args.brainlm, progress=bars())
     seconds = time.perf_counter() - began
     print(f"BrainLM CLS features of {len(features.subject_ids)} subjects from "
           f"{features.encoder['source']} ({features.encoder['token_order']} token order)")
     print(f"  shape {tuple(features.cls.shape)} (subjects, windows, hidden)"
-          f"{', cache hit' if hit else ''}, {seconds:.1f} s")
+          f"{', cache hit' if features.cache_hit else ''}, {seconds:.1f} s")
     print(f"  {features.cache_path}")
     return 0

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from fmtc.errors import InvalidDataError
-from fmtc.storage import atomic_open, sha256_tree, write_json
+from fmtc.storage import atomic_open, not_utf8, sha256_tree, write_json
 
 MIN_TR, MAX_TR = 0.1, 10.0
 """Plausible fMRI repetition times (seconds); outside is an error (e.g. milliseconds)."""
@@ -498,8 +498,7 @@ def _read_json(path: Path, problems: list[str], who: str | None = None) -> dict[
     try:
         content = json.loads(path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError as error:
-        problems.append(f"{prefix}: not UTF-8 text (byte {error.object[error.start]:#04x} at "
-                        f"offset {error.start}); save it as UTF-8")
+        problems.append(f"{prefix}: {not_utf8(error)}")
         return None
     except json.JSONDecodeError as error:
         problems.append(f"{prefix}: not valid JSON ({error})")
@@ -519,8 +518,7 @@ def read_bids_table(path: Path, problems: list[str], **options: Any) -> pd.DataF
     try:
         return pd.read_csv(path, sep="\t", encoding="utf-8", **options)
     except UnicodeDecodeError as error:
-        problems.append(f"{path}: not UTF-8 text (byte {error.object[error.start]:#04x} at "
-                        f"offset {error.start}); save it as UTF-8 (BIDS requires it)")
+        problems.append(f"{path}: {not_utf8(error)} (BIDS requires it)")
     except pd.errors.EmptyDataError:
         problems.append(f"{path}: the file is empty; it needs a header row and one row per "
                         "participant (tab-separated)")

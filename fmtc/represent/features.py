@@ -64,6 +64,8 @@ class FeatureSet:
         order, number of shuffles and seed, window spec, precision and the cache key's hash.
     cache_path : Path
         The ``.npz`` file the arrays were read from.
+    cache_hit : bool
+        True when :func:`cohort_features` found a valid cache entry (nothing was encoded).
     """
 
     subject_ids: list[str]
@@ -71,6 +73,7 @@ class FeatureSet:
     n_windows: np.ndarray
     encoder: dict
     cache_path: Path
+    cache_hit: bool = False
 
 
 def cohort_features(
@@ -119,7 +122,7 @@ def cohort_features(
     found = cached_feature_path(cohort, plan, encoder=encoder, device=device, source=source)
     if found is not None:
         try:
-            return read_features(found)
+            return dataclasses.replace(read_features(found), cache_hit=True)
         except CacheError as error:  # never trusted: reported, then rebuilt in place
             logger.warning("feature cache %s is damaged (%s); rebuilding it", error.path,
                            error.reason)
@@ -129,7 +132,7 @@ def cohort_features(
         encoder = resolve_encoder(plan, device, source, progress=progress)
         key = feature_key(cohort, plan, model_fingerprint(encoder), device)
         if is_cached(plan, key) and found is None:  # written meanwhile by another process
-            return read_features(cache_path(plan, key))
+            return dataclasses.replace(read_features(cache_path(plan, key)), cache_hit=True)
     cls, n_windows = _encode_cohort(cohort, plan, encoder, device, progress)
     record = _encoder_record(encoder, plan, key, device)
     _write_cache(plan, key, cohort.subject_ids, cls, n_windows, record)
@@ -206,15 +209,6 @@ def is_cached(plan: Plan, key: dict[str, Any]) -> bool:
         return json.loads(meta.read_text(encoding="utf-8")).get("key") == key
     except (OSError, ValueError):
         return False
-
-
-def readable(path: str | Path) -> bool:
-    """Whether a feature cache file can be read and verified (see :func:`read_features`)."""
-    try:
-        read_features(path)
-    except CacheError:
-        return False
-    return True
 
 
 def read_features(path: str | Path) -> FeatureSet:
