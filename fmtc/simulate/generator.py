@@ -3,16 +3,27 @@
 Every subject's regional signal mixes (i) one of 7 network signals, coupled
 AR(1) processes convolved with the SPM canonical haemodynamic response, (ii) a
 global signal and (iii) a private AR(1) process, with subject-specific coupling,
-loadings and noise. The responder label is planted in two complementary ways:
+loadings and noise.
+
+**Latent temporal traits** (the outside knowledge a foundation model can learn). Every
+subject, labelled or not, carries ``N_TRAITS`` traits ``z ~ N(0, 1)``; trait ``k`` sets the
+timescale of a signal shared by every region of its own network (``trait_networks``, the same
+for every seed): an AR(1) process of coefficient ``0.45 + 0.5 sigmoid(1.5 z)`` (0.45-0.95 per
+volume) carrying ``_TRAIT_SHARE`` of those regions' variance. Its variance never changes, so
+the Pearson correlation matrix does not see the trait; masked reconstruction, which must fill
+in a network's hidden patches, does. The pain-agnostic pretraining cohort
+(``unlabelled=True``) has the traits and nothing else.
+
+The responder label is planted in two complementary ways:
 
 * **connectivity** (``fc_regions``, ``fc_edges``): a block of regions in network
   A and one in network B each carry a shared signal; in responders the two
   shared signals are correlated, in non-responders independent. Only the A-B
   edges change; every region's variance and spectrum is the same in both groups.
-* **temporal structure** (``ts_regions``): a block of regions in a third network
-  has a more autocorrelated private process in responders (more low-frequency
-  power) at unchanged variance and unchanged coupling, so the Pearson
-  correlation matrix carries no trace of it.
+* **temporal structure** (``ts_regions``, the regions of ``ts_network``): the first trait
+  is shifted with the label, ``z = delta (2 y - 1) + sqrt(1 - delta^2) e``, so
+  responders' trait network is slower. The trait keeps unit variance and every
+  unlabelled subject's distribution; ``delta = ts_trait_shift``.
 
 ``effect_size`` scales both (0: no label signal; 1: paper-like difficulty,
 FC + logistic regression pooled MCC about 0.3 on 60 subjects; 3: easy);
@@ -45,19 +56,21 @@ from fmtc.storage import write_json
 
 #: Bump whenever the same arguments would generate different data: cached simulated
 #: cohorts and the encoders pretrained on them are keyed by it.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 LABEL_COLUMN = "Response"
 FC_BLOCK_SIZE = 30
 """Regions per planted connectivity block (networks A and B each hold one)."""
-TS_BLOCK_SIZE = 13
-"""Regions of the planted temporal block (network C)."""
+N_TRAITS = 3
+"""Latent subject-level temporal traits, one network each (the first one carries the label)."""
 
 _BURN_IN = 40
 _FC_SHARE = 0.45   # variance share of the shared signal in fc_regions
-_TS_SHARE = 0.70   # variance share of the private process in ts_regions
+_TRAIT_SHARE = 0.7  # variance share of the trait-paced signal in its network's regions
+_TRAIT_AR = (0.45, 0.5, 1.5)  # AR(1) coefficient = a + b * sigmoid(c * z)
+_TS_GAIN = 0.8     # label shift of the first trait per unit of effect (delta, at most 0.95)
+_TRAIT_NETWORK_SEED = 20251
 _FC_GAIN = 0.20    # correlation of the two shared signals at effect 1 ...
 _FC_POWER = 1.3    # ... growing as effect ** 1.3 (calibrated: FC + LR MCC ~0.3 at 1, ~0.7 at 3)
-_TS_GAIN = 0.08    # AR(1) coefficient added to the private process per unit of effect
 _PRIVATE_AR = 0.2
 _COUPLING_JITTER = 0.12  # between-subject s.d. of network-to-network coupling
 _LOADING_JITTER = 0.15   # between-subject spread of regional loadings
@@ -72,18 +85,34 @@ def canonical_hrf(tr: float, duration: float = 32.0) -> np.ndarray:
     return response / response.sum()
 
 
+def trait_networks(atlas: Atlas) -> list[str]:
+    """The networks paced by the latent traits: the same for every seed (a population fact)."""
+    networks = sorted(atlas.regions["network"].unique())
+    rng = np.random.default_rng(_TRAIT_NETWORK_SEED)
+    return [str(n) for n in rng.choice(networks, size=min(N_TRAITS, len(networks) - 2),
+                                       replace=False)]
+
+
+def trait_ar(z: np.ndarray | float) -> np.ndarray:
+    """AR(1) coefficient per volume of a trait-paced network signal (0.45 slow-less .. 0.95)."""
+    a, b, c = _TRAIT_AR
+    return a + b / (1.0 + np.exp(-c * np.asarray(z, dtype=float)))
+
+
 def plant_truth(atlas: Atlas, seed: int) -> dict[str, Any]:
-    """Choose the planted regions: two FC blocks in networks A and B, a TS block in C.
+    """Choose the planted regions: FC blocks in networks A and B, the label's trait network.
 
     Returns
     -------
     dict
         ``fc_networks``, ``fc_regions``, ``fc_edges`` (pairs of region ``index``
-        values, A x B), ``ts_network``, ``ts_regions``.
+        values, A x B), ``trait_networks``, ``ts_network`` (the first trait's network) and
+        ``ts_regions`` (its regions).
     """
     rng = np.random.default_rng([seed, 7])
-    networks = sorted(atlas.regions["network"].unique())
-    net_a, net_b, net_c = rng.choice(networks, size=3, replace=False)
+    traits = trait_networks(atlas)
+    others = sorted(set(atlas.regions["network"].unique()) - set(traits))
+    net_a, net_b = rng.choice(others, size=2, replace=False)
 
     def block(network: str, size: int) -> list[int]:
         members = atlas.regions.loc[atlas.regions["network"] == network, "index"].to_numpy()
@@ -92,13 +121,14 @@ def plant_truth(atlas: Atlas, seed: int) -> dict[str, Any]:
         return [int(i) for i in members[start:start + size]]
 
     block_a, block_b = block(net_a, FC_BLOCK_SIZE), block(net_b, FC_BLOCK_SIZE)
-    block_c = block(net_c, TS_BLOCK_SIZE)
+    ts_regions = atlas.regions.loc[atlas.regions["network"] == traits[0], "index"]
     return {
         "fc_networks": [str(net_a), str(net_b)],
         "fc_regions": block_a + block_b,
         "fc_edges": [[a, b] for a in block_a for b in block_b],
-        "ts_network": str(net_c),
-        "ts_regions": block_c,
+        "trait_networks": traits,
+        "ts_network": traits[0],
+        "ts_regions": [int(i) for i in ts_regions],
     }
 
 
@@ -155,10 +185,12 @@ def simulate_cohort(out: Path, settings: SimulationPlan, atlas: Atlas,
         from tqdm import tqdm
 
         iterator = tqdm(iterator, desc="simulating subjects", unit="subject")
+    traits = {}
     for i in iterator:
         rng = np.random.default_rng([settings.seed, stream, i])
         responder = bool(labels[i]) and not unlabelled
-        series = population.subject(rng, responder, planted=not unlabelled)
+        series, z = population.subject(rng, responder, planted=not unlabelled)
+        traits[participants["participant_id"][i]] = [round(float(v), 6) for v in z]
         write_timeseries(out, participants["participant_id"][i], atlas.name, series,
                          regions["index"], settings.tr)
 
@@ -171,7 +203,10 @@ def simulate_cohort(out: Path, settings: SimulationPlan, atlas: Atlas,
             **truth, **effect, "label_column": LABEL_COLUMN,
             "region_ids": "region `index` values of the regions table",
             "fc_delta_correlation": _FC_SHARE * population.fc_rho,
-            "ts_delta_ar1": population.ts_delta,
+            "ts_trait_shift": population.ts_delta,
+            "trait_ar": "0.45 + 0.5 / (1 + exp(-1.5 z)) per volume",
+            "trait_share": _TRAIT_SHARE,
+            "subject_traits": traits,
         })
     name = ("fmtc simulated pain-agnostic cohort (SIMULATED, unlabelled)" if unlabelled
             else "fmtc simulated cohort (SIMULATED)")
@@ -211,13 +246,19 @@ class _Population:
         half = len(truth["fc_regions"]) // 2
         self.block_a = np.array([position[i] for i in truth["fc_regions"][:half]])
         self.block_b = np.array([position[i] for i in truth["fc_regions"][half:]])
-        self.block_c = np.array([position[i] for i in truth["ts_regions"]])
+        self.trait_regions = [np.flatnonzero(regions["network"].to_numpy() == name)
+                              for name in truth["trait_networks"]]
         effect = settings.effect_size
         self.fc_rho = float(min(_FC_GAIN * (effect * settings.fc_effect) ** _FC_POWER, 0.95))
-        self.ts_delta = float(min(_TS_GAIN * effect * settings.ts_effect, 0.75))
+        self.ts_delta = float(min(_TS_GAIN * effect * settings.ts_effect, 0.95))
 
-    def subject(self, rng: np.random.Generator, responder: bool, planted: bool) -> np.ndarray:
-        """One subject's raw BOLD-like ``[T, R]`` series."""
+    def subject(self, rng: np.random.Generator, responder: bool,
+                planted: bool) -> tuple[np.ndarray, np.ndarray]:
+        """One subject's raw BOLD-like ``[T, R]`` series and its latent traits ``z``."""
+        z = rng.standard_normal(len(self.trait_regions))
+        if planted:
+            sign = 1.0 if responder else -1.0
+            z[0] = self.ts_delta * sign + math.sqrt(1.0 - self.ts_delta**2) * z[0]
         n_regions = len(self.loading)
         length = self.n_volumes + _BURN_IN
         jitter = rng.normal(0, _COUPLING_JITTER, size=self.coupling.shape)
@@ -228,21 +269,22 @@ class _Population:
         global_signal /= global_signal.std()
 
         private_ar = np.clip(rng.normal(_PRIVATE_AR, 0.05), 0.0, 0.6)
-        ar = np.full(n_regions, private_ar)
-        if planted and responder:
-            ar[self.block_c] = np.clip(private_ar + self.ts_delta, 0.0, 0.95)
-        private = _ar1(rng, ar, length)
+        private = _ar1(rng, np.full(n_regions, private_ar), length)
 
         loading = self.loading * rng.uniform(1 - _LOADING_JITTER, 1 + _LOADING_JITTER,
                                              size=n_regions)
         net_share = 0.45 * loading / 1.3
         shares = {"net": net_share, "global": np.full(n_regions, 0.1)}
         shares["private"] = 1.0 - shares["net"] - shares["global"]
-        shares["private"][self.block_c] = _TS_SHARE
-        shares["net"][self.block_c] = 1.0 - _TS_SHARE - 0.1
         x = (np.sqrt(shares["net"]) * latent[:, self.network_of]
              + np.sqrt(shares["global"]) * global_signal[:, None]
              + np.sqrt(shares["private"]) * private)
+
+        # Trait-paced network signals: same variance at every z, only the timescale moves.
+        paced = _ar1(rng, trait_ar(z), length)
+        for k, members in enumerate(self.trait_regions):
+            x[:, members] = (math.sqrt(1 - _TRAIT_SHARE) * x[:, members]
+                             + math.sqrt(_TRAIT_SHARE) * paced[:, [k]])
 
         # Fast shared fluctuations: their sample correlation within one recording is
         # precise enough for the planted coupling to stand out of sampling noise.
@@ -255,7 +297,7 @@ class _Population:
 
         x = x[_BURN_IN:]
         x += rng.normal(0, 0.05, size=x.shape)
-        return self.baseline * (1.0 + 0.02 * x)
+        return self.baseline * (1.0 + 0.02 * x), z
 
     def _bold(self, rng: np.random.Generator, n: int, length: int) -> np.ndarray:
         """``n`` slow AR(1) neural signals convolved with the HRF, ``[length, n]``."""
