@@ -7,22 +7,28 @@ from pathlib import Path
 
 from fmtc.cli.options import add_plan_options, plan_from_args
 from fmtc.execution import progress_enabled as bars
+from fmtc.plan import READOUTS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``fmtc embed``."""
     parser = subparsers.add_parser(
         "embed", help="encode a cohort's windows with the frozen BrainLM (cached)",
-        description="Compute the BrainLM CLS feature of every subject's deterministic windows "
-                    "and store them in the plan's feature cache (outputs.features_dir), keyed "
-                    "by cohort content, encoder weights, window spec and token order. A second "
-                    "run with the same inputs reads the cache.")
+        description="Compute the BrainLM TS feature (brainlm.readout) of every subject's "
+                    "deterministic windows and store them in the plan's feature cache "
+                    "(outputs.features_dir), keyed by cohort content, encoder weights, window "
+                    "spec, token order and read-out. A second run with the same inputs reads "
+                    "the cache.")
     parser.add_argument("--cohort", type=Path, default=None, metavar="DIR",
                         help="cohort folder (default: the plan's cohort, data.cohort)")
     parser.add_argument("--brainlm", default=None, metavar="SOURCE",
                         help="encoder: simulated-pretrained, random-init (the same architecture "
                              "untrained), a checkpoint folder, or a Hugging Face repo id such as "
                              "vandijklab/brainlm/old_13M (default: the plan's brainlm.source)")
+    parser.add_argument("--readout", choices=READOUTS, default=None,
+                        help="TS feature of a window: cls (the paper's), mean of the region "
+                             "tokens, or network-mean (per atlas network) (default: "
+                             "brainlm.readout)")
     add_plan_options(parser)
     parser.set_defaults(handler=run)
 
@@ -36,16 +42,16 @@ def run(args: argparse.Namespace) -> int:
     from fmtc.pipeline import cohort_path
     from fmtc.represent.features import cohort_features
 
-    plan = plan_from_args(args)
+    plan = plan_from_args(args, {"brainlm": {"readout": args.readout}} if args.readout else None)
     device = resolve_device(plan.device)
     began = time.perf_counter()
     folder = args.cohort if args.cohort is not None else cohort_path(plan, progress=bars())
     cohort = load_cohort(folder, label=plan.data.label, require_label=False)
     features = cohort_features(cohort, plan, device=device, source=args.brainlm, progress=bars())
     seconds = time.perf_counter() - began
-    print(f"BrainLM CLS features of {len(features.subject_ids)} subjects from "
-          f"{features.encoder['source']} ({features.encoder['token_order']} token order)")
-    print(f"  shape {tuple(features.cls.shape)} (subjects, windows, hidden)"
+    print(f"BrainLM {plan.brainlm.readout} features of {len(features.subject_ids)} subjects "
+          f"from {features.encoder['source']} ({features.encoder['token_order']} token order)")
+    print(f"  shape {tuple(features.cls.shape)} (subjects, windows, features)"
           f"{', cache hit' if features.cache_hit else ''}, {seconds:.1f} s")
     print(f"  {features.cache_path}")
     return 0

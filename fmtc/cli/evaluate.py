@@ -14,6 +14,7 @@ from fmtc.cli.options import (
     run_overrides,
 )
 from fmtc.execution import progress_enabled as bars
+from fmtc.plan import READOUTS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,6 +43,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--brainlm", default=None, metavar="SOURCE",
                         help="BrainLM encoder: simulated-pretrained, random-init, a checkpoint "
                              "folder or a Hub id (default: brainlm.source)")
+    parser.add_argument("--readout", choices=READOUTS, default=None,
+                        help="TS feature of a window: cls (the paper's), mean of the region "
+                             "tokens, or network-mean (per atlas network) (default: "
+                             "brainlm.readout)")
     add_run_options(parser)
     add_plan_options(parser)
     parser.set_defaults(handler=run)
@@ -56,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = run_overrides(args)
     if args.label is not None:
         overrides["data"] = {"label": args.label}
+    if args.readout is not None:
+        overrides["brainlm"] = {"readout": args.readout}
     plan = plan_from_args(args, overrides=overrides)
     models = check_models(dict.fromkeys(args.model or plan.evaluation.models), "--model")
     root = args.cohort if args.cohort is not None else cohort_path(plan, progress=bars())

@@ -599,6 +599,15 @@ class BrainLM(nn.Module):
             total = total + self.vit(signal, xyz, noise.to(signal.device), 0.0)[0][:, 0]
         return total / n_shuffles
 
+    def encode_tokens(self, signal: Tensor, xyz: Tensor) -> Tensor:
+        """Every token after the final LayerNorm, without masking: ``[B, 1 + R * P, H]``.
+
+        Index 0 is the CLS (what :meth:`encode` returns); then the ``P`` patch tokens of each
+        region in ROI-major order. Shapes as in :meth:`encode`.
+        """
+        signal, xyz = self._as_inputs(signal, xyz)
+        return self.vit(signal, xyz, None, 0.0)[0]
+
     def _as_inputs(self, signal: Tensor, xyz: Tensor) -> tuple[Tensor, Tensor]:
         reference = self.vit.embeddings.cls_token
         signal = torch.as_tensor(signal, dtype=reference.dtype, device=reference.device)

@@ -1,12 +1,15 @@
-"""BrainLM CLS features of a cohort: every subject's deterministic windows, encoded once and cached.
+"""BrainLM TS features of a cohort: every subject's deterministic windows, encoded once and cached.
 
 The TS branch of FMM_TC (Fan et al., "Foundation-Model-Boosted Multimodal Learning for fMRI-based
 Neuropathic Pain Drug Response Prediction", MICCAI 2025) reads the CLS embedding of a frozen BrainLM
-(Ortega Caro et al., ICLR 2024) for each window of a subject's robust-scaled series. Encoding is the
+(Ortega Caro et al., ICLR 2024) for each window of a subject's robust-scaled series; the plan's
+``brainlm.readout`` may instead take the mean of the region tokens or their mean per atlas
+network (:mod:`fmtc.represent.readout`). Encoding is the
 only expensive step that does not depend on a fold, so :func:`cohort_features` stores its result in
 ``outputs.features_dir`` under a key made of everything the numbers depend on: the cohort's content
 hash and subjects, the encoder's weights and config hashes, the window spec, the token order (with
-its number of shuffles and seed) and the arithmetic (float32 on the CPU, bf16 autocast on CUDA).
+its number of shuffles and seed), the read-out and the arithmetic (float32 on the CPU, bf16
+autocast on CUDA).
 The cache is an ``.npz`` plus a ``.json`` of its key, each written atomically, the JSON last. A run
 that fills the cache returns what it reads back from it, so a cold and a warm run hand identical
 bytes downstream.
@@ -37,6 +40,7 @@ from fmtc.plan import Plan
 from fmtc.preprocess.transforms import make_windows, robust_scale, window_starts
 from fmtc.represent.brainlm import BrainLM
 from fmtc.represent.encoder import encoder_fingerprint, model_fingerprint, resolve_encoder
+from fmtc.represent.readout import readout_groups, token_readout
 from fmtc.storage import atomic_open, check_writable, write_json
 
 logger = logging.getLogger(__name__)
@@ -47,14 +51,15 @@ FEATURES_FORMAT = 1
 
 @dataclass(frozen=True)
 class FeatureSet:
-    """BrainLM CLS features of a cohort, as read from the feature cache.
+    """BrainLM TS features of a cohort (the plan's read-out), as read from the feature cache.
 
     Attributes
     ----------
     subject_ids : list of str
         Participants, in the cohort's order.
-    cls : ndarray of shape (N, W, hidden_size), float32
-        CLS embedding of each subject's deterministic windows (window order as in
+    cls : ndarray of shape (N, W, F), float32
+        The read-out of each subject's deterministic windows (``F``: ``hidden_size``, or
+        ``hidden_size`` times the number of networks for ``network-mean``) (window order as in
         :func:`fmtc.preprocess.transforms.window_starts`). When recordings differ in length, ``W``
         is the largest window count and a subject's missing windows are NaN rows.
     n_windows : ndarray of shape (N,), int64
@@ -84,7 +89,7 @@ def cohort_features(
     source: str | None = None,
     progress: bool = True,
 ) -> FeatureSet:
-    """Return the BrainLM CLS features of every subject's windows, from the cache when possible.
+    """Return the BrainLM TS features of every subject's windows, from the cache when possible.
 
     Each series is scaled with :func:`~fmtc.preprocess.transforms.robust_scale` and cut with
     :func:`~fmtc.preprocess.transforms.make_windows` (``plan.windows``); windows are encoded in
@@ -92,6 +97,7 @@ def cohort_features(
     ``"identity"`` feeds tokens in ROI-major order; ``"shuffle-mean"`` averages the CLS over
     ``plan.brainlm.n_shuffles`` token orders drawn from a generator seeded with ``plan.seed``, the
     same orders for every window, so a window's features do not depend on its batch.
+    ``plan.brainlm.readout`` picks the feature (:func:`fmtc.represent.readout.token_readout`).
 
     Parameters
     ----------
@@ -188,6 +194,7 @@ def feature_key(cohort: Cohort, plan: Plan, fingerprint: dict[str, str],
         "config_sha256": fingerprint["config_sha256"],
         "windows": dataclasses.asdict(plan.windows),
         "token_order": plan.brainlm.token_order,
+        "readout": plan.brainlm.readout,
         "n_shuffles": plan.brainlm.n_shuffles if shuffled else None,
         "shuffle_seed": plan.seed if shuffled else None,
         "precision": _precision(device),
@@ -274,21 +281,25 @@ def _encode_cohort(cohort: Cohort, plan: Plan, encoder: BrainLM, device: torch.d
                           spec.max_windows))
         for pid in cohort.subject_ids
     ], dtype=np.int64)
-    cls = np.full((len(n_windows), int(n_windows.max()), encoder.config.hidden_size), np.nan,
-                  dtype=np.float32)
+    groups = readout_groups(cohort, plan.brainlm.readout)
+    width = encoder.config.hidden_size * (1 if groups is None else int(groups.max()) + 1)
+    cls = np.full((len(n_windows), int(n_windows.max()), width), np.nan, dtype=np.float32)
     xyz = torch.from_numpy(cohort.xyz).to(device)
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=int(n_windows.sum()), desc="BrainLM CLS features", unit="window")
+        bar = tqdm(total=int(n_windows.sum()), desc=f"BrainLM {plan.brainlm.readout} features",
+                   unit="window")
     was_training = encoder.training
     encoder.eval()
     try:
         with torch.no_grad(), autocast(device):
             for rows, cols, batch in _batches(cohort, plan, plan.brainlm.batch_size):
                 signal = torch.from_numpy(batch).to(device)
-                cls[rows, cols] = _encode_batch(encoder, signal, xyz, plan).float().cpu().numpy()
+                latent = _encode_batch(encoder, signal, xyz, plan)
+                cls[rows, cols] = token_readout(latent, plan.brainlm.readout,
+                                                groups).float().cpu().numpy()
                 if bar is not None:
                     bar.update(len(batch))
     finally:
@@ -321,18 +332,21 @@ def _batches(cohort: Cohort, plan: Plan,
 
 def _encode_batch(encoder: BrainLM, signal: torch.Tensor, xyz: torch.Tensor,
                   plan: Plan) -> torch.Tensor:
+    """The encoder's final-LayerNorm output ``[B, 1 + tokens, H]`` in ROI-major token order."""
     batch_xyz = xyz.expand(len(signal), -1, -1)
     if plan.brainlm.token_order == "identity":
-        return encoder.encode(signal, batch_xyz, token_order="identity")
-    # BrainLM.encode draws one order per row, so a window's features would depend on its place
-    # in the batch; here every window gets the same n_shuffles orders, i.e. exactly what
-    # encode(window alone, token_order="shuffle-mean", seed=plan.seed) returns.
+        return encoder.encode_tokens(signal, batch_xyz)
+    # Every window gets the same n_shuffles orders (so its features do not depend on its batch);
+    # tokens are put back in ROI-major order before averaging over the orders.
     n_tokens = signal.shape[1] * (signal.shape[2] // encoder.config.timepoint_patching_size)
     generator = torch.Generator().manual_seed(plan.seed)
     total = 0
     for _ in range(plan.brainlm.n_shuffles):
         noise = torch.rand(1, n_tokens, generator=generator).expand(len(signal), -1)
-        total = total + encoder.vit(signal, batch_xyz, noise.to(signal.device), 0.0)[0][:, 0]
+        latent, _, ids_restore = encoder.vit(signal, batch_xyz, noise.to(signal.device), 0.0)
+        order = ids_restore.unsqueeze(-1).expand(-1, -1, latent.shape[-1])
+        tokens = torch.gather(latent[:, 1:], 1, order)
+        total = total + torch.cat([latent[:, :1], tokens], dim=1)
     return total / plan.brainlm.n_shuffles
 
 
@@ -350,6 +364,7 @@ def _encoder_record(encoder: BrainLM, plan: Plan, key: dict[str, Any],
         "config_sha256": key["config_sha256"],
         "hidden_size": encoder.config.hidden_size,
         "token_order": key["token_order"],
+        "readout": key["readout"],
         "n_shuffles": key["n_shuffles"],
         "shuffle_seed": key["shuffle_seed"],
         "windows": key["windows"],
