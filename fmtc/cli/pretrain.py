@@ -27,11 +27,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "--init: the simulated-pretrained encoder's cache folder)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the checkpoint already in --out")
+    parser.add_argument("--probe-cohort", type=Path, default=None, metavar="DIR",
+                        help="labelled cohort for the linear-probe report (pretrain.probe_points "
+                             "points; default without --cohort: the plan's SIMULATED probe "
+                             "cohort; with --cohort: no probe)")
     parser.add_argument("--init", default=None, metavar="SOURCE",
                         help="continue from this encoder (checkpoint folder, Hub id or "
                              "simulated-pretrained) instead of a random initialisation")
     add_plan_options(parser)
     parser.set_defaults(handler=run)
+
+
+def format_probe(report: dict) -> str:
+    """The probe report as a table: a row per read-out and target, a column per step."""
+    points = report["points"]
+    rows = [(r, t) for r, targets in points[0]["mcc"].items() for t in targets]
+    width = max(len(f"{r}:{t}") for r, t in rows) + 2
+    lines = ["linear-probe MCC by pretraining step (step 0: the random initialisation)",
+             " " * width + "".join(f"{p['step']:>8}" for p in points)]
+    lines += [f"{r}:{t}".ljust(width) + "".join(f"{p['mcc'][r][t]:>8.2f}" for p in points)
+              for r, t in rows]
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,9 +61,11 @@ def run(args: argparse.Namespace) -> int:
     from fmtc.represent.encoder import (
         build_simulated_encoder,
         pretraining_cohort_settings,
+        probe_cohort_settings,
         resolve_encoder,
     )
     from fmtc.represent.pretrain import CHECKPOINT_FILE, LOG_FILE, pretrain_brainlm
+    from fmtc.represent.probe import probe_set
     from fmtc.simulate.embedded import embedded_cohort
     from fmtc.storage import check_replaceable, check_writable, publish_folder
 
@@ -55,9 +73,9 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(plan.device)
     began = time.perf_counter()
     if args.out is None:
-        if args.cohort is not None or args.init is not None:
-            raise UsageError("--out is required with --cohort or --init (only the plan's "
-                             "simulated-pretrained encoder has a default folder)")
+        if args.cohort is not None or args.init is not None or args.probe_cohort is not None:
+            raise UsageError("--out is required with --cohort, --init or --probe-cohort (only "
+                             "the plan's simulated-pretrained encoder has a default folder)")
         out = build_simulated_encoder(plan, device, progress=bars())
         log = json.loads((out / LOG_FILE).read_text(encoding="utf-8"))
     else:
@@ -76,8 +94,16 @@ def run(args: argparse.Namespace) -> int:
             folder = args.cohort
         cohort = load_cohort(folder, label=plan.data.label, require_label=False)
         init = resolve_encoder(plan, device, args.init) if args.init is not None else None
+        probe_dir = args.probe_cohort
+        if probe_dir is None and args.cohort is None and plan.pretrain.probe_points:
+            probe_dir = embedded_cohort(plan, probe_cohort_settings(plan), progress=bars())
+        probes = None
+        if probe_dir is not None:
+            if not plan.pretrain.probe_points:
+                raise UsageError("--probe-cohort needs pretrain.probe_points >= 1 in the plan")
+            probes = probe_set(load_cohort(probe_dir, label=plan.data.label), plan.windows)
         log = pretrain_brainlm(cohort, staging, plan.pretrain, init=init, device=device,
-                               windows=plan.windows, progress=bars())
+                               windows=plan.windows, progress=bars(), probes=probes)
         publish_folder(staging, out)
     held_out = log["held_out"]
     losses = ", ".join(f"{name} {value:.4f}" for name, value in held_out["loss"].items())
@@ -85,5 +111,7 @@ def run(args: argparse.Namespace) -> int:
           f"{held_out['n_windows']} windows): {losses}")
     print(f"  trained / random init = {held_out['trained_vs_random_init']:.3f}, "
           f"trained / zero prediction = {held_out['trained_vs_zero_prediction']:.3f}")
+    if "probe" in log:
+        print(format_probe(log["probe"]))
     print(f"BrainLM checkpoint in {out} ({time.perf_counter() - began:.1f} s)")
     return 0

@@ -44,8 +44,9 @@ the ablation that shows what pretraining adds."""
 RANDOM_INIT_REGIONS = 424
 """``num_brain_voxels`` recorded in the random-init config (informational, as for A424)."""
 #: Bump when the pretraining recipe changes in a way the settings do not show.
-SIMULATED_RECIPE = 1
+SIMULATED_RECIPE = 2
 SETTINGS_FILE = "simulated_settings.json"
+PROBE_SEED_OFFSET = 7919
 
 
 def resolve_encoder(
@@ -191,6 +192,16 @@ def pretraining_cohort_settings(plan: Plan) -> SimulationPlan:
     )
 
 
+def probe_cohort_settings(plan: Plan) -> SimulationPlan:
+    """The labelled simulated cohort that probes the pretraining (``pretrain.probe_points``).
+
+    The plan's labelled cohort with another seed (``simulation.seed + PROBE_SEED_OFFSET``): other
+    subjects than any cohort evaluated under the plan's own seed, so the probe never looks at
+    the data the claims are measured on.
+    """
+    return dataclasses.replace(plan.simulation, seed=plan.simulation.seed + PROBE_SEED_OFFSET)
+
+
 def simulated_settings(plan: Plan) -> dict[str, Any]:
     """Every setting that shapes the simulated-pretrained encoder (its cache key's content)."""
     from fmtc.simulate.generator import GENERATOR_VERSION
@@ -200,6 +211,8 @@ def simulated_settings(plan: Plan) -> dict[str, Any]:
         "pretrain": dataclasses.asdict(plan.pretrain),
         "windows": dataclasses.asdict(plan.windows),
         "cohort": dataclasses.asdict(pretraining_cohort_settings(plan)),
+        "probe_cohort": (dataclasses.asdict(probe_cohort_settings(plan))
+                         if plan.pretrain.probe_points else None),
         "generator": GENERATOR_VERSION,
     }
 
@@ -236,10 +249,16 @@ def build_simulated_encoder(plan: Plan, device: torch.device, progress: bool = T
         plan, pretraining_cohort_settings(plan), unlabelled=True, progress=progress
     )
     cohort = load_cohort(cohort_dir, require_label=False)
+    probes = None
+    if plan.pretrain.probe_points:
+        from fmtc.represent.probe import probe_set
+
+        probe_dir = embedded_cohort(plan, probe_cohort_settings(plan), progress=progress)
+        probes = probe_set(load_cohort(probe_dir), plan.windows)
     staging = folder.with_name(f".{folder.name}.partial")
     pretrain_brainlm(
         cohort, staging, plan.pretrain, init=None, device=device, windows=plan.windows,
-        progress=progress,
+        progress=progress, probes=probes,
     )
     write_json(staging / SETTINGS_FILE, simulated_settings(plan))  # last: marks completion
     try:

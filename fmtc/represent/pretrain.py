@@ -4,7 +4,10 @@ The objective of BrainLM (Ortega Caro et al., "BrainLM: A foundation model for b
 recordings", ICLR 2024): tokens (20-time-point patches of one region) are shuffled, a fraction
 ``mask_ratio`` is dropped, the encoder sees the rest and the decoder reconstructs the dropped
 patches; the loss is their mean squared error. Each epoch draws one random window of
-``windows.length`` time points from every training subject's robust-scaled series.
+``windows.length`` time points from every training subject's robust-scaled series; with
+``pretrain.regions_per_window`` each window keeps a random subset of its regions (a step costs
+about its number of tokens, so more windows fit in the same time), and ``pretrain.masking: time``
+hides whole time patches instead of random tokens.
 
 Training is resumable: ``checkpoint.pt`` (model, optimiser, schedule, epoch and every random
 state) is replaced atomically after each epoch, and a rerun into the same folder continues from
@@ -12,7 +15,10 @@ it, giving the same weights as an uninterrupted run. The result is saved with
 :func:`fmtc.represent.loading.save_brainlm`, so ``load_brainlm(out_dir)`` reads it, and
 ``training_log.json`` records the loss per epoch and the masked-patch loss on held-out subjects of
 the trained model, the same architecture randomly initialised, and predicting zero (each region's
-median after robust scaling).
+median after robust scaling). Given a labelled probe cohort, ``probe_report.json`` records
+linear probes of its label and latent traits from the encoder's read-outs at
+``pretrain.probe_points`` points of the schedule and before the first step
+(:mod:`fmtc.represent.probe`).
 """
 
 from __future__ import annotations
@@ -33,11 +39,15 @@ from fmtc.plan import PretrainPlan, WindowPlan
 from fmtc.preprocess.transforms import make_windows, robust_scale
 from fmtc.represent.brainlm import BrainLM, BrainLMConfig
 from fmtc.represent.loading import save_brainlm
+from fmtc.represent.probe import ProbeSet, probe_encoder
 from fmtc.storage import atomic_open, sha256_file, write_json
 
 CHECKPOINT_FILE = "checkpoint.pt"
 LOG_FILE = "training_log.json"
+PROBE_FILE = "probe_report.json"
 GRADIENT_CLIP = 1.0
+MAX_HELD_OUT = 16
+"""Held-out subjects at most (they only score the model; more would cost time, not precision)."""
 _CHECKPOINT_FORMAT = 1
 
 
@@ -73,6 +83,7 @@ def pretrain_brainlm(
     windows: WindowPlan,
     progress: bool = True,
     held_out_fraction: float = 0.2,
+    probes: ProbeSet | None = None,
 ) -> dict[str, Any]:
     """Pretrain BrainLM with the masked-patch objective; save it in the checkpoint folder layout.
 
@@ -100,7 +111,13 @@ def pretrain_brainlm(
     progress : bool, default=True
         Show a progress bar.
     held_out_fraction : float, default=0.2
-        Fraction of subjects held out (at least one, and at least one left to train on).
+        Fraction of subjects held out (at least one, at most ``MAX_HELD_OUT``, and at least
+        one left to train on).
+    probes : ProbeSet, optional
+        A labelled probe cohort (:mod:`fmtc.represent.probe`): linear-probe MCCs of its label
+        and traits are measured before the first step and after ``settings.probe_points``
+        evenly spaced epochs, recorded in the checkpoint (a resumed run keeps them) and
+        written to ``probe_report.json``.
 
     Returns
     -------
@@ -131,14 +148,18 @@ def pretrain_brainlm(
                                        settings.warmup_fraction)
     state = _TrainingState(settings.seed)
     history: list[dict[str, float]] = []
+    probe_log: list[dict[str, Any]] = []
+    probe_epochs = _probe_epochs(settings.epochs, settings.probe_points if probes else 0)
     checkpoint = out_dir / CHECKPOINT_FILE
     cuda = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):  # dropout draws from the global RNG: keep it ours
         torch.manual_seed(settings.seed)
         start = 0
         if checkpoint.is_file():
-            start, history = _resume(checkpoint, identity, model, optimizer, scheduler, state,
-                                     device)
+            start, history, probe_log = _resume(checkpoint, identity, model, optimizer,
+                                                scheduler, state, device)
+        if probes is not None and probe_epochs and start == 0:
+            probe_log = [_probe_point(model, probes, 0, 0, settings, device)]
         xyz = torch.from_numpy(cohort.xyz).to(device)
         bar = _progress_bar(progress, settings.epochs * steps_per_epoch,
                             start * steps_per_epoch)
@@ -146,14 +167,18 @@ def pretrain_brainlm(
             for epoch in range(start, settings.epochs):
                 began = time.perf_counter()
                 batches = _epoch_batches(scaled, train_ids, windows.length, settings.batch_size,
-                                         state.numpy)
+                                         state.numpy, settings.regions_per_window)
                 loss = _train_epoch(model, batches, xyz, optimizer, scheduler, state,
-                                    settings.mask_ratio, device, bar)
+                                    settings.mask_ratio, settings.masking, device, bar)
                 history.append({"epoch": epoch + 1, "train_loss": loss,
                                 "lr_end": scheduler.get_last_lr()[0],
                                 "seconds": round(time.perf_counter() - began, 3)})
-                _save_checkpoint(checkpoint, identity, epoch + 1, history, model, optimizer,
-                                 scheduler, state, device)
+                if probes is not None and epoch + 1 in probe_epochs:
+                    probe_log.append(_probe_point(model, probes, epoch + 1,
+                                                  (epoch + 1) * steps_per_epoch, settings,
+                                                  device))
+                _save_checkpoint(checkpoint, identity, epoch + 1, history, probe_log, model,
+                                 optimizer, scheduler, state, device)
         finally:
             if bar is not None:
                 bar.close()
@@ -177,8 +202,32 @@ def pretrain_brainlm(
         "weights_sha256": sha256_file(out_dir / "pytorch_model.bin"),
         "device": describe_device(device),
     }
+    if probe_log:
+        report = {"probe_cohort": probes.description if probes is not None else None,
+                  "method": "pooled MCC of standardised logistic regression (C = 0.1), "
+                            "5-fold x 2 repeats; traits split at their median; step 0 is the "
+                            "random initialisation",
+                  "points": probe_log}
+        write_json(out_dir / PROBE_FILE, report)
+        log["probe"] = report
     write_json(out_dir / LOG_FILE, log)
     return log
+
+
+def _probe_epochs(epochs: int, points: int) -> set[int]:
+    """The epochs after which the probe runs: ``points`` evenly spaced ones, the last included."""
+    if points <= 0:
+        return set()
+    return {max(1, round(epochs * k / points)) for k in range(1, points + 1)}
+
+
+def _probe_point(model: BrainLM, probes: ProbeSet, epoch: int, step: int,
+                 settings: PretrainPlan, device: torch.device) -> dict[str, Any]:
+    began = time.perf_counter()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        mcc = probe_encoder(model, probes, device, seed=settings.seed)
+    return {"epoch": epoch, "step": step, "mcc": mcc,
+            "seconds": round(time.perf_counter() - began, 3)}
 
 
 # ------------------------------------------------------------------------------------ training
@@ -200,6 +249,26 @@ def warmup_cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int,
         return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def masking_noise(shape: tuple[int, ...], patch: int, masking: str,
+                  generator: torch.Generator) -> torch.Tensor:
+    """BrainLM's per-token masking noise ``[B, R * P]`` (the lowest values are kept).
+
+    ``random`` masks tokens independently (BrainLM's own scheme). ``time`` masks whole time
+    patches: every region of a window shares its patch's draw, so a hidden stretch of time must be
+    filled in from the visible ones before and after it, not copied from other regions at the same
+    moment (the fraction hidden is still ``mask_ratio`` of the tokens).
+    """
+    batch, regions, timepoints = shape[:3]
+    n_patches = timepoints // patch
+    if masking == "random":
+        return torch.rand(batch, regions * n_patches, generator=generator)
+    if masking != "time":
+        raise ValueError(f"unknown masking {masking!r}; use 'random' or 'time'")
+    rank = torch.rand(batch, 1, n_patches, generator=generator).argsort(-1).argsort(-1)
+    within = torch.rand(batch, regions, n_patches, generator=generator)
+    return ((rank + within) / n_patches).flatten(1)
 
 
 class _TrainingState:
@@ -237,7 +306,7 @@ def _split_subjects(cohort: Cohort, fraction: float, seed: int) -> tuple[list[st
                          "least 2 (one is held out to score the model)")
     if not 0 < fraction < 1:
         raise ValueError(f"held_out_fraction must lie in (0, 1), got {fraction}")
-    n_held = min(max(1, round(fraction * len(ids))), len(ids) - 1)
+    n_held = min(max(1, round(fraction * len(ids))), len(ids) - 1, MAX_HELD_OUT)
     order = np.random.default_rng([seed, 0]).permutation(len(ids))
     held = {int(i) for i in order[:n_held]}
     return ([pid for i, pid in enumerate(ids) if i not in held],
@@ -245,28 +314,41 @@ def _split_subjects(cohort: Cohort, fraction: float, seed: int) -> tuple[list[st
 
 
 def _epoch_batches(scaled: dict[str, np.ndarray], train_ids: list[str], length: int,
-                   batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """One random window per training subject, in a random order, cut into batches."""
-    windows = []
+                   batch_size: int, rng: np.random.Generator,
+                   regions: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One random window per training subject, in a random order, cut into batches.
+
+    Each batch is ``(windows [B, R', length], region positions [B, R'])``; with ``regions``
+    every window keeps a random subset of that many regions (in atlas order), so a step costs
+    a fraction of a full window's attention while every region is still seen across steps.
+    """
+    windows, picks = [], []
     for index in rng.permutation(len(train_ids)):
         series = scaled[train_ids[index]]
         start = int(rng.integers(0, max(series.shape[0] - length, 0) + 1))
-        windows.append(make_windows(series[start:start + length], length, length, 1)[0])
-    return [np.stack(windows[i:i + batch_size]) for i in range(0, len(windows), batch_size)]
+        window = make_windows(series[start:start + length], length, length, 1)[0]
+        pick = np.arange(window.shape[0])
+        if regions is not None and regions < window.shape[0]:
+            pick = np.sort(rng.choice(window.shape[0], size=regions, replace=False))
+        windows.append(window[pick])
+        picks.append(pick)
+    return [(np.stack(windows[i:i + batch_size]), np.stack(picks[i:i + batch_size]))
+            for i in range(0, len(windows), batch_size)]
 
 
-def _train_epoch(model: BrainLM, batches: list[np.ndarray], xyz: torch.Tensor,
+def _train_epoch(model: BrainLM, batches: list[tuple[np.ndarray, np.ndarray]],
+                 xyz: torch.Tensor,
                  optimizer: torch.optim.Optimizer, scheduler: Any, state: _TrainingState,
-                 mask_ratio: float, device: torch.device, bar: Any) -> float:
+                 mask_ratio: float, masking: str, device: torch.device, bar: Any) -> float:
     """One pass over ``batches``; returns the mean training loss."""
     model.train()
     total = 0.0
-    for batch in batches:
+    for batch, picks in batches:
         signal = torch.from_numpy(batch).to(device)
-        n_tokens = signal.shape[1] * (signal.shape[2] // model.config.timepoint_patching_size)
-        noise = torch.rand(signal.shape[0], n_tokens, generator=state.noise)
+        noise = masking_noise(signal.shape, model.config.timepoint_patching_size, masking,
+                              state.noise)
         with autocast(device):
-            loss = model(signal, xyz.expand(len(batch), -1, -1), noise=noise.to(device),
+            loss = model(signal, xyz[torch.from_numpy(picks).to(device)], noise=noise.to(device),
                          mask_ratio=mask_ratio).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -277,7 +359,7 @@ def _train_epoch(model: BrainLM, batches: list[np.ndarray], xyz: torch.Tensor,
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
-    return total / sum(len(batch) for batch in batches)
+    return total / sum(len(batch) for batch, _ in batches)
 
 
 def _progress_bar(progress: bool, total: int, initial: int) -> Any:
@@ -292,13 +374,14 @@ def _progress_bar(progress: bool, total: int, initial: int) -> Any:
 
 
 def _save_checkpoint(path: Path, identity: dict[str, Any], epoch: int, history: list,
-                     model: BrainLM, optimizer: torch.optim.Optimizer, scheduler: Any,
-                     state: _TrainingState, device: torch.device) -> None:
+                     probe_log: list, model: BrainLM, optimizer: torch.optim.Optimizer,
+                     scheduler: Any, state: _TrainingState, device: torch.device) -> None:
     payload = {
         "format": _CHECKPOINT_FORMAT,
         "identity": identity,
         "epoch": epoch,
         "history": history,
+        "probes": probe_log,
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
@@ -310,7 +393,7 @@ def _save_checkpoint(path: Path, identity: dict[str, Any], epoch: int, history: 
 
 def _resume(path: Path, identity: dict[str, Any], model: BrainLM,
             optimizer: torch.optim.Optimizer, scheduler: Any, state: _TrainingState,
-            device: torch.device) -> tuple[int, list]:
+            device: torch.device) -> tuple[int, list, list]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -326,7 +409,7 @@ def _resume(path: Path, identity: dict[str, Any], model: BrainLM,
     optimizer.load_state_dict(payload["optimizer"])
     scheduler.load_state_dict(payload["scheduler"])
     state.load_state_dict(payload["rng"], device)
-    return int(payload["epoch"]), list(payload["history"])
+    return int(payload["epoch"]), list(payload["history"]), list(payload.get("probes", []))
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -357,9 +440,8 @@ def _held_out_losses(cohort: Cohort, held_ids: list[str], windows: WindowPlan,
         for pid in held_ids
     ])
     patch = next(iter(models.values())).config.timepoint_patching_size
-    n_tokens = signal.shape[1] * (signal.shape[2] // patch)
     generator = torch.Generator().manual_seed(settings.seed)
-    noise = torch.rand(len(signal), n_tokens, generator=generator)
+    noise = masking_noise(signal.shape, patch, settings.masking, generator)
     xyz = torch.from_numpy(cohort.xyz).to(device)
     totals = dict.fromkeys(models, 0.0) | {"zero_prediction": 0.0}
     weight = 0.0
