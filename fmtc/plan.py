@@ -114,6 +114,10 @@ class BrainLMArchitecture:
     decoder_intermediate_size: int = 1024
 
 
+READOUTS = ("cls", "mean", "network-mean")
+"""TS read-outs of the encoder (``brainlm.readout``)."""
+
+
 @dataclass(frozen=True)
 class BrainLMPlan:
     """Which frozen BrainLM encoder produces the TS features, and how.
@@ -121,10 +125,13 @@ class BrainLMPlan:
     ``source: simulated-pretrained`` is a small BrainLM pretrained by
     ``fmtc pretrain`` on the simulator's pain-agnostic cohort, built once and
     cached (no network); ``random-init`` is the same architecture untrained (seed
-    ``pretrain.seed``), the ablation. Any other value is a local checkpoint folder or a
-    Hugging Face repo id with subfolder (``vandijklab/brainlm/old_13M``). Pin a Hub
-    checkpoint with ``revision`` (a commit) and/or ``sha256`` (of its weight file, checked
-    before loading); an unpinned one is reported with the commit it resolved to.
+    ``pretrain.seed``), the ablation. ``readout`` is the TS feature of a window: ``cls`` (the
+    paper's CLS vector), ``mean`` (the mean of the encoder's region tokens) or ``network-mean``
+    (their mean within each atlas network, concatenated in sorted network order). Any other
+    ``source`` is a local checkpoint folder or a Hugging Face repo id with subfolder
+    (``vandijklab/brainlm/old_13M``). Pin a Hub checkpoint with ``revision`` (a commit)
+    and/or ``sha256`` (of its weight file, checked before loading); an unpinned one is
+    reported with the commit it resolved to.
     """
 
     source: str = "simulated-pretrained"
@@ -133,6 +140,7 @@ class BrainLMPlan:
     token_order: Literal["identity", "shuffle-mean"] = "identity"
     n_shuffles: int = 8
     batch_size: int = 8
+    readout: Literal["cls", "mean", "network-mean"] = "cls"
 
 
 @dataclass(frozen=True)
@@ -148,10 +156,16 @@ class PretrainPlan:
     warmup_fraction: float = 0.1
     weight_decay: float = 0.05
     mask_ratio: float = 0.2
+    masking: Literal["random", "time"] = "random"
+    regions_per_window: int | None = None
+    probe_points: int = 0
     seed: int = 0
 
     def check(self, key: str) -> None:
         _require(0 < self.mask_ratio < 1, f"{key}.mask_ratio", "must lie in (0, 1)")
+        _require(self.probe_points >= 0, f"{key}.probe_points", "must be >= 0 (0: no probe)")
+        _require(self.regions_per_window is None or self.regions_per_window >= 2,
+                 f"{key}.regions_per_window", "must be null (every region) or >= 2")
         _require(self.epochs >= 1, f"{key}.epochs", "must be >= 1")
         _require(0 <= self.warmup_fraction < 1, f"{key}.warmup_fraction", "must lie in [0, 1)")
 

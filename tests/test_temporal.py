@@ -78,5 +78,5 @@ def test_the_handcrafted_baseline_reads_a_planted_temporal_effect_and_nothing_wi
         metrics = run.metrics
         pooled = metrics[(metrics["fold"] == "pooled") & (metrics["metric"] == "mcc")]
         mcc[effect] = float(pooled["value"].mean())
-    assert mcc[3.0] > 0.4, mcc  # the planted AR change in 13 regions is readable
+    assert mcc[3.0] > 0.4, mcc  # the planted trait (a network's timescale) is readable
     assert abs(mcc[0.0]) < 0.4, mcc  # and nothing is found where nothing is planted

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from fmtc.cli.options import (
     add_plan_options,
@@ -26,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "experiments.")
     parser.add_argument("name", nargs="?", default=None, help="experiment name")
     parser.add_argument("--list", action="store_true", help="list the plan's experiments")
+    parser.add_argument("--cohort", type=Path, default=None, metavar="DIR",
+                        help="cohort folder (default: the plan's cohort, data.cohort)")
     add_run_options(parser)
     add_plan_options(parser)
     parser.set_defaults(handler=run)
@@ -50,7 +53,12 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("name the experiment to run (one of those listed above), or pass "
                          "--list")
     experiment_plan(plan, args.name)  # an unknown name fails before any work
-    cohort = plan_cohort(plan, progress=bars())
+    if args.cohort is not None:
+        from fmtc.cohort.folder import load_cohort
+
+        cohort = load_cohort(args.cohort, label=plan.data.label)
+    else:
+        cohort = plan_cohort(plan, progress=bars())
     print_cohort(cohort)
     result = run_experiment(plan, args.name, cohort=cohort, out=args.out,
                             executor=executor_for(plan),
