@@ -269,3 +269,114 @@ def plot_contrasts(contrasts: pd.DataFrame, names: dict[str, str] | None = None,
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35 if len(contrasts) < 3 else -0.2),
               fontsize=8, frameon=False, ncol=2)
     return fig
+
+
+def trait_table(cohort: Cohort) -> pd.DataFrame:
+    """Per subject of a simulated cohort: traits, label, and what FC and lag-1 see of trait 1.
+
+    Returns
+    -------
+    DataFrame
+        ``participant_id``, ``trait-1`` ... , the label, ``lag1`` (mean lag-1 autocorrelation
+        of the first trait network's regions) and ``fc_within`` (their mean Pearson
+        correlation with each other).
+    """
+    from fmtc.preprocess.transforms import lag_autocorrelation
+
+    truth = cohort.ground_truth or {}
+    if "subject_traits" not in truth:
+        raise ValueError(f"{cohort.root} records no latent traits (only simulated cohorts of "
+                         "generator version 3 or later do); simulate it again with fmtc simulate")
+    members = cohort.regions["index"].isin(truth["ts_regions"]).to_numpy()
+    rows = []
+    for pid in cohort.subject_ids:
+        series = cohort.timeseries[pid]
+        within = np.corrcoef(series[:, members].T)
+        rows.append({
+            "participant_id": pid,
+            **{f"trait-{k + 1}": v for k, v in enumerate(truth["subject_traits"][pid])},
+            "lag1": float(lag_autocorrelation(series)[members].mean()),
+            "fc_within": float(within[np.triu_indices_from(within, 1)].mean()),
+        })
+    table = pd.DataFrame(rows)
+    if cohort.label_column is not None:
+        table[cohort.label_column] = cohort.labels
+    return table
+
+
+def plot_trait(cohort: Cohort) -> Figure:
+    """What the first latent trait does: a slow and a fast subject, and what lag-1 and FC see."""
+    import matplotlib.pyplot as plt
+
+    table = trait_table(cohort)
+    truth = cohort.ground_truth
+    members = cohort.regions["index"].isin(truth["ts_regions"]).to_numpy()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), gridspec_kw={"width_ratios": [2, 1, 1]})
+    order = table.sort_values("trait-1")
+    for row, colour, name in ((order.iloc[0], "#1f77b4", "lowest"),
+                              (order.iloc[-1], "#d62728", "highest")):
+        pid = row["participant_id"]
+        series = robust_scale(cohort.timeseries[pid])[:, members].mean(1)
+        t = np.arange(min(len(series), 120)) * cohort.repetition_time[pid]
+        axes[0].plot(t, series[:len(t)], color=colour, lw=1.2,
+                     label=f"{pid} ({name} trait, z = {row['trait-1']:+.1f})")
+    axes[0].set(xlabel="time (s)", ylabel="mean of the trait network (scaled)",
+                title=f"{truth['ts_network']}: the trait sets its timescale")
+    axes[0].legend(fontsize=8, loc="upper right")
+    colours = (np.where(table[cohort.label_column] == 1, "#d62728", "#1f77b4")
+               if cohort.label_column else "#555555")
+    for ax, column, label in ((axes[1], "lag1", "lag-1 autocorrelation"),
+                              (axes[2], "fc_within", "mean within-network FC")):
+        ax.scatter(table["trait-1"], table[column], s=14, c=colours)
+        r = np.corrcoef(table["trait-1"], table[column])[0, 1]
+        ax.set(xlabel="trait 1 (z)", ylabel=label, title=f"{label}: r = {r:.2f}")
+    fig.tight_layout()
+    _mark_simulated(fig, cohort)
+    return fig
+
+
+def plot_probe_report(report: dict, targets: tuple[str, ...] = ("label", "trait-1")) -> Figure:
+    """Linear-probe MCC against pretraining steps, one panel per target, a line per read-out."""
+    import matplotlib.pyplot as plt
+
+    points = report["points"]
+    steps = [p["step"] for p in points]
+    readouts = list(points[0]["mcc"])
+    columns = min(2, len(targets))
+    rows = -(-len(targets) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 3.3 * rows), sharey=True,
+                             squeeze=False)
+    for ax, target in zip(axes.flat, targets, strict=False):
+        for readout in readouts:
+            ax.plot(steps, [p["mcc"][readout].get(target, np.nan) for p in points], marker="o",
+                    label=readout)
+        ax.axhline(0, color="#888888", lw=0.8)
+        ax.set(title=f"probe of {target}")
+    for ax in axes[-1]:
+        ax.set_xlabel("pretraining step (0: random initialisation)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("pooled MCC (linear probe)")
+    for ax in axes.flat[len(targets):]:
+        ax.set_visible(False)
+    axes.flat[0].legend(title="read-out", fontsize=8)
+    fig.tight_layout()
+    fig.text(0.995, 0.005, "SIMULATED", ha="right", va="bottom", fontsize=9, color="#b30000",
+             fontweight="bold", alpha=0.8)
+    return fig
+
+
+def plot_pretraining_loss(log: dict) -> Figure:
+    """Training loss per epoch, with the held-out loss of the trained and random-init models."""
+    import matplotlib.pyplot as plt
+
+    epochs = [e["epoch"] for e in log["epochs"]]
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    ax.plot(epochs, [e["train_loss"] for e in log["epochs"]], label="training (masked patches)")
+    held = log["held_out"]["loss"]
+    for name, style in (("trained", "-"), ("random_init", "--"), ("zero_prediction", ":")):
+        ax.axhline(held[name], ls=style, color="#444444" if name != "trained" else "#2ca02c",
+                   label=f"held-out, {name.replace('_', ' ')}: {held[name]:.3f}")
+    ax.set(xlabel="epoch", ylabel="masked-patch MSE")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

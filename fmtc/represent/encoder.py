@@ -195,11 +195,12 @@ def pretraining_cohort_settings(plan: Plan) -> SimulationPlan:
 def probe_cohort_settings(plan: Plan) -> SimulationPlan:
     """The labelled simulated cohort that probes the pretraining (``pretrain.probe_points``).
 
-    The plan's labelled cohort with another seed (``simulation.seed + PROBE_SEED_OFFSET``): other
-    subjects than any cohort evaluated under the plan's own seed, so the probe never looks at
-    the data the claims are measured on.
+    The plan's labelled cohort drawn with seed ``pretrain.seed + PROBE_SEED_OFFSET``: other
+    subjects than the cohorts the claims are measured on (their seeds are small numbers), and
+    independent of ``simulation.seed``, so choosing another labelled cohort does not retrain
+    the encoder.
     """
-    return dataclasses.replace(plan.simulation, seed=plan.simulation.seed + PROBE_SEED_OFFSET)
+    return dataclasses.replace(plan.simulation, seed=plan.pretrain.seed + PROBE_SEED_OFFSET)
 
 
 def simulated_settings(plan: Plan) -> dict[str, Any]:
