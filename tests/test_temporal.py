@@ -79,4 +79,6 @@ def test_the_handcrafted_baseline_reads_a_planted_temporal_effect_and_nothing_wi
         pooled = metrics[(metrics["fold"] == "pooled") & (metrics["metric"] == "mcc")]
         mcc[effect] = float(pooled["value"].mean())
     assert mcc[3.0] > 0.4, mcc  # the planted trait (a network's timescale) is readable
-    assert abs(mcc[0.0]) < 0.4, mcc  # and nothing is found where nothing is planted
+    # and nothing is found where nothing is planted. Below-chance values are the usual
+    # small-sample artefact of cross-validation without signal (-0.46 at this seed), not a find.
+    assert mcc[0.0] < 0.2, mcc
