@@ -65,6 +65,7 @@ N_TRAITS = 3
 
 _BURN_IN = 40
 _FC_SHARE = 0.45   # variance share of the shared signal in fc_regions
+# Trait constants, chosen on calibration seeds 1 and 2 (book: the simulator page).
 _TRAIT_SHARE = 0.7  # variance share of the trait-paced signal in its network's regions
 _TRAIT_AR = (0.45, 0.5, 1.5)  # AR(1) coefficient = a + b * sigmoid(c * z)
 _TS_GAIN = 0.8     # label shift of the first trait per unit of effect (delta, at most 0.95)
@@ -94,7 +95,7 @@ def trait_networks(atlas: Atlas) -> list[str]:
 
 
 def trait_ar(z: np.ndarray | float) -> np.ndarray:
-    """AR(1) coefficient per volume of a trait-paced network signal (0.45 slow-less .. 0.95)."""
+    """AR(1) coefficient per volume of a trait-paced signal: 0.45 (very low z) to 0.95 (high)."""
     a, b, c = _TRAIT_AR
     return a + b / (1.0 + np.exp(-c * np.asarray(z, dtype=float)))
 
