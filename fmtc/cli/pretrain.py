@@ -61,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
     from fmtc.represent.encoder import (
         build_simulated_encoder,
         pretraining_cohort_settings,
-        probe_cohort_settings,
         resolve_encoder,
+        simulated_probe_set,
     )
     from fmtc.represent.pretrain import CHECKPOINT_FILE, LOG_FILE, pretrain_brainlm
     from fmtc.represent.probe import probe_set
@@ -94,14 +94,14 @@ def run(args: argparse.Namespace) -> int:
             folder = args.cohort
         cohort = load_cohort(folder, label=plan.data.label, require_label=False)
         init = resolve_encoder(plan, device, args.init) if args.init is not None else None
-        probe_dir = args.probe_cohort
-        if probe_dir is None and args.cohort is None and plan.pretrain.probe_points:
-            probe_dir = embedded_cohort(plan, probe_cohort_settings(plan), progress=bars())
         probes = None
-        if probe_dir is not None:
+        if args.probe_cohort is not None:
             if not plan.pretrain.probe_points:
                 raise UsageError("--probe-cohort needs pretrain.probe_points >= 1 in the plan")
-            probes = probe_set(load_cohort(probe_dir, label=plan.data.label), plan.windows)
+            probes = probe_set(load_cohort(args.probe_cohort, label=plan.data.label),
+                               plan.windows)
+        elif args.cohort is None and plan.pretrain.probe_points:
+            probes = simulated_probe_set(plan, progress=bars())
         log = pretrain_brainlm(cohort, staging, plan.pretrain, init=init, device=device,
                                windows=plan.windows, progress=bars(), probes=probes)
         publish_folder(staging, out)

@@ -20,7 +20,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -34,6 +34,9 @@ from fmtc.represent.loading import (
     looks_like_path,
 )
 from fmtc.storage import check_writable, sha256_file, write_json
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fmtc.represent.probe import ProbeSet
 
 logger = logging.getLogger(__name__)
 
@@ -203,6 +206,16 @@ def probe_cohort_settings(plan: Plan) -> SimulationPlan:
     return dataclasses.replace(plan.simulation, seed=plan.pretrain.seed + PROBE_SEED_OFFSET)
 
 
+def simulated_probe_set(plan: Plan, progress: bool = True) -> ProbeSet:
+    """The plan's simulated probe cohort (:func:`probe_cohort_settings`), ready to probe."""
+    from fmtc.cohort.folder import load_cohort
+    from fmtc.represent.probe import probe_set
+    from fmtc.simulate.embedded import embedded_cohort
+
+    folder = embedded_cohort(plan, probe_cohort_settings(plan), progress=progress)
+    return probe_set(load_cohort(folder), plan.windows)
+
+
 def simulated_settings(plan: Plan) -> dict[str, Any]:
     """Every setting that shapes the simulated-pretrained encoder (its cache key's content)."""
     from fmtc.simulate.generator import GENERATOR_VERSION
@@ -250,12 +263,7 @@ def build_simulated_encoder(plan: Plan, device: torch.device, progress: bool = T
         plan, pretraining_cohort_settings(plan), unlabelled=True, progress=progress
     )
     cohort = load_cohort(cohort_dir, require_label=False)
-    probes = None
-    if plan.pretrain.probe_points:
-        from fmtc.represent.probe import probe_set
-
-        probe_dir = embedded_cohort(plan, probe_cohort_settings(plan), progress=progress)
-        probes = probe_set(load_cohort(probe_dir), plan.windows)
+    probes = simulated_probe_set(plan, progress) if plan.pretrain.probe_points else None
     staging = folder.with_name(f".{folder.name}.partial")
     pretrain_brainlm(
         cohort, staging, plan.pretrain, init=None, device=device, windows=plan.windows,

@@ -5,9 +5,9 @@ recordings", ICLR 2024): tokens (20-time-point patches of one region) are shuffl
 ``mask_ratio`` is dropped, the encoder sees the rest and the decoder reconstructs the dropped
 patches; the loss is their mean squared error. Each epoch draws one random window of
 ``windows.length`` time points from every training subject's robust-scaled series; with
-``pretrain.regions_per_window`` each window keeps a random subset of its regions (a step costs
-about its number of tokens, so more windows fit in the same time), and ``pretrain.masking: time``
-hides whole time patches instead of random tokens.
+``pretrain.regions_per_window`` each window keeps a random subset of its regions (fewer tokens
+per step, so more windows fit in the same time; ``benchmarks/bench_pretraining.py``), and
+``pretrain.masking: time`` hides whole time patches instead of random tokens.
 
 Training is resumable: ``checkpoint.pt`` (model, optimiser, schedule, epoch and every random
 state) is replaced atomically after each epoch, and a rerun into the same folder continues from
