@@ -325,7 +325,9 @@ def test_paper_selection_scores_at_least_the_honest_one_on_every_test_fold(exper
     table = mcc.pivot_table(index=["model", "repeat", "fold"], columns="selection",
                             values="value")
     assert len(table) == 3 * len(TORCH_MODELS)
-    assert (table["paper"] >= table["honest"] - 1e-12).all()
+    # The paper's rule takes the best test MCC when one beats 0; when none does, it keeps
+    # epoch 0 (the authors' best_epoch = 0), and then the honest MCC is <= 0 too.
+    assert ((table["paper"] >= table["honest"] - 1e-12) | (table["honest"] <= 0)).all()
     assert (table["paper"] > table["honest"]).any()  # the selections do differ here
 
 
@@ -338,7 +340,8 @@ def test_trajectories_mark_the_epoch_each_selection_read(experiment):
         paper = part.loc[part["selected_paper"] == 1]
         honest = part.loc[part["selected_honest"] == 1]
         assert len(paper) == 1 and len(honest) == 1
-        assert paper.index[0] == part["test_mcc"].idxmax()  # the first best test epoch
+        best = part["test_mcc"].idxmax()  # the first best test epoch, if it beats MCC 0
+        assert paper.index[0] == (best if part["test_mcc"].max() > 0 else part.index[0])
         assert honest["val_mcc"].iloc[0] == part["val_mcc"].max()
         for name, row in (("paper", paper), ("honest", honest)):
             assert metrics.at[(model, name, str(fold), "mcc"), "value"] == pytest.approx(
