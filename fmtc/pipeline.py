@@ -82,6 +82,9 @@ class DataRequest:
     fc_kind: str | None
     features: dict[str, Any] | None  # brainlm, windows, pretrain settings (None: no CLS)
     temporal: bool = False  # handcrafted temporal features
+    # Protocol switches of the FC input: {"input_scaling": "none"}, {"fc_windows": <windows>}
+    # (per-window FC, for eval_crops random or gram_raw_window); empty at the defaults.
+    fc_options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -89,6 +92,8 @@ class DataRequest:
         payload = {"fc": self.fc_kind, "cls": self.features}
         if self.temporal:  # absent otherwise: keys of earlier requests are unchanged
             payload["temporal"] = True
+        if self.fc_options:  # likewise
+            payload["fc_options"] = self.fc_options
         payload = json.dumps(payload, sort_keys=True)
         return "data-" + hashlib.sha256(payload.encode()).hexdigest()[:8]
 
@@ -142,18 +147,34 @@ def resolve_arms(plan: Plan, arms: dict[str, ArmPlan], device: Any,
         request = DataRequest(
             fc_kind=arm_plan.connectivity.kind if "fc" in spec.inputs else None,
             features=_feature_settings(arm_plan) if "cls" in spec.inputs else None,
-            temporal="temporal" in spec.inputs)
+            temporal="temporal" in spec.inputs,
+            fc_options=_fc_options(arm_plan, spec) if "fc" in spec.inputs else {})
         requests.setdefault(request.key, (arm_plan, request))
         context = ModelContext(device=device, pool_size=arm_plan.connectivity.pool_size,
-                               fc_kind=arm_plan.connectivity.kind)
+                               fc_kind=arm_plan.connectivity.kind,
+                               zero_grad=arm_plan.protocol.zero_grad,
+                               eval_crops=arm_plan.protocol.eval_crops)
         resolved.append(Arm(name, arm.model, model_params(arm_plan, arm.model), context,
                             request.key, spec))
     return resolved, requests
 
 
+def _fc_options(plan: Plan, spec: Any) -> dict[str, Any]:
+    """The protocol switches that change an arm's FC input (empty at the defaults)."""
+    options: dict[str, Any] = {}
+    if plan.protocol.input_scaling != "robust":
+        options["input_scaling"] = plan.protocol.input_scaling
+    if plan.connectivity.kind == "gram_raw_window" or (
+            spec.epochs and plan.protocol.eval_crops == "random"):
+        options["fc_windows"] = dataclasses.asdict(plan.windows)
+    return options
+
+
 def _feature_settings(plan: Plan) -> dict[str, Any]:
     settings = {"brainlm": dataclasses.asdict(plan.brainlm),
                 "windows": dataclasses.asdict(plan.windows)}
+    if plan.protocol.input_scaling != "robust":  # absent at the default: keys unchanged
+        settings["input_scaling"] = plan.protocol.input_scaling
     if plan.brainlm.source == "simulated-pretrained":
         settings["pretrain"] = dataclasses.asdict(plan.pretrain)
     elif plan.brainlm.source == "random-init":  # its weights follow from these two
@@ -162,12 +183,51 @@ def _feature_settings(plan: Plan) -> dict[str, Any]:
     return settings
 
 
-def cohort_connectivity(cohort: Cohort, kind: str) -> np.ndarray:
-    """``[N, R, R]`` connectivity of every participant (robust-scaled series, then ``kind``)."""
-    from fmtc.preprocess.transforms import functional_connectivity, robust_scale
+def cohort_connectivity(cohort: Cohort, kind: str, input_scaling: str = "robust",
+                        windows: dict[str, int] | None = None) -> np.ndarray:
+    """``[N, R, R]`` connectivity of every participant (scaled series, then ``kind``).
 
-    return np.stack([functional_connectivity(robust_scale(cohort.timeseries[s]), kind)
+    ``input_scaling`` is ``protocol.input_scaling`` (``none``: the raw recording). ``kind:
+    gram_raw_window`` is defined per window (:func:`cohort_window_connectivity`); its
+    subject-level matrix, read only by models without per-window inputs (the FC logistic
+    baseline), is the mean of the raw-crop Grams over the window set ``windows``.
+    """
+    from fmtc.preprocess.transforms import functional_connectivity, scale_input
+
+    if kind == "gram_raw_window":
+        return np.nanmean(cohort_window_connectivity(cohort, kind, windows or {}), axis=1)
+    return np.stack([functional_connectivity(scale_input(cohort.timeseries[s], input_scaling),
+                                             kind)
                      for s in cohort.subject_ids])
+
+
+def cohort_window_connectivity(cohort: Cohort, kind: str, windows: dict[str, int],
+                               input_scaling: str = "robust") -> np.ndarray:
+    """``[N, W, R, R]`` connectivity of each window's crop (NaN beyond a subject's windows).
+
+    See :func:`fmtc.preprocess.transforms.window_connectivity`; ``windows`` holds ``length``,
+    ``stride`` and ``max_windows`` (default: the plan's defaults).
+    """
+    from fmtc.plan import WindowPlan
+    from fmtc.preprocess.transforms import window_connectivity
+
+    spec = dataclasses.replace(WindowPlan(), **windows)
+    per_subject = [window_connectivity(cohort.timeseries[s], kind, spec.length, spec.stride,
+                                       spec.max_windows, input_scaling)
+                   for s in cohort.subject_ids]
+    width = max(len(m) for m in per_subject)
+    out = np.full((len(per_subject), width, *per_subject[0].shape[1:]), np.nan, dtype=np.float32)
+    for i, matrices in enumerate(per_subject):
+        out[i, :len(matrices)] = matrices
+    return out
+
+
+def _aligned_draws(features: Any, subject_ids: list[str]) -> np.ndarray | None:
+    draws = getattr(features, "cls_draws", None)
+    if draws is None:
+        return None
+    position = {s: i for i, s in enumerate(features.subject_ids)}
+    return np.asarray(draws)[np.array([position[s] for s in subject_ids])]
 
 
 def _aligned_features(features: Any, subject_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -198,17 +258,27 @@ def gather_datasets(cohort: Cohort, requests: Requests, *,
         raise ValueError(f"precomputed features were given, but the arms read {len(settings)} "
                          "different BrainLM feature settings (encoders, windows or token "
                          "orders); pass features=None to compute each")
-    connectivity: dict[str, np.ndarray] = {}
+    connectivity: dict[Any, np.ndarray] = {}
     cls_cache: dict[str, Any] = {}
     temporal = None
     out = {}
     for key, (arm_plan, request) in requests.items():
-        fc = None
+        fc = fc_windows = None
+        scaling = request.fc_options.get("input_scaling", "robust")
+        spec = request.fc_options.get("fc_windows")
         if request.fc_kind is not None:
-            if request.fc_kind not in connectivity:
-                connectivity[request.fc_kind] = cohort_connectivity(cohort, request.fc_kind)
-            fc = connectivity[request.fc_kind]
-        cls = n_windows = encoder = cache = None
+            tag = (request.fc_kind, scaling, json.dumps(spec, sort_keys=True)
+                   if request.fc_kind == "gram_raw_window" else None)
+            if tag not in connectivity:
+                connectivity[tag] = cohort_connectivity(cohort, request.fc_kind, scaling, spec)
+            fc = connectivity[tag]
+            if spec is not None:
+                tag = ("windows", request.fc_kind, scaling, json.dumps(spec, sort_keys=True))
+                if tag not in connectivity:
+                    connectivity[tag] = cohort_window_connectivity(cohort, request.fc_kind, spec,
+                                                                   scaling)
+                fc_windows = connectivity[tag]
+        cls = n_windows = encoder = cache = draws = None
         if request.features is not None:
             tag = json.dumps(request.features, sort_keys=True)
             if tag not in cls_cache:
@@ -220,14 +290,18 @@ def gather_datasets(cohort: Cohort, requests: Requests, *,
                 cls_cache[tag] = found
             found = cls_cache[tag]
             cls, n_windows = _aligned_features(found, cohort.subject_ids)
+            draws = _aligned_draws(found, cohort.subject_ids)
             encoder, cache = dict(found.encoder), Path(found.cache_path).name
+        if fc_windows is not None and n_windows is None:
+            n_windows = np.sum(np.isfinite(fc_windows[:, :, 0, 0]), axis=1).astype(np.int64)
         if request.temporal and temporal is None:
             from fmtc.represent.temporal import cohort_temporal_features
 
             temporal = cohort_temporal_features(cohort)
         out[key] = ExperimentData(list(cohort.subject_ids), np.asarray(cohort.labels), fc, cls,
                                   n_windows, encoder, cache,
-                                  temporal if request.temporal else None)
+                                  temporal if request.temporal else None, fc_windows, draws,
+                                  request.fc_kind == "gram_raw_window")
     return out
 
 
@@ -267,6 +341,8 @@ def _data_identity(data: ExperimentData, request: DataRequest) -> dict[str, Any]
     identity = {"fc_kind": request.fc_kind, "features": request.features,
                 "feature_cache": data.feature_cache,
                 "encoder_weights_sha256": encoder.get("weights_sha256")}
+    if request.fc_options:  # absent at the defaults: identities of earlier runs unchanged
+        identity["fc_options"] = request.fc_options
     if request.temporal:
         from fmtc.represent.temporal import BAND, FEATURES_VERSION, LAGS
 
@@ -280,12 +356,18 @@ def _data_identity(data: ExperimentData, request: DataRequest) -> dict[str, Any]
 
 def _arm_identity(arm: Any, data: ExperimentData, request: DataRequest) -> dict[str, Any]:
     fc = "fc" in get_model(arm.model).inputs
-    return {"name": arm.name, "model": arm.model,
-            "params": dataclasses.asdict(arm.params) if dataclasses.is_dataclass(arm.params)
-            else arm.params,
-            "pool_size": arm.context.pool_size if fc else None,
-            "fc_kind": arm.context.fc_kind if fc else None,
-            "data": _data_identity(data, request)}
+    identity = {"name": arm.name, "model": arm.model,
+                "params": dataclasses.asdict(arm.params) if dataclasses.is_dataclass(arm.params)
+                else arm.params,
+                "pool_size": arm.context.pool_size if fc else None,
+                "fc_kind": arm.context.fc_kind if fc else None,
+                "data": _data_identity(data, request)}
+    protocol = {k: v for k, v in (("zero_grad", arm.context.zero_grad),
+                                  ("eval_crops", arm.context.eval_crops))
+                if v != getattr(ModelContext(), k)}
+    if protocol and get_model(arm.model).epochs:  # absent at the defaults
+        identity["protocol"] = protocol
+    return identity
 
 
 @dataclass
@@ -367,7 +449,8 @@ def run_experiment(plan: Plan, name: str, *, cohort: Cohort | None = None,
     return _run(plan, name, spec.arms, list(spec.selections),
                 [tuple(c) for c in spec.contrasts], cohort=cohort, out=out, device=device,
                 features=features, executor=executor, permute_labels=permute_labels,
-                overwrite=overwrite, progress=progress, where=f"experiments.{name}")
+                overwrite=overwrite, progress=progress, where=f"experiments.{name}",
+                keep_logits=spec.logits)
 
 
 def evaluate(plan: Plan, models: Sequence[str], selections: Sequence[str] | None = None, *,
@@ -394,7 +477,8 @@ def evaluate(plan: Plan, models: Sequence[str], selections: Sequence[str] | None
 def _run(plan: Plan, name: str, arm_plans: dict[str, ArmPlan], selections: list[str],
          contrasts: list[tuple[str, str]], *, cohort: Cohort | None, out: str | Path | None,
          device: Any, features: Any, executor: Executor | None, permute_labels: bool,
-         overwrite: bool, progress: bool, where: str) -> ExperimentRun:
+         overwrite: bool, progress: bool, where: str,
+         keep_logits: bool = False) -> ExperimentRun:
     from fmtc import runs
     from fmtc.device import describe_device, resolve_device
     from fmtc.evaluate.paired import paired_differences
@@ -410,6 +494,7 @@ def _run(plan: Plan, name: str, arm_plans: dict[str, ArmPlan], selections: list[
     if cohort is None:
         cohort = plan_cohort(plan, progress=progress)
     check_class_counts(cohort.labels, plan.evaluation.folds, f"cohort {cohort.root}")
+    cv = plan.protocol.cv
     datasets = gather_datasets(cohort, requests, device=device, features=features,
                                progress=progress)
     if permute_labels:
@@ -428,6 +513,10 @@ def _run(plan: Plan, name: str, arm_plans: dict[str, ArmPlan], selections: list[
         "device": str(device.type) if any(get_model(a.model).epochs for a in arms) else None,
         "arms": [_arm_identity(a, datasets[a.data], requests[a.data][1]) for a in arms],
     }
+    if cv != "stratified_repeated":  # absent at the defaults: identities unchanged
+        identity["cv"] = cv
+    if keep_logits:
+        identity["logits"] = True
     key = runs.run_key(identity)
     run_dir = Path(out) if out is not None else runs_dir / runs.run_name(
         name + ("_permuted-labels" if permute_labels else ""), plan.profile, key)
@@ -438,7 +527,8 @@ def _run(plan: Plan, name: str, arm_plans: dict[str, ArmPlan], selections: list[
     with runs.staged_run(run_dir, overwrite=overwrite, key=key) as staging:
         store = runs.FitStore(staging)  # an interrupted run resumes from its finished fits
         result = cross_validate(datasets, arms, plan.evaluation, plan.seed, selections,
-                                executor=executor, store=store, progress=None)
+                                executor=executor, store=store, progress=None, cv=cv,
+                                keep_logits=keep_logits)
         subject_ids = list(cohort.subject_ids)
         result.summary = summarise(result, plan.evaluation, plan.seed, subject_ids, executor)
         table = None

@@ -75,7 +75,8 @@ class DataPlan:
 
 @dataclass(frozen=True)
 class WindowPlan:
-    """Deterministic 200-time-point windows cut from each robust-scaled series."""
+    """Deterministic 200-time-point windows cut from each series (robust-scaled unless
+    ``protocol.input_scaling: none``)."""
 
     length: int = 200
     stride: int = 50
@@ -90,9 +91,19 @@ class WindowPlan:
 
 @dataclass(frozen=True)
 class ConnectivityPlan:
-    """Functional connectivity input of the FC branch."""
+    """Functional connectivity input of the FC branch.
 
-    kind: Literal["pearson", "gram"] = "pearson"
+    ``kind``: ``pearson`` (Fisher z of the robust-scaled recording, the honest default);
+    ``gram`` (``X Xᵀ`` of the whole robust-scaled recording: the authors' formula on fmtc's
+    scaled input, *not* their input); ``gram_raw_window`` (``X Xᵀ`` of the raw, unscaled
+    200-TR crop that also feeds BrainLM, as the authors' ``MultimodalfMRI.forward``:
+    ``torch.bmm(signal_vectors, signal_vectors.permute(0, 2, 1))`` on the ``Raw_Recording``
+    crop). With ``gram_raw_window`` the FC is per window: training pairs the drawn window's
+    BrainLM features with that window's Gram, evaluation averages logits over windows each with
+    its own Gram (:mod:`fmtc.predict.training`).
+    """
+
+    kind: Literal["pearson", "gram", "gram_raw_window"] = "pearson"
     pool_size: int | None = None
 
     def check(self, key: str) -> None:
@@ -132,12 +143,19 @@ class BrainLMPlan:
     (``vandijklab/brainlm/old_13M``). Pin a Hub checkpoint with ``revision`` (a commit)
     and/or ``sha256`` (of its weight file, checked before loading); an unpinned one is
     reported with the commit it resolved to.
+
+    ``token_order``: ``identity`` (ROI-major tokens), ``shuffle-mean`` (features averaged over
+    ``n_shuffles`` seeded token orders) or ``random_each_call`` (the authors': their BrainLM
+    embedding calls ``random_masking(x, noise=None)``, so ``torch.rand`` draws a new token order
+    on every encoder call, ``brainlm_mae/modeling_brainlm.py``, ``BrainLMEmbeddings``). The
+    ``n_shuffles`` seeded orders' features are stored un-averaged and one is drawn per training
+    step and per evaluation instead of averaged (their mean is exactly ``shuffle-mean``).
     """
 
     source: str = "simulated-pretrained"
     revision: str | None = None
     sha256: str | None = None
-    token_order: Literal["identity", "shuffle-mean"] = "identity"
+    token_order: Literal["identity", "shuffle-mean", "random_each_call"] = "identity"
     n_shuffles: int = 8
     batch_size: int = 8
     readout: Literal["cls", "mean", "network-mean"] = "cls"
@@ -260,6 +278,67 @@ class ExecutionPlan:
         _require(self.threads_per_worker >= 1, f"{key}.threads_per_worker", "must be >= 1")
 
 
+PROTOCOL_PER_FIT = ("zero_grad", "eval_crops", "input_scaling")
+"""Switches of ``protocol`` that act per fit: an experiment's arm may override them."""
+
+
+@dataclass(frozen=True)
+class ProtocolPlan:
+    """Switches towards the authors' protocol (Shef-AIRE/FMM_TC, ``FMM_TC-tutorial.ipynb``).
+
+    Every default is fmtc's honest behaviour; each other value reproduces one behaviour of the
+    authors' code and changes nothing else (:mod:`fmtc.evaluate.official`). Two more switches
+    live in their own sections: ``connectivity.kind: gram_raw_window`` and
+    ``brainlm.token_order: random_each_call``; the paper's epoch selection is
+    ``selection: paper`` (an experiment's ``selections``).
+
+    Attributes
+    ----------
+    zero_grad : {"per_batch", "per_epoch"}
+        ``per_epoch``: ``optimiser.zero_grad()`` once per epoch, so gradients accumulate over
+        the epoch's batches (the notebook calls ``optimizer.zero_grad()`` before
+        ``for example in trainloader:`` and ``loss.backward(); optimizer.step()`` inside).
+        Per fit (arm-overridable).
+    eval_crops : {"all_windows", "random"}
+        ``random``: each evaluation of a subject (every epoch's validation and test
+        prediction) uses one randomly drawn window, with the FC recomputed from that crop,
+        instead of the mean logits over all windows with the whole-recording FC (their
+        ``fMRIDataset.__getitem__`` draws ``random.randint`` offsets for the validation loader
+        too). Drawn from the subject's deterministic window set (``windows.stride``), an
+        approximation of their any-offset draw; seeded from the fold seed and the epoch. Per
+        fit (arm-overridable).
+    input_scaling : {"robust", "none"}
+        ``none``: BrainLM windows and FC are computed from the raw recording (their
+        ``col_name = "Raw_Recording"``; the robust-scaled column that ``process_datasets``
+        builds is never read). The in-model standardisation of the CLS/FC inputs (training-
+        subject statistics) is kept: it is not a scaling of the recording, and switching it
+        off would change a second thing. Per fit (arm-overridable).
+    auc : {"on_probability", "on_logit"}
+        ``on_logit``: AUC of the class-1 logit (``roc_auc_score(labels_list,
+        logits_list[:, 1])``) instead of the probability ``softmax(logits)[:, 1]``. Reporting.
+    cv : {"stratified_repeated", "unshuffled_single"}
+        ``unshuffled_single``: one repeat of ``StratifiedKFold(n_splits=folds,
+        shuffle=False)`` (theirs), in the cohort's subject order; other splits, so not paired
+        with a stratified_repeated run. A run-wide setting.
+    report : {"pooled", "fold_mean"}
+        ``fold_mean``: the mean of per-fold metrics (their per-fold ``metric_df`` rows)
+        instead of the metric of the pooled out-of-fold predictions. Reporting.
+    """
+
+    zero_grad: Literal["per_batch", "per_epoch"] = "per_batch"
+    eval_crops: Literal["all_windows", "random"] = "all_windows"
+    input_scaling: Literal["robust", "none"] = "robust"
+    auc: Literal["on_probability", "on_logit"] = "on_probability"
+    cv: Literal["stratified_repeated", "unshuffled_single"] = "stratified_repeated"
+    report: Literal["pooled", "fold_mean"] = "pooled"
+
+    def per_fit(self) -> dict[str, str]:
+        """The per-fit switches that differ from their defaults (part of a fit's identity)."""
+        default = ProtocolPlan()
+        return {k: getattr(self, k) for k in PROTOCOL_PER_FIT
+                if getattr(self, k) != getattr(default, k)}
+
+
 @dataclass(frozen=True)
 class ArmPlan:
     """One arm of an experiment: a model, its encoder and protocol switches.
@@ -285,6 +364,12 @@ class ArmPlan:
         fixed = sorted(set(self.overrides) & ARM_FIXED_SECTIONS)
         _require(not fixed, f"{key}.overrides",
                  f"cannot change {fixed}: every arm of an experiment shares its cohort and splits")
+        protocol = self.overrides.get("protocol")
+        if isinstance(protocol, dict):
+            shared = sorted(set(protocol) - set(PROTOCOL_PER_FIT))
+            _require(not shared, f"{key}.overrides.protocol",
+                     f"cannot change {shared} per arm (reporting and splits are shared by the "
+                     f"arms); per-arm switches: {list(PROTOCOL_PER_FIT)}")
 
 
 ARM_FIXED_SECTIONS = frozenset({"seed", "data", "simulation", "evaluation", "outputs",
@@ -306,12 +391,17 @@ class ExperimentPlan:
         Epoch selections reported (one training serves all).
     contrasts : list of [arm_a, arm_b]
         Paired differences ``a - b`` to report (:mod:`fmtc.evaluate.paired`).
+    logits : bool
+        Also store each prediction's two logits (``logit_0``, ``logit_1``) in the predictions
+        tables, so that the authors' AUC on the class-1 logit can be recomputed
+        (:mod:`fmtc.evaluate.official`).
     """
 
     arms: dict[str, ArmPlan] = field(default_factory=dict)
     description: str = ""
     selections: list[Literal["honest", "paper"]] = field(default_factory=lambda: ["honest"])
     contrasts: list[list[str]] = field(default_factory=list)
+    logits: bool = False
 
     def check(self, key: str) -> None:
         _require(bool(self.arms), f"{key}.arms", "must declare at least one arm")
@@ -356,6 +446,7 @@ class Plan:
     train: TrainPlan = field(default_factory=TrainPlan)
     logistic: LogisticPlan = field(default_factory=LogisticPlan)
     evaluation: EvaluationPlan = field(default_factory=EvaluationPlan)
+    protocol: ProtocolPlan = field(default_factory=ProtocolPlan)
     execution: ExecutionPlan = field(default_factory=ExecutionPlan)
     experiments: dict[str, ExperimentPlan] = field(default_factory=dict)
     model_params: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -194,6 +194,9 @@ class FitStore:
                               for s, p in outcome.probabilities.items()},
             "epochs": outcome.epochs, "config": outcome.config, "seconds": outcome.seconds,
             "weights": outcome.snapshots is not None,
+            **({} if getattr(outcome, "logits", None) is None else {"logits": {
+                s: np.asarray(v, dtype=np.float64).tolist()
+                for s, v in outcome.logits.items()}}),
             "trajectory": None if trajectory is None else {
                 "columns": list(trajectory.columns),
                 "dtypes": [str(d) for d in trajectory.dtypes],
@@ -230,7 +233,10 @@ class FitStore:
         return {"test": np.asarray(record["test"], dtype=np.int64),
                 "probabilities": probabilities, "trajectory": trajectory,
                 "epochs": record["epochs"], "config": record["config"],
-                "seconds": float(record["seconds"])}
+                "seconds": float(record["seconds"]),
+                "logits": None if record.get("logits") is None else {
+                    s: np.asarray(v, dtype=np.float64).reshape(-1, 2)
+                    for s, v in record["logits"].items()}}
 
     def discard(self) -> None:
         """Remove the records (the run's tables now hold everything they held)."""

@@ -305,4 +305,4 @@ def test_the_command_line_prints_one_line_for_an_interruption_or_an_error(monkey
         main(["--debug", "models"])
     assert main(["experiment", "nope", "--profile", "smoke"]) == 2
     assert ("unknown experiment 'nope'; the plan's profile 'smoke' declares: main-comparison, "
-            "pretraining") in capsys.readouterr().err
+            "official, pretraining") in capsys.readouterr().err

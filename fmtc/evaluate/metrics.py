@@ -2,7 +2,9 @@
 
 Names follow the long-form ``metrics.csv`` of a run: ``acc, bacc, f1, auc, mcc,
 sensitivity, specificity``. F1 is macro-averaged over the two classes, as in the
-authors' code; AUC is computed on probabilities, the others on the 0.5 threshold.
+authors' code; AUC is computed on probabilities (``auc="on_logit"``: on the class-1
+logit, as the authors' ``roc_auc_score(labels_list, logits_list[:, 1])``), the others
+on the 0.5 threshold.
 """
 
 from __future__ import annotations
@@ -12,8 +14,13 @@ import numpy as np
 METRICS = ("acc", "bacc", "f1", "auc", "mcc", "sensitivity", "specificity")
 
 
+AUC_SCORES = ("on_probability", "on_logit")
+"""``protocol.auc``: what the AUC ranks."""
+
+
 def binary_metrics(labels: np.ndarray, probabilities: np.ndarray,
-                   threshold: float = 0.5) -> dict[str, float]:
+                   threshold: float = 0.5, auc: str = "on_probability",
+                   logits: np.ndarray | None = None) -> dict[str, float]:
     """Compute every metric of :data:`METRICS` for one set of predictions.
 
     Parameters
@@ -24,6 +31,15 @@ def binary_metrics(labels: np.ndarray, probabilities: np.ndarray,
         Predicted probability of class 1.
     threshold : float
         Probability at or above which class 1 is predicted.
+    auc : {"on_probability", "on_logit"}
+        ``on_logit`` (``protocol.auc``): the AUC ranks ``logits[:, 1]``, the class-1 logit
+        alone, as the authors' ``roc_auc_score(labels_list, logits_list[:, 1])``
+        (``FMM_TC-tutorial.ipynb``). That is not a monotone function of the probability
+        ``softmax(logits)[:, 1]`` (which depends on ``logit_1 - logit_0``), so the two AUCs
+        differ. The other metrics are unchanged (theirs threshold ``argmax(logits)``, the same
+        as probability >= 0.5 up to ties).
+    logits : ndarray of shape (n, 2), optional
+        The two logits; required with ``auc="on_logit"``.
 
     Returns
     -------
@@ -43,6 +59,16 @@ def binary_metrics(labels: np.ndarray, probabilities: np.ndarray,
     if labels.shape != probabilities.shape or labels.ndim != 1:
         raise ValueError(f"labels {labels.shape} and probabilities {probabilities.shape} must be "
                          "1-D arrays of the same length")
+    if auc not in AUC_SCORES:
+        raise ValueError(f"unknown auc {auc!r}; use one of {list(AUC_SCORES)}")
+    scores = probabilities
+    if auc == "on_logit":
+        if logits is None:
+            raise ValueError("auc='on_logit' needs the two logits of each prediction")
+        logits = np.asarray(logits, dtype=np.float64)
+        if logits.shape != (len(labels), 2):
+            raise ValueError(f"expected logits [{len(labels)}, 2], got {logits.shape}")
+        scores = logits[:, 1]
     predicted = (probabilities >= threshold).astype(np.int64)
     positives, negatives = labels == 1, labels == 0
     both_classes = positives.any() and negatives.any()
@@ -50,7 +76,7 @@ def binary_metrics(labels: np.ndarray, probabilities: np.ndarray,
         "acc": float(np.mean(predicted == labels)),
         "bacc": float(balanced_accuracy_score(labels, predicted)) if both_classes else np.nan,
         "f1": float(f1_score(labels, predicted, average="macro", zero_division=0)),
-        "auc": float(roc_auc_score(labels, probabilities)) if both_classes else np.nan,
+        "auc": float(roc_auc_score(labels, scores)) if both_classes else np.nan,
         "mcc": float(matthews_corrcoef(labels, predicted)),
         "sensitivity": float(np.mean(predicted[positives] == 1)) if positives.any() else np.nan,
         "specificity": float(np.mean(predicted[negatives] == 0)) if negatives.any() else np.nan,

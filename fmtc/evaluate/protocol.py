@@ -44,7 +44,7 @@ import pandas as pd
 
 from fmtc.evaluate.metrics import METRICS, binary_metrics
 from fmtc.evaluate.selection import SELECTIONS, select_epoch, snapshot_rule, trajectory_table
-from fmtc.evaluate.splits import Split, stratified_splits
+from fmtc.evaluate.splits import Split, outer_splits
 from fmtc.evaluate.uncertainty import bootstrap_interval, permutation_pvalue, repeat_interval
 from fmtc.execution import Executor
 from fmtc.plan import EvaluationPlan
@@ -125,6 +125,7 @@ class FoldOutcome:
     snapshots: dict[str, dict[str, Any]] | None = None
     config: dict[str, Any] | None = None
     seconds: float = 0.0
+    logits: dict[str, np.ndarray] | None = None
 
 
 @dataclass
@@ -216,6 +217,8 @@ def run_fold(task: FoldTask, data: ExperimentData) -> FoldOutcome:
         if s in task.selections:
             frame[f"selected_{s}"] = (frame["epoch"] == epochs[s]).astype(int)
     outcome.probabilities = {s: log.test_probabilities[epochs[s]] for s in task.selections}
+    if log.test_logits:
+        outcome.logits = {s: np.asarray(log.test_logits[epochs[s]]) for s in task.selections}
     outcome.trajectory = frame
     outcome.epochs = epochs
     outcome.snapshots = {s: log.snapshots[s][1] for s in task.selections}
@@ -241,7 +244,7 @@ def _stored_outcome(task: FoldTask, store: Any) -> FoldOutcome | None:
         return None
     return FoldOutcome(task.arm.name, task.split.repeat, task.split.fold, found["test"],
                        found["probabilities"], found["trajectory"], found["epochs"], None,
-                       found["config"], found["seconds"])
+                       found["config"], found["seconds"], found.get("logits"))
 
 
 # --------------------------------------------------------------------------- the experiment
@@ -273,9 +276,13 @@ def _check(datasets: dict[str, ExperimentData], arms: Sequence[Arm],
 
 
 def fold_tasks(arms: Sequence[Arm], labels: np.ndarray, evaluation: EvaluationPlan, seed: int,
-               selections: Sequence[str]) -> tuple[list[FoldTask], list[Split], dict]:
-    """Every (arm x repeat x fold) task, arm-major, with the splits they share."""
-    splits = stratified_splits(labels, evaluation.folds, evaluation.repeats, seed)
+               selections: Sequence[str], cv: str = "stratified_repeated"
+               ) -> tuple[list[FoldTask], list[Split], dict]:
+    """Every (arm x repeat x fold) task, arm-major, with the splits they share.
+
+    ``cv`` is ``protocol.cv`` (:func:`fmtc.evaluate.splits.outer_splits`).
+    """
+    splits = outer_splits(labels, evaluation.folds, evaluation.repeats, seed, cv)
     inner = {}
     for s in splits:
         if evaluation.honest_epoch == "validation":
@@ -295,7 +302,8 @@ def cross_validate(datasets: dict[str, ExperimentData] | ExperimentData, arms: S
                    executor: Executor | None = None,
                    on_weights: Callable[[FoldOutcome], None] | None = None,
                    store: Any = None,
-                   progress: bool | None = None) -> ExperimentResult:
+                   progress: bool | None = None, cv: str = "stratified_repeated",
+                   keep_logits: bool = False) -> ExperimentResult:
     """Cross-validate every arm on identical splits.
 
     Parameters
@@ -321,6 +329,12 @@ def cross_validate(datasets: dict[str, ExperimentData] | ExperimentData, arms: S
         (:class:`fmtc.runs.FitStore`): only unfinished fits are computed.
     progress : bool, optional
         Show a progress bar over the fits.
+    cv : {"stratified_repeated", "unshuffled_single"}
+        ``protocol.cv``: the outer splits (``unshuffled_single``: the authors' one unshuffled
+        stratified k-fold; ``evaluation.repeats`` is then unused).
+    keep_logits : bool
+        Add each test prediction's two logits (``logit_0``, ``logit_1``; NaN for models
+        without them) to the predictions tables (an experiment's ``logits: true``).
 
     Returns
     -------
@@ -335,7 +349,7 @@ def cross_validate(datasets: dict[str, ExperimentData] | ExperimentData, arms: S
     first = datasets[arms[0].data]
     labels = np.asarray(first.labels, dtype=np.int64)
     ids = np.asarray(first.subject_ids)
-    tasks, splits, inner = fold_tasks(arms, labels, evaluation, seed, selections)
+    tasks, splits, inner = fold_tasks(arms, labels, evaluation, seed, selections, cv)
     logger.info("%d fit(s): %d arm(s) x %d repeat(s) x %d fold(s) on %s", len(tasks), len(arms),
                 evaluation.repeats, evaluation.folds, executor.backend)
     stored = {}
@@ -379,9 +393,14 @@ def cross_validate(datasets: dict[str, ExperimentData] | ExperimentData, arms: S
             values = binary_metrics(test_labels, probs)
             metric_rows += [(arm.name, arm.model, s, outcome.repeat, str(outcome.fold), m,
                              values[m]) for m in METRICS]
-            prediction_rows[s] += [(arm.name, arm.model, outcome.repeat, outcome.fold, ids[i], p,
-                                    labels[i])
-                                   for i, p in zip(outcome.test, probs, strict=True)]
+            rows = [(arm.name, arm.model, outcome.repeat, outcome.fold, ids[i], p, labels[i])
+                    for i, p in zip(outcome.test, probs, strict=True)]
+            if keep_logits:
+                logits = (outcome.logits[s] if outcome.logits is not None
+                          else np.full((len(outcome.test), 2), np.nan))
+                rows = [(*row, float(z[0]), float(z[1]))
+                        for row, z in zip(rows, logits, strict=True)]
+            prediction_rows[s] += rows
         timings[arm.name] += outcome.seconds
         logger.debug("%s repeat %d fold %d: test MCC %s", arm.name, outcome.repeat, outcome.fold,
                      ", ".join(f"{r[2]} {r[-1]:.3f}" for r in metric_rows[-len(METRICS) *
@@ -392,12 +411,15 @@ def cross_validate(datasets: dict[str, ExperimentData] | ExperimentData, arms: S
             metric_rows += _pooled_rows(arm, s, prediction_rows[s], labels)
 
     columns = ["arm", "model", "repeat", "fold", "participant_id", "probability", "label"]
+    if keep_logits:
+        columns += ["logit_0", "logit_1"]
     metrics = _sort_metrics(pd.DataFrame(metric_rows, columns=["arm", "model", "selection",
                                                                "repeat", "fold", "metric",
                                                                "value"]), arms)
     predictions = {s: pd.DataFrame(rows, columns=columns) for s, rows in prediction_rows.items()}
     split_record = {
         "folds": evaluation.folds, "repeats": evaluation.repeats, "seed": seed,
+        **({} if cv == "stratified_repeated" else {"cv": cv, "repeats": 1}),
         "honest_epoch": evaluation.honest_epoch,
         "inner_validation_fraction": (evaluation.inner_validation_fraction
                                       if evaluation.honest_epoch == "validation" else None),
@@ -420,8 +442,9 @@ def _plain(params: Any) -> Any:
 
 
 def _pooled_rows(arm: Arm, selection: str, rows: list[tuple], labels: np.ndarray) -> list[tuple]:
-    frame = pd.DataFrame(rows, columns=["arm", "model", "repeat", "fold", "participant_id",
-                                        "probability", "label"])
+    frame = pd.DataFrame([row[:7] for row in rows],
+                         columns=["arm", "model", "repeat", "fold", "participant_id",
+                                  "probability", "label"])
     frame = frame[frame["arm"] == arm.name]
     out = []
     for repeat, part in frame.groupby("repeat", sort=True):

@@ -15,9 +15,12 @@ so a fold is trained once and both selections come for free.
     noise; the fixed schedule is the default for that reason.
 ``paper``
     The epoch with the highest MCC on the test fold itself, the first such epoch
-    as in the authors' ``if mcc > best`` loop (Fan et al., MICCAI 2025). It reads
-    the labels it is then scored on, so its score is optimistic; it is kept only
-    to measure that optimism.
+    as in the authors' loop (Fan et al., MICCAI 2025; ``FMM_TC-tutorial.ipynb``:
+    ``best_mcc = 0``, ``best_epoch = 0``, then ``if mcc > best_mcc: best_mcc = mcc;
+    best_epoch = epoch``). An epoch must beat MCC 0 to be chosen: when no epoch
+    does, their ``best_epoch`` stays 0, and so does this rule's. It reads the
+    labels it is then scored on, so its score is optimistic; it is kept only to
+    measure that optimism.
 
 Both rules are consistent on prefixes: the epoch a rule picks on the whole
 trajectory is also the one it picks on the trajectory up to that epoch, which is
@@ -77,6 +80,10 @@ def honest_selection(val_labels: np.ndarray, val_probabilities: np.ndarray) -> i
 def paper_selection(test_labels: np.ndarray, test_probabilities: np.ndarray) -> int:
     """Epoch (0-based) with the best MCC on the test fold, the first one on ties (authors' rule).
 
+    The authors' ``best_mcc`` starts at 0 and only ``mcc > best_mcc`` replaces it, so an
+    epoch is chosen only if its MCC exceeds 0; when none does, ``best_epoch`` keeps its
+    initial value, epoch 0.
+
     Parameters
     ----------
     test_labels : ndarray of shape (n_test,)
@@ -87,7 +94,9 @@ def paper_selection(test_labels: np.ndarray, test_probabilities: np.ndarray) -> 
     int
     """
     labels, probs = _check_trajectory(test_labels, test_probabilities)
-    return int(np.argmax(_mcc_per_epoch(labels, probs)))
+    mcc = _mcc_per_epoch(labels, probs)
+    best = int(np.argmax(mcc))
+    return best if mcc[best] > 0 else 0
 
 
 def select_epoch(selection: str, val_labels: np.ndarray, val_probabilities: np.ndarray,

@@ -74,3 +74,40 @@ def stratified_splits(labels: np.ndarray, folds: int, repeats: int, seed: int) -
         for fold, (train, test) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
             splits.append(Split(repeat, fold, np.sort(train), np.sort(test)))
     return splits
+
+
+CV_SCHEMES = ("stratified_repeated", "unshuffled_single")
+"""``protocol.cv``: repeated shuffled stratified k-fold (honest) or the authors' single one."""
+
+
+def unshuffled_splits(labels: np.ndarray, folds: int) -> list[Split]:
+    """The authors' split: one ``StratifiedKFold(n_splits=folds, shuffle=False)``.
+
+    As in ``FMM_TC-tutorial.ipynb`` (``StratifiedKFold(n_splits=kfold,
+    shuffle=False).split(dataset.features, dataset.labels)``): no shuffling, one repeat, so
+    each class's subjects go to the test folds in contiguous blocks of the cohort's subject
+    order (their order is the sorted ``.dat`` file names).
+
+    Returns
+    -------
+    list of Split
+        ``folds`` splits of repeat 0.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    labels = np.asarray(labels)
+    check_class_counts(labels, folds)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=False)
+    return [Split(0, fold, np.sort(train), np.sort(test))
+            for fold, (train, test) in enumerate(splitter.split(np.zeros(len(labels)), labels))]
+
+
+def outer_splits(labels: np.ndarray, folds: int, repeats: int, seed: int,
+                 cv: str = "stratified_repeated") -> list[Split]:
+    """The outer splits of ``protocol.cv``: :func:`stratified_splits` or :func:`unshuffled_splits`
+    (``repeats`` and ``seed`` are then unused)."""
+    if cv == "stratified_repeated":
+        return stratified_splits(labels, folds, repeats, seed)
+    if cv == "unshuffled_single":
+        return unshuffled_splits(labels, folds)
+    raise ValueError(f"unknown cv {cv!r}; use one of {list(CV_SCHEMES)}")

@@ -28,6 +28,15 @@ class ExperimentData:
     temporal : ndarray of shape (N, F) or None
         Handcrafted temporal features (:mod:`fmtc.represent.temporal`), when a model
         reads ``temporal``.
+    fc_windows : ndarray of shape (N, W, R, R) or None
+        Connectivity of each window's crop (NaN beyond ``n_windows``): only computed when
+        ``protocol.eval_crops: random`` or ``connectivity.kind: gram_raw_window`` needs it.
+    cls_draws : ndarray of shape (N, W, S, H) or None
+        The features of each of ``S`` seeded token orders, un-averaged
+        (``brainlm.token_order: random_each_call``); ``cls`` is then their mean.
+    window_fc : bool
+        True when the FC is defined per window (``gram_raw_window``): training and evaluation
+        pair each window's features with ``fc_windows`` of that window.
     """
 
     subject_ids: list[str]
@@ -38,6 +47,9 @@ class ExperimentData:
     encoder: dict[str, Any] | None = None
     feature_cache: str | None = None
     temporal: np.ndarray | None = None
+    fc_windows: np.ndarray | None = None
+    cls_draws: np.ndarray | None = None
+    window_fc: bool = False
 
     def require(self, inputs: tuple[str, ...], model: str) -> None:
         """Raise a ValueError naming ``model`` when an input it reads is missing."""

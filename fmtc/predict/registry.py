@@ -61,11 +61,17 @@ class ModelContext:
         Side of the pooled connectivity image inside FC branches (None: full R x R).
     fc_kind : str
         Connectivity definition of the ``fc`` input (recorded with the weights).
+    zero_grad : {"per_batch", "per_epoch"}
+        ``protocol.zero_grad`` of torch models (:func:`fmtc.predict.training.train_fold`).
+    eval_crops : {"all_windows", "random"}
+        ``protocol.eval_crops`` of torch models.
     """
 
     device: Any = None
     pool_size: int | None = None
     fc_kind: str = "pearson"
+    zero_grad: str = "per_batch"
+    eval_crops: str = "all_windows"
 
 
 @runtime_checkable

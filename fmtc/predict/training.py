@@ -4,7 +4,9 @@ The paper's recipe (Fan et al., MICCAI 2025, Sec. 3): AdamW, a cosine schedule
 over the epochs, batch size 8, cross-entropy. Each step draws one random window
 (one cached BrainLM CLS row) per subject from its deterministic window set;
 evaluation is deterministic: a subject's logits are the mean over all its
-windows. After every epoch the loop records the predicted probabilities of the
+windows. Two switches of ``protocol`` reproduce the authors' loop instead
+(``FMM_TC-tutorial.ipynb``, training cell): ``zero_grad: per_epoch`` and
+``eval_crops: random``. After every epoch the loop records the predicted probabilities of the
 inner-validation and of the test subjects, so that model selection (honest or
 the paper's) is a read of the same trajectory and no model is trained twice.
 
@@ -46,21 +48,33 @@ class ModelInputs:
         Connectivity matrices.
     labels : Tensor of shape (N,)
         0/1 labels (int64).
+    fc_windows : Tensor of shape (N, W, R, R) or None
+        Connectivity of each window's crop (zeros beyond ``n_windows``), for
+        ``eval_crops="random"`` and per-window FC kinds.
+    cls_draws : Tensor of shape (N, W, S, H) or None
+        Features of ``S`` token orders per window (``token_order: random_each_call``).
+    window_fc : bool
+        The FC is defined per window: pair each window with ``fc_windows`` of that window.
     """
 
     cls: Tensor | None
     n_windows: Tensor | None
     fc: Tensor | None
     labels: Tensor
+    fc_windows: Tensor | None = None
+    cls_draws: Tensor | None = None
+    window_fc: bool = False
 
     @classmethod
     def from_arrays(cls_, labels: np.ndarray, device: torch.device, cls: np.ndarray | None = None,
                     n_windows: np.ndarray | None = None,
-                    fc: np.ndarray | None = None) -> ModelInputs:
+                    fc: np.ndarray | None = None, fc_windows: np.ndarray | None = None,
+                    cls_draws: np.ndarray | None = None,
+                    window_fc: bool = False) -> ModelInputs:
         """Check shapes, replace NaN padding windows by zeros and move to ``device``."""
         labels = np.array(labels, dtype=np.int64)  # a writable copy for torch.from_numpy
         n = len(labels)
-        cls_t = windows_t = fc_t = None
+        cls_t = windows_t = fc_t = fcw_t = draws_t = None
         if cls is not None:
             cls = np.asarray(cls, dtype=np.float32)
             n_windows = np.asarray(n_windows, dtype=np.int64)
@@ -76,21 +90,47 @@ class ModelInputs:
                                  "rebuild the feature cache")
             cls_t = torch.from_numpy(np.where(valid[..., None], cls, 0.0).astype(np.float32))
             cls_t, windows_t = cls_t.to(device), torch.from_numpy(n_windows).to(device)
+            if cls_draws is not None:
+                draws = np.asarray(cls_draws, dtype=np.float32)
+                if draws.ndim != 4 or draws.shape[:2] != cls.shape[:2]:
+                    raise ValueError(f"expected CLS draws [N, W={cls.shape[1]}, S, H], got "
+                                     f"{draws.shape}")
+                draws = np.where(valid[:, :, None, None], draws, 0.0).astype(np.float32)
+                draws_t = torch.from_numpy(draws).to(device)
         if fc is not None:
             fc = np.array(fc, dtype=np.float32)  # a writable copy (inputs may be memory-mapped)
             if fc.ndim != 3 or fc.shape[0] != n or fc.shape[1] != fc.shape[2]:
                 raise ValueError(f"expected connectivity [N={n}, R, R], got {fc.shape}")
             fc_t = torch.from_numpy(fc).to(device)
-        return cls_(cls_t, windows_t, fc_t, torch.from_numpy(labels).to(device))
+        if fc_windows is not None:
+            fcw = np.asarray(fc_windows, dtype=np.float32)
+            if fcw.ndim != 4 or fcw.shape[0] != n or n_windows is None:
+                raise ValueError(f"expected window connectivity [N={n}, W, R, R] with n_windows, "
+                                 f"got {fcw.shape}")
+            n_windows = np.asarray(n_windows, dtype=np.int64)
+            valid = np.arange(fcw.shape[1])[None, :] < n_windows[:, None]
+            fcw_t = torch.from_numpy(np.where(valid[..., None, None], fcw, 0.0)
+                                     .astype(np.float32)).to(device)
+            if windows_t is None:
+                windows_t = torch.from_numpy(n_windows).to(device)
+        elif window_fc:
+            raise ValueError("window_fc needs fc_windows")
+        return cls_(cls_t, windows_t, fc_t, torch.from_numpy(labels).to(device), fcw_t, draws_t,
+                    window_fc)
 
     @classmethod
     def from_data(cls_, data: Any, inputs: Sequence[str], device: torch.device) -> ModelInputs:
         """The ``inputs`` (``cls``, ``fc``) of an :class:`~fmtc.predict.data.ExperimentData`."""
-        use_cls = "cls" in inputs
+        use_cls, use_fc = "cls" in inputs, "fc" in inputs
+        fc_windows = getattr(data, "fc_windows", None) if use_fc else None
         return cls_.from_arrays(data.labels, device,
                                 cls=data.cls if use_cls else None,
-                                n_windows=data.n_windows if use_cls else None,
-                                fc=data.fc if "fc" in inputs else None)
+                                n_windows=data.n_windows if use_cls or fc_windows is not None
+                                else None,
+                                fc=data.fc if use_fc else None,
+                                fc_windows=fc_windows,
+                                cls_draws=getattr(data, "cls_draws", None) if use_cls else None,
+                                window_fc=bool(getattr(data, "window_fc", False)) and use_fc)
 
 
 @dataclass
@@ -107,6 +147,9 @@ class TrainingLog:
         P(class 1) of the test subjects after each epoch (logged, never trained on).
     snapshots : dict of str to (int, dict)
         Selection name -> (epoch, CPU ``state_dict`` of that epoch).
+    test_logits : list of ndarray of shape (n_test, 2)
+        The test subjects' two logits after each epoch (the authors' AUC reads the class-1
+        logit).
     model : torch.nn.Module or None
         The model after the last epoch.
     """
@@ -117,6 +160,7 @@ class TrainingLog:
     test_probabilities: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     snapshots: dict[str, tuple[int, dict[str, Tensor]]] = field(default_factory=dict)
     model: nn.Module | None = None
+    test_logits: list[np.ndarray] = field(default_factory=list)
 
 
 def standardisation_statistics(inputs: ModelInputs, subjects: np.ndarray
@@ -131,9 +175,17 @@ def standardisation_statistics(inputs: ModelInputs, subjects: np.ndarray
     if inputs.cls is not None:
         cls, n_windows = inputs.cls[index], inputs.n_windows[index]
         valid = torch.arange(cls.shape[1], device=cls.device)[None, :] < n_windows[:, None]
-        rows = cls[valid]
+        if inputs.cls_draws is not None:  # every token order's features of the valid windows
+            rows = inputs.cls_draws[index][valid].flatten(0, 1)
+        else:
+            rows = cls[valid]
         stats["cls"] = (rows.mean(0), rows.std(0, unbiased=False))
-    if inputs.fc is not None:
+    if inputs.window_fc:  # per-window FC: statistics over the valid windows' crops
+        fcw, n_windows = inputs.fc_windows[index], inputs.n_windows[index]
+        valid = torch.arange(fcw.shape[1], device=fcw.device)[None, :] < n_windows[:, None]
+        rows = fcw[valid]
+        stats["fc"] = (rows.mean(0), rows.std(0, unbiased=False))
+    elif inputs.fc is not None:
         fc = inputs.fc[index]
         stats["fc"] = (fc.mean(0), fc.std(0, unbiased=False))
     return stats
@@ -148,17 +200,42 @@ def _batches(order: Tensor, batch_size: int) -> list[Tensor]:
 
 
 def _sample_windows(inputs: ModelInputs, subjects: Tensor,
-                    generator: torch.Generator) -> Tensor | None:
-    if inputs.cls is None:
-        return None
-    draws = torch.rand(len(subjects), generator=generator).to(inputs.cls.device)
+                    generator: torch.Generator) -> tuple[Tensor | None, Tensor | None]:
+    """One random window per subject: its CLS and (per-window FC kinds) its crop's FC."""
+    if inputs.cls is None and not inputs.window_fc:
+        return None, inputs.fc[subjects] if inputs.fc is not None else None
+    device = inputs.labels.device
+    draws = torch.rand(len(subjects), generator=generator).to(device)
     window = (draws * inputs.n_windows[subjects]).long()
-    return inputs.cls[subjects, window]
+    cls = None
+    if inputs.cls is not None:
+        if inputs.cls_draws is not None:  # a token order drawn afresh for this step
+            order = torch.randint(inputs.cls_draws.shape[2], (len(subjects),),
+                                  generator=generator).to(device)
+            cls = inputs.cls_draws[subjects, window, order]
+        else:
+            cls = inputs.cls[subjects, window]
+    if inputs.window_fc:
+        fc = inputs.fc_windows[subjects, window]
+    else:
+        fc = inputs.fc[subjects] if inputs.fc is not None else None
+    return cls, fc
+
+
+EVAL_CROPS = ("all_windows", "random")
+"""``protocol.eval_crops``: how a subject is evaluated (see :func:`predict_logits`)."""
+
+
+def evaluation_generator(seed: int, epoch: int) -> torch.Generator:
+    """The generator of one epoch's evaluation draws (random crops, token orders)."""
+    state = np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0]
+    return torch.Generator().manual_seed(int(state))
 
 
 def predict_logits(model: torch.nn.Module, inputs: ModelInputs, subjects: np.ndarray,
-                   device: torch.device, chunk: int = 16) -> np.ndarray:
-    """Deterministic subject logits: the mean of the logits over each subject's valid windows.
+                   device: torch.device, chunk: int = 16, crops: str = "all_windows",
+                   generator: torch.Generator | None = None) -> np.ndarray:
+    """Subject logits: by default the mean of the logits over each subject's valid windows.
 
     Parameters
     ----------
@@ -170,31 +247,84 @@ def predict_logits(model: torch.nn.Module, inputs: ModelInputs, subjects: np.nda
     device : torch.device
     chunk : int
         Subjects per forward pass.
+    crops : {"all_windows", "random"}
+        ``all_windows`` (deterministic unless ``inputs.cls_draws``): the mean logits over the
+        valid windows, with the whole-recording FC (or each window's own FC when
+        ``inputs.window_fc``). ``random`` (the authors' evaluation, ``protocol.eval_crops``):
+        one window drawn per subject from ``generator``, with the FC of that window's crop.
+    generator : torch.Generator, optional
+        Draws of ``random`` crops and of ``cls_draws`` token orders (default: seed 0).
 
     Returns
     -------
     ndarray of shape (len(subjects), 2), float64
     """
+    if crops not in EVAL_CROPS:
+        raise ValueError(f"unknown eval_crops {crops!r}; use one of {list(EVAL_CROPS)}")
+    if crops == "random" and inputs.n_windows is None:
+        raise ValueError("random evaluation crops need per-window inputs (n_windows)")
+    if crops == "random" and inputs.fc is not None and inputs.fc_windows is None:
+        raise ValueError("random evaluation crops need each window's connectivity (fc_windows)")
+    drawn = (inputs.cls_draws is not None or crops == "random")
+    if drawn and generator is None:
+        generator = torch.Generator().manual_seed(0)
     model.eval()
     out = []
     with torch.no_grad():
         for start in range(0, len(subjects), chunk):
             index = torch.as_tensor(np.asarray(subjects[start:start + chunk]), device=device)
+            if crops == "random":
+                out.append(_random_crop_logits(model, inputs, index, device, generator))
+                continue
             fc = inputs.fc[index] if inputs.fc is not None else None
-            if inputs.cls is None:
+            if inputs.cls is None and not inputs.window_fc:
                 with autocast(device):
                     logits = model(None, fc).float()
                 out.append(logits)
                 continue
-            cls = inputs.cls[index]
-            with autocast(device):
-                logits = model(cls, fc).float()
-            valid = (torch.arange(cls.shape[1], device=device)[None, :]
-                     < inputs.n_windows[index][:, None]).float()
+            n_windows = inputs.n_windows[index]
+            width = int(inputs.cls.shape[1] if inputs.cls is not None
+                        else inputs.fc_windows.shape[1])
+            cls = None
+            if inputs.cls is not None:
+                cls = inputs.cls[index]
+                if inputs.cls_draws is not None:  # one token order per window and evaluation
+                    order = torch.randint(inputs.cls_draws.shape[2], cls.shape[:2],
+                                          generator=generator).to(device)
+                    rows = torch.arange(len(index), device=device)[:, None]
+                    cols = torch.arange(width, device=device)[None, :]
+                    cls = inputs.cls_draws[index][rows, cols, order]
+            if inputs.window_fc:  # each window with its own crop's FC
+                fcw = inputs.fc_windows[index].flatten(0, 1)
+                flat = cls.flatten(0, 1) if cls is not None else None
+                with autocast(device):
+                    logits = model(flat, fcw).float().view(len(index), width, 2)
+            else:
+                with autocast(device):
+                    logits = model(cls, fc).float()
+            valid = (torch.arange(width, device=device)[None, :] < n_windows[:, None]).float()
             out.append((logits * valid[..., None]).sum(1) / valid.sum(1, keepdim=True))
     if not out:
         return np.zeros((0, 2))
     return torch.cat(out).cpu().double().numpy()
+
+
+def _random_crop_logits(model: torch.nn.Module, inputs: ModelInputs, index: Tensor,
+                        device: torch.device, generator: torch.Generator) -> Tensor:
+    """Logits ``[B, 2]`` of one random window per subject, with that crop's FC."""
+    draws = torch.rand(len(index), generator=generator).to(device)
+    window = (draws * inputs.n_windows[index]).long()
+    cls = None
+    if inputs.cls is not None:
+        if inputs.cls_draws is not None:
+            order = torch.randint(inputs.cls_draws.shape[2], (len(index),),
+                                  generator=generator).to(device)
+            cls = inputs.cls_draws[index, window, order]
+        else:
+            cls = inputs.cls[index, window]
+    fc = inputs.fc_windows[index, window] if inputs.fc_windows is not None else None
+    with autocast(device):
+        return model(cls, fc).float()
 
 
 def probabilities(logits: np.ndarray) -> np.ndarray:
@@ -208,7 +338,8 @@ def probabilities(logits: np.ndarray) -> np.ndarray:
 def train_fold(config: ModelConfig | Callable[[], nn.Module], train: TrainPlan,
                inputs: ModelInputs, fit: np.ndarray, val: np.ndarray, test: np.ndarray, *,
                seed: int, device: torch.device,
-               snapshot: SnapshotRule | None = None) -> TrainingLog:
+               snapshot: SnapshotRule | None = None, zero_grad: str = "per_batch",
+               eval_crops: str = "all_windows") -> TrainingLog:
     """Train one model on ``fit`` subjects, logging validation and test predictions per epoch.
 
     Parameters
@@ -231,11 +362,20 @@ def train_fold(config: ModelConfig | Callable[[], nn.Module], train: TrainPlan,
     snapshot : callable, optional
         Called after each epoch with the probabilities logged so far; returns the
         names of the selections that choose this epoch, whose weights are kept.
+    zero_grad : {"per_batch", "per_epoch"}
+        ``per_epoch`` (``protocol.zero_grad``, the authors' loop): gradients are zeroed once per
+        epoch, so each step applies the sum of the epoch's batch gradients so far.
+    eval_crops : {"all_windows", "random"}
+        How validation and test subjects are predicted after each epoch
+        (:func:`predict_logits`); random draws come from :func:`evaluation_generator` of
+        ``seed`` and the epoch.
 
     Returns
     -------
     TrainingLog
     """
+    if zero_grad not in ("per_batch", "per_epoch"):
+        raise ValueError(f"unknown zero_grad {zero_grad!r}; use 'per_batch' or 'per_epoch'")
     fit, val, test = (np.asarray(a, dtype=np.int64) for a in (fit, val, test))
     if len(fit) < 2:
         raise ValueError(f"training needs at least 2 subjects, got {len(fit)}")
@@ -246,12 +386,14 @@ def train_fold(config: ModelConfig | Callable[[], nn.Module], train: TrainPlan,
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         return _train(build().to(device), train, inputs, fit, val, test, seed=seed,
-                      device=device, snapshot=snapshot)
+                      device=device, snapshot=snapshot, zero_grad=zero_grad,
+                      eval_crops=eval_crops)
 
 
 def _train(model: nn.Module, train: TrainPlan, inputs: ModelInputs, fit: np.ndarray,
            val: np.ndarray, test: np.ndarray, *, seed: int, device: torch.device,
-           snapshot: SnapshotRule | None) -> TrainingLog:
+           snapshot: SnapshotRule | None, zero_grad: str = "per_batch",
+           eval_crops: str = "all_windows") -> TrainingLog:
     if hasattr(model, "set_standardisation"):  # optional for registered modules
         stats = standardisation_statistics(inputs, fit)
         model.set_standardisation(cls=stats.get("cls"), fc=stats.get("fc"))
@@ -269,10 +411,12 @@ def _train(model: nn.Module, train: TrainPlan, inputs: ModelInputs, fit: np.ndar
         model.train()
         losses, sizes = [], []
         order = fit_t[torch.randperm(len(fit), generator=generator).to(device)]
-        for subjects in _batches(order, train.batch_size):
-            cls = _sample_windows(inputs, subjects, generator)
-            fc = inputs.fc[subjects] if inputs.fc is not None else None
+        if zero_grad == "per_epoch":  # the authors' loop: gradients accumulate over the epoch
             optimiser.zero_grad(set_to_none=True)
+        for subjects in _batches(order, train.batch_size):
+            cls, fc = _sample_windows(inputs, subjects, generator)
+            if zero_grad == "per_batch":
+                optimiser.zero_grad(set_to_none=True)
             with autocast(device):
                 logits = model(cls, fc)
             loss = F.cross_entropy(logits.float(), inputs.labels[subjects], weight=weight)
@@ -283,8 +427,15 @@ def _train(model: nn.Module, train: TrainPlan, inputs: ModelInputs, fit: np.ndar
         log.train_loss.append(float(np.average(losses, weights=sizes)))
         log.lr.append(float(optimiser.param_groups[0]["lr"]))
         scheduler.step()
-        val_history.append(probabilities(predict_logits(model, inputs, val, device)))
-        test_history.append(probabilities(predict_logits(model, inputs, test, device)))
+        drawn = eval_crops == "random" or inputs.cls_draws is not None
+        evaluation = evaluation_generator(seed, epoch) if drawn else None
+        val_logits = predict_logits(model, inputs, val, device, crops=eval_crops,
+                                    generator=evaluation)
+        test_logits = predict_logits(model, inputs, test, device, crops=eval_crops,
+                                     generator=evaluation)
+        log.test_logits.append(test_logits)
+        val_history.append(probabilities(val_logits))
+        test_history.append(probabilities(test_logits))
         if snapshot is not None:
             chosen = snapshot(np.stack(val_history), np.stack(test_history))
             if chosen:
@@ -345,7 +496,9 @@ class TorchClassifier:
         self.log_ = train_fold(lambda: self.module(config), self.params, self.inputs_, train,
                                empty if validation is None else validation,
                                empty if test is None else test, seed=seed, device=self.device,
-                               snapshot=snapshot)
+                               snapshot=snapshot,
+                               zero_grad=getattr(self.context, "zero_grad", "per_batch"),
+                               eval_crops=getattr(self.context, "eval_crops", "all_windows"))
         return self
 
     def predict_proba(self, data: Any, subjects: np.ndarray) -> np.ndarray:

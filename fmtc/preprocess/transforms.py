@@ -1,9 +1,12 @@
 """Shared transforms of region time series: robust scaling, windows, functional connectivity.
 
 Every array here is ``[T, R]`` (time points by regions) unless stated otherwise.
-The authors' code scales with ``x - median / IQR`` (an operator-precedence bug
-also reported as vandijklab/BrainLM#19); :func:`robust_scale` computes the
-intended ``(x - median) / IQR``.
+The authors' ``process_datasets`` (Shef-AIRE/FMM_TC, ``utils/utils.py``) builds a
+``Voxelwise_RobustScaler_Normalized_Recording`` column with ``x - median / IQR`` (an
+operator-precedence bug also reported as vandijklab/BrainLM#19), but their notebook
+never reads it: it trains on ``col_name = "Raw_Recording"``, the unscaled series.
+:func:`robust_scale` computes the intended ``(x - median) / IQR``; the authors' raw
+input is ``protocol.input_scaling: none``.
 """
 
 from __future__ import annotations
@@ -133,7 +136,13 @@ def fc_pearson(timeseries: np.ndarray) -> np.ndarray:
 
 
 def fc_gram(timeseries: np.ndarray) -> np.ndarray:
-    """The authors' connectivity: the raw Gram matrix ``X Xᵀ`` of the ``[R, T]`` series.
+    """The Gram matrix ``X Xᵀ`` of the ``[R, T]`` series it is given.
+
+    ``connectivity.kind: gram`` applies it to the whole *robust-scaled* recording: the
+    authors' formula, not their input. The authors' FC
+    (``MultimodalfMRI.forward``: ``torch.bmm(signal_vectors, signal_vectors.permute(0, 2,
+    1))``) is the Gram of the *raw*, unscaled 200-TR crop fed to BrainLM:
+    ``kind: gram_raw_window`` (:func:`window_connectivity`).
 
     Parameters
     ----------
@@ -148,13 +157,98 @@ def fc_gram(timeseries: np.ndarray) -> np.ndarray:
     return (x.T @ x).astype(np.float32)
 
 
+CONNECTIVITY_KINDS = ("pearson", "gram", "gram_raw_window")
+"""``connectivity.kind`` values; ``gram_raw_window`` is defined per window (the authors')."""
+
+
 def functional_connectivity(timeseries: np.ndarray, kind: str = "pearson") -> np.ndarray:
-    """Dispatch to :func:`fc_pearson` (``"pearson"``) or :func:`fc_gram` (``"gram"``)."""
+    """Dispatch to :func:`fc_pearson` (``"pearson"``) or :func:`fc_gram` (``"gram"``).
+
+    ``"gram_raw_window"`` is :func:`fc_gram` too: given a raw crop it is the authors' FC;
+    :func:`window_connectivity` feeds it the raw windows whatever the input scaling.
+    """
     if kind == "pearson":
         return fc_pearson(timeseries)
-    if kind == "gram":
+    if kind in ("gram", "gram_raw_window"):
         return fc_gram(timeseries)
-    raise ValueError(f"unknown connectivity kind {kind!r}; use 'pearson' or 'gram'")
+    raise ValueError(f"unknown connectivity kind {kind!r}; use one of {list(CONNECTIVITY_KINDS)}")
+
+
+def scale_input(timeseries: np.ndarray, input_scaling: str = "robust") -> np.ndarray:
+    """The series BrainLM windows and FC are computed from (``protocol.input_scaling``).
+
+    ``"robust"``: :func:`robust_scale`; ``"none"``: the raw recording as float32 (the
+    authors' ``Raw_Recording`` column).
+    """
+    if input_scaling == "robust":
+        return robust_scale(timeseries)
+    if input_scaling == "none":
+        return _check_timeseries(timeseries).astype(np.float32)
+    raise ValueError(f"unknown input_scaling {input_scaling!r}; use 'robust' or 'none'")
+
+
+def window_connectivity(timeseries: np.ndarray, kind: str, length: int, stride: int,
+                        max_windows: int, input_scaling: str = "robust") -> np.ndarray:
+    """Connectivity of each window of the deterministic window set, from that crop alone.
+
+    ``kind: gram_raw_window`` is ``X Xᵀ`` of the raw, unscaled crop whatever
+    ``input_scaling`` (the authors' ``torch.bmm(signal_vectors, signal_vectors.permute(0, 2,
+    1))`` on ``Raw_Recording``); ``pearson`` and ``gram`` are computed on the crop of the
+    ``input_scaling`` series.
+
+    Parameters
+    ----------
+    timeseries : ndarray of shape (T, R)
+        One raw recording.
+    kind : str
+    length, stride, max_windows : int
+        The window set (:func:`window_starts`).
+    input_scaling : {"robust", "none"}
+
+    Returns
+    -------
+    ndarray of shape (W, R, R), float32
+    """
+    raw = _check_timeseries(timeseries)
+    series = raw.astype(np.float32) if kind == "gram_raw_window" else scale_input(raw,
+                                                                                 input_scaling)
+    windows = make_windows(series, length, stride, max_windows)  # [W, R, length]
+    return np.stack([functional_connectivity(w.T, kind) for w in windows]).astype(np.float32)
+
+
+def gram_mean_share(timeseries: np.ndarray) -> dict[str, float]:
+    """How much of the raw Gram ``X Xᵀ`` is the regional mean intensity (the authors' FC).
+
+    With ``m`` the regional means over time and ``T`` the number of time points,
+    ``X Xᵀ = T m mᵀ + C`` where ``C`` is the Gram of the centred series. On a raw BOLD
+    recording (means in the hundreds or thousands, fluctuations of a few percent) the
+    rank-1 term carries nearly all of the matrix, so the authors' FC mostly encodes
+    regional intensity, not co-fluctuation.
+
+    Parameters
+    ----------
+    timeseries : ndarray of shape (T, R)
+        A raw (unscaled) recording or crop.
+
+    Returns
+    -------
+    dict
+        ``mean_share``: ``||T m mᵀ||_F / ||X Xᵀ||_F``; ``pearson_correlation``: Pearson
+        correlation between the off-diagonal entries of ``X Xᵀ`` and those of the Pearson
+        correlation matrix.
+    """
+    x = _check_timeseries(timeseries).astype(np.float64)
+    gram = x.T @ x
+    m = x.mean(axis=0)
+    mean_term = x.shape[0] * np.outer(m, m)
+    centred = x - m
+    norms = np.linalg.norm(centred, axis=0)
+    norms = np.where(norms < 1e-12, 1.0, norms)
+    pearson = (centred / norms).T @ (centred / norms)
+    rows, cols = np.triu_indices(x.shape[1], k=1)
+    return {"mean_share": float(np.linalg.norm(mean_term) / np.linalg.norm(gram)),
+            "pearson_correlation": float(np.corrcoef(gram[rows, cols],
+                                                     pearson[rows, cols])[0, 1])}
 
 
 def upper_triangle(matrices: np.ndarray) -> np.ndarray:

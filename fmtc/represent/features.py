@@ -37,7 +37,7 @@ from fmtc.cohort.folder import Cohort
 from fmtc.device import autocast, describe_device
 from fmtc.errors import CacheError
 from fmtc.plan import Plan
-from fmtc.preprocess.transforms import make_windows, robust_scale, window_starts
+from fmtc.preprocess.transforms import make_windows, scale_input, window_starts
 from fmtc.represent.brainlm import BrainLM
 from fmtc.represent.encoder import encoder_fingerprint, model_fingerprint, resolve_encoder
 from fmtc.represent.readout import readout_groups, token_readout
@@ -71,6 +71,10 @@ class FeatureSet:
         The ``.npz`` file the arrays were read from.
     cache_hit : bool
         True when :func:`cohort_features` found a valid cache entry (nothing was encoded).
+    cls_draws : ndarray of shape (N, W, S, F) or None
+        ``token_order: random_each_call`` only: the read-out under each of the ``S =
+        n_shuffles`` seeded token orders (the same orders as ``shuffle-mean``), un-averaged;
+        ``cls`` is their mean.
     """
 
     subject_ids: list[str]
@@ -79,6 +83,7 @@ class FeatureSet:
     encoder: dict
     cache_path: Path
     cache_hit: bool = False
+    cls_draws: np.ndarray | None = None
 
 
 def cohort_features(
@@ -96,7 +101,11 @@ def cohort_features(
     batches of ``plan.brainlm.batch_size`` without gradients. ``plan.brainlm.token_order``
     ``"identity"`` feeds tokens in ROI-major order; ``"shuffle-mean"`` averages the CLS over
     ``plan.brainlm.n_shuffles`` token orders drawn from a generator seeded with ``plan.seed``, the
-    same orders for every window, so a window's features do not depend on its batch.
+    same orders for every window, so a window's features do not depend on its batch;
+    ``"random_each_call"`` keeps the features of those same orders un-averaged
+    (``FeatureSet.cls_draws``), for models that draw one per call as the authors' encoder does.
+    ``plan.protocol.input_scaling: none`` encodes windows of the raw recording instead of the
+    robust-scaled one (the authors' ``Raw_Recording``).
     ``plan.brainlm.readout`` picks the feature (:func:`fmtc.represent.readout.token_readout`).
 
     Parameters
@@ -139,9 +148,9 @@ def cohort_features(
         key = feature_key(cohort, plan, model_fingerprint(encoder), device)
         if is_cached(plan, key) and found is None:  # written meanwhile by another process
             return dataclasses.replace(read_features(cache_path(plan, key)), cache_hit=True)
-    cls, n_windows = _encode_cohort(cohort, plan, encoder, device, progress)
+    cls, n_windows, draws = _encode_cohort(cohort, plan, encoder, device, progress)
     record = _encoder_record(encoder, plan, key, device)
-    _write_cache(plan, key, cohort.subject_ids, cls, n_windows, record)
+    _write_cache(plan, key, cohort.subject_ids, cls, n_windows, record, draws)
     return read_features(cache_path(plan, key))
 
 
@@ -185,7 +194,8 @@ def feature_key(cohort: Cohort, plan: Plan, fingerprint: dict[str, str],
     device : torch.device
         Only its type matters: CUDA encodes in bf16 autocast, the CPU in float32.
     """
-    shuffled = plan.brainlm.token_order == "shuffle-mean"
+    shuffled = plan.brainlm.token_order != "identity"
+    scaling = plan.protocol.input_scaling
     return {
         "format": FEATURES_FORMAT,
         "cohort_content_hash": cohort.content_hash,
@@ -198,6 +208,8 @@ def feature_key(cohort: Cohort, plan: Plan, fingerprint: dict[str, str],
         "n_shuffles": plan.brainlm.n_shuffles if shuffled else None,
         "shuffle_seed": plan.seed if shuffled else None,
         "precision": _precision(device),
+        # absent at the default: the keys of robust-scaled features are unchanged
+        **({} if scaling == "robust" else {"input_scaling": scaling}),
     }
 
 
@@ -234,6 +246,7 @@ def read_features(path: str | Path) -> FeatureSet:
         with np.load(path, allow_pickle=False) as data:
             stored = str(data["key_sha256"])
             cls, n_windows = np.asarray(data["cls"]), np.asarray(data["n_windows"])
+            draws = np.asarray(data["cls_draws"]) if "cls_draws" in data.files else None
             subject_ids = [str(pid) for pid in data["subject_ids"]]
         expected, encoder = meta["key_sha256"], meta["encoder"]
     except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as error:
@@ -251,8 +264,12 @@ def read_features(path: str | Path) -> FeatureSet:
                   f"{len(subject_ids)} subjects")
         raise CacheError(f"feature cache {path}: {reason}; delete it to rebuild it", path=path,
                          reason=reason)
+    if draws is not None and (draws.ndim != 4 or draws.shape[:2] != cls.shape[:2]):
+        reason = f"its token-order draws have shape {draws.shape}, its features {cls.shape}"
+        raise CacheError(f"feature cache {path}: {reason}; delete it to rebuild it", path=path,
+                         reason=reason)
     return FeatureSet(subject_ids=subject_ids, cls=cls, n_windows=n_windows,
-                      encoder=encoder, cache_path=path)
+                      encoder=encoder, cache_path=path, cls_draws=draws)
 
 
 # ------------------------------------------------------------------------------------ encoding
@@ -273,8 +290,11 @@ def _precision(device: torch.device) -> str:
 
 
 def _encode_cohort(cohort: Cohort, plan: Plan, encoder: BrainLM, device: torch.device,
-                   progress: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Encode all windows of all subjects in batches; NaN rows pad short window sets."""
+                   progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Encode all windows of all subjects in batches; NaN rows pad short window sets.
+
+    Returns the features, the window counts and (``random_each_call``) the per-order draws.
+    """
     spec = plan.windows
     n_windows = np.array([
         len(window_starts(cohort.timeseries[pid].shape[0], spec.length, spec.stride,
@@ -284,6 +304,9 @@ def _encode_cohort(cohort: Cohort, plan: Plan, encoder: BrainLM, device: torch.d
     groups = readout_groups(cohort, plan.brainlm.readout)
     width = encoder.config.hidden_size * (1 if groups is None else int(groups.max()) + 1)
     cls = np.full((len(n_windows), int(n_windows.max()), width), np.nan, dtype=np.float32)
+    each_call = plan.brainlm.token_order == "random_each_call"
+    draws = (np.full((*cls.shape[:2], plan.brainlm.n_shuffles, width), np.nan, dtype=np.float32)
+             if each_call else None)
     xyz = torch.from_numpy(cohort.xyz).to(device)
     bar = None
     if progress:
@@ -297,6 +320,16 @@ def _encode_cohort(cohort: Cohort, plan: Plan, encoder: BrainLM, device: torch.d
         with torch.no_grad(), autocast(device):
             for rows, cols, batch in _batches(cohort, plan, plan.brainlm.batch_size):
                 signal = torch.from_numpy(batch).to(device)
+                if each_call:
+                    batch_xyz = xyz.expand(len(signal), -1, -1)
+                    for k, latent in enumerate(_shuffled_latents(encoder, signal, batch_xyz,
+                                                                 plan)):
+                        draws[rows, cols, k] = token_readout(latent, plan.brainlm.readout,
+                                                             groups).float().cpu().numpy()
+                    cls[rows, cols] = draws[rows, cols].mean(axis=1)
+                    if bar is not None:
+                        bar.update(len(batch))
+                    continue
                 latent = _encode_batch(encoder, signal, xyz, plan)
                 cls[rows, cols] = token_readout(latent, plan.brainlm.readout,
                                                 groups).float().cpu().numpy()
@@ -306,7 +339,7 @@ def _encode_cohort(cohort: Cohort, plan: Plan, encoder: BrainLM, device: torch.d
         encoder.train(was_training)
         if bar is not None:
             bar.close()
-    return cls, n_windows
+    return cls, n_windows, draws
 
 
 def _batches(cohort: Cohort, plan: Plan,
@@ -317,7 +350,7 @@ def _batches(cohort: Cohort, plan: Plan,
     cols: list[int] = []
     windows: list[np.ndarray] = []
     for row, pid in enumerate(cohort.subject_ids):
-        scaled = robust_scale(cohort.timeseries[pid])
+        scaled = scale_input(cohort.timeseries[pid], plan.protocol.input_scaling)
         for col, window in enumerate(make_windows(scaled, spec.length, spec.stride,
                                                   spec.max_windows)):
             rows.append(row)
@@ -336,18 +369,25 @@ def _encode_batch(encoder: BrainLM, signal: torch.Tensor, xyz: torch.Tensor,
     batch_xyz = xyz.expand(len(signal), -1, -1)
     if plan.brainlm.token_order == "identity":
         return encoder.encode_tokens(signal, batch_xyz)
+    total = 0
+    for latent in _shuffled_latents(encoder, signal, batch_xyz, plan):
+        total = total + latent
+    return total / plan.brainlm.n_shuffles
+
+
+def _shuffled_latents(encoder: BrainLM, signal: torch.Tensor, batch_xyz: torch.Tensor,
+                      plan: Plan) -> Iterator[torch.Tensor]:
+    """The encoder output under each of the ``n_shuffles`` seeded token orders, ROI-major."""
     # Every window gets the same n_shuffles orders (so its features do not depend on its batch);
-    # tokens are put back in ROI-major order before averaging over the orders.
+    # tokens are put back in ROI-major order (before averaging, for shuffle-mean).
     n_tokens = signal.shape[1] * (signal.shape[2] // encoder.config.timepoint_patching_size)
     generator = torch.Generator().manual_seed(plan.seed)
-    total = 0
     for _ in range(plan.brainlm.n_shuffles):
         noise = torch.rand(1, n_tokens, generator=generator).expand(len(signal), -1)
         latent, _, ids_restore = encoder.vit(signal, batch_xyz, noise.to(signal.device), 0.0)
         order = ids_restore.unsqueeze(-1).expand(-1, -1, latent.shape[-1])
         tokens = torch.gather(latent[:, 1:], 1, order)
-        total = total + torch.cat([latent[:, :1], tokens], dim=1)
-    return total / plan.brainlm.n_shuffles
+        yield torch.cat([latent[:, :1], tokens], dim=1)
 
 
 # --------------------------------------------------------------------------------------- cache
@@ -375,13 +415,15 @@ def _encoder_record(encoder: BrainLM, plan: Plan, key: dict[str, Any],
 
 
 def _write_cache(plan: Plan, key: dict[str, Any], subject_ids: list[str], cls: np.ndarray,
-                 n_windows: np.ndarray, record: dict[str, Any]) -> None:
+                 n_windows: np.ndarray, record: dict[str, Any],
+                 draws: np.ndarray | None = None) -> None:
     """Write the arrays, then the JSON that makes them a cache hit; each file atomically."""
     path = cache_path(plan, key)
     key_sha = _key_hash(key)
+    extra = {} if draws is None else {"cls_draws": draws}
     with atomic_open(path, "wb") as handle:
         np.savez(handle, cls=cls, n_windows=n_windows, key_sha256=np.array(key_sha),
-                 subject_ids=np.array(subject_ids, dtype=str))
+                 subject_ids=np.array(subject_ids, dtype=str), **extra)
     write_json(path.with_suffix(".json"), {
         "key": key, "key_sha256": key_sha, "encoder": record,
         "shape": list(cls.shape), "subject_ids": subject_ids,

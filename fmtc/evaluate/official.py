@@ -1,0 +1,137 @@
+"""The authors' protocol, switch by switch: what each behaviour of their code does to the result.
+
+The authors' code (GitHub ``Shef-AIRE/FMM_TC``: ``FMM_TC-tutorial.ipynb`` and
+``utils/utils.py``) differs from fmtc's honest protocol in the behaviours below. Each one
+is a switch whose default is fmtc's behaviour and whose other value is theirs, and each
+changes only what it names, so the built-in experiment ``official`` can pair every switch
+with the honest arm on identical splits.
+
+Per fit (an experiment arm may override them; part of the arm's identity):
+
+- ``protocol.zero_grad: per_epoch`` (:func:`fmtc.predict.training.train_fold`): their
+  ``optimizer.zero_grad()`` sits before ``for example in trainloader:``, so gradients
+  accumulate over the epoch's batches.
+- ``protocol.eval_crops: random`` (:func:`fmtc.predict.training.predict_logits`): their
+  validation loader goes through the same ``__getitem__`` as training, which draws
+  ``start_idx = random.randint(0, signal_vector.shape[1] - moving_window_len)``, so each
+  evaluation sees one random 200-TR crop, and the FC is computed from that crop.
+- ``protocol.input_scaling: none`` (:func:`fmtc.preprocess.transforms.scale_input`): they
+  train on ``col_name = "Raw_Recording"``; the robust-scaled column ``process_datasets``
+  builds is never read.
+- ``connectivity.kind: gram_raw_window`` (:func:`fmtc.preprocess.transforms.window_connectivity`):
+  ``torch.bmm(signal_vectors, signal_vectors.permute(0, 2, 1))`` of the raw crop. The
+  ``Brain_Network`` column (``np.corrcoef``) is loaded but never used.
+  :func:`fmtc.preprocess.transforms.gram_mean_share` measures how much of that matrix is
+  regional mean intensity.
+- ``brainlm.token_order: random_each_call`` (:mod:`fmtc.represent.features`): their
+  ``BrainLMEmbeddings.random_masking(x, noise=None)`` draws ``torch.rand`` on every call,
+  a new token order per encoder call even with ``mask_ratio = 0``.
+
+Read from the predictions of one training (:func:`reporting_table`):
+
+- ``protocol.auc: on_logit``: ``roc_auc_score(labels_list, logits_list[:, 1])``, the
+  class-1 logit (needs an experiment with ``logits: true``);
+- ``protocol.report: fold_mean``: their ``metric_df`` holds one row per fold and epoch; the
+  headline is a mean over folds, not the metric of the pooled out-of-fold predictions;
+- ``selection: paper``: ``best_mcc = 0 ... if mcc > best_mcc`` on the test fold
+  (:func:`fmtc.evaluate.selection.paper_selection`).
+
+A separate run: ``protocol.cv: unshuffled_single``, their
+``StratifiedKFold(n_splits=kfold, shuffle=False)``, one repeat
+(:func:`fmtc.evaluate.splits.unshuffled_splits`); its splits differ, so it cannot be paired.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from fmtc.evaluate.metrics import AUC_SCORES, binary_metrics
+
+REPORTS = ("pooled", "fold_mean")
+"""``protocol.report``: the metric of pooled out-of-fold predictions, or the mean over folds."""
+
+
+def _metrics(part: pd.DataFrame, auc: str) -> dict[str, float]:
+    logits = part[["logit_0", "logit_1"]].to_numpy() if auc == "on_logit" else None
+    return binary_metrics(part["label"].to_numpy(), part["probability"].to_numpy(), auc=auc,
+                          logits=logits)
+
+
+def reported_metrics(predictions: pd.DataFrame, *, auc: str = "on_probability",
+                     report: str = "pooled") -> pd.DataFrame:
+    """MCC and AUC of each arm as a protocol reports them, from a predictions table.
+
+    Parameters
+    ----------
+    predictions : DataFrame
+        One selection's predictions table of a run (``arm, repeat, fold, probability,
+        label`` and, for ``auc="on_logit"``, ``logit_0, logit_1``).
+    auc : {"on_probability", "on_logit"}
+        ``protocol.auc``.
+    report : {"pooled", "fold_mean"}
+        ``protocol.report``: ``pooled`` scores each repeat's pooled out-of-fold predictions;
+        ``fold_mean`` scores each fold and averages the folds of a repeat.
+
+    Returns
+    -------
+    DataFrame
+        ``arm, mcc, auc``: means over repeats, arms in table order.
+    """
+    if auc not in AUC_SCORES:
+        raise ValueError(f"unknown auc {auc!r}; use one of {list(AUC_SCORES)}")
+    if report not in REPORTS:
+        raise ValueError(f"unknown report {report!r}; use one of {list(REPORTS)}")
+    if auc == "on_logit" and not {"logit_0", "logit_1"} <= set(predictions.columns):
+        raise ValueError("auc 'on_logit' needs the logits: run an experiment with 'logits: true'")
+    column = "arm" if "arm" in predictions else "model"
+    rows = []
+    for arm, part in predictions.groupby(column, sort=False):
+        per_repeat = []
+        for _, repeat in part.groupby("repeat", sort=True):
+            if report == "pooled":
+                values = _metrics(repeat, auc)
+                per_repeat.append((values["mcc"], values["auc"]))
+            else:
+                folds = [_metrics(fold, auc) for _, fold in repeat.groupby("fold", sort=True)]
+                per_repeat.append((float(np.mean([f["mcc"] for f in folds])),
+                                   float(np.nanmean([f["auc"] for f in folds]))))
+        mcc, auc_value = np.mean(np.asarray(per_repeat, dtype=np.float64), axis=0)
+        rows.append((arm, float(mcc), float(auc_value)))
+    return pd.DataFrame(rows, columns=["arm", "mcc", "auc"])
+
+
+def reporting_table(predictions: Mapping[str, pd.DataFrame],
+                    selections: Sequence[str] | None = None) -> pd.DataFrame:
+    """Every combination of the reporting switches, from one run's predictions.
+
+    Parameters
+    ----------
+    predictions : mapping of str to DataFrame
+        A run's predictions tables by selection (``ExperimentRun.tables["predictions"]`` or
+        ``ExperimentResult.predictions``).
+    selections : sequence of str, optional
+        Default: every selection given.
+
+    Returns
+    -------
+    DataFrame
+        ``arm, selection, auc_on, report, mcc, auc``; the honest reading is
+        ``(honest, on_probability, pooled)``, the authors' ``(paper, on_logit, fold_mean)``.
+        ``on_logit`` rows only when the tables hold logits.
+    """
+    rows = []
+    for selection in selections or list(predictions):
+        table = predictions[selection]
+        scores = [a for a in AUC_SCORES
+                  if a != "on_logit" or {"logit_0", "logit_1"} <= set(table.columns)]
+        for auc in scores:
+            for report in REPORTS:
+                frame = reported_metrics(table, auc=auc, report=report)
+                frame.insert(1, "selection", selection)
+                frame.insert(2, "auc_on", auc)
+                frame.insert(3, "report", report)
+                rows.append(frame)
+    return pd.concat(rows, ignore_index=True)
