@@ -82,6 +82,7 @@ class DataRequest:
     fc_kind: str | None
     features: dict[str, Any] | None  # brainlm, windows, pretrain settings (None: no CLS)
     temporal: bool = False  # handcrafted temporal features
+    covariates: bool = False  # participants covariates
 
     @property
     def key(self) -> str:
@@ -89,6 +90,8 @@ class DataRequest:
         payload = {"fc": self.fc_kind, "cls": self.features}
         if self.temporal:  # absent otherwise: keys of earlier requests are unchanged
             payload["temporal"] = True
+        if self.covariates:
+            payload["covariates"] = True
         payload = json.dumps(payload, sort_keys=True)
         return "data-" + hashlib.sha256(payload.encode()).hexdigest()[:8]
 
@@ -142,7 +145,7 @@ def resolve_arms(plan: Plan, arms: dict[str, ArmPlan], device: Any,
         request = DataRequest(
             fc_kind=arm_plan.connectivity.kind if "fc" in spec.inputs else None,
             features=_feature_settings(arm_plan) if "cls" in spec.inputs else None,
-            temporal="temporal" in spec.inputs)
+            temporal="temporal" in spec.inputs, covariates="covariates" in spec.inputs)
         requests.setdefault(request.key, (arm_plan, request))
         context = ModelContext(device=device, pool_size=arm_plan.connectivity.pool_size,
                                fc_kind=arm_plan.connectivity.kind)
@@ -200,7 +203,7 @@ def gather_datasets(cohort: Cohort, requests: Requests, *,
                          "orders); pass features=None to compute each")
     connectivity: dict[str, np.ndarray] = {}
     cls_cache: dict[str, Any] = {}
-    temporal = None
+    temporal = covariates = None
     out = {}
     for key, (arm_plan, request) in requests.items():
         fc = None
@@ -225,9 +228,14 @@ def gather_datasets(cohort: Cohort, requests: Requests, *,
             from fmtc.represent.temporal import cohort_temporal_features
 
             temporal = cohort_temporal_features(cohort)
+        if request.covariates and covariates is None:
+            from fmtc.cohort.participants import covariate_design
+
+            covariates = covariate_design(cohort.participants, f"cohort {cohort.root}")
+        values, names = covariates if request.covariates else (None, None)
         out[key] = ExperimentData(list(cohort.subject_ids), np.asarray(cohort.labels), fc, cls,
                                   n_windows, encoder, cache,
-                                  temporal if request.temporal else None)
+                                  temporal if request.temporal else None, values, names)
     return out
 
 
@@ -272,6 +280,8 @@ def _data_identity(data: ExperimentData, request: DataRequest) -> dict[str, Any]
 
         identity["temporal"] = {"lags": list(LAGS), "band": list(BAND),
                                 "version": FEATURES_VERSION}
+    if request.covariates:
+        identity["covariates"] = data.covariate_names
     return identity
 
 

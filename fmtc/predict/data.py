@@ -28,6 +28,11 @@ class ExperimentData:
     temporal : ndarray of shape (N, F) or None
         Handcrafted temporal features (:mod:`fmtc.represent.temporal`), when a model
         reads ``temporal``.
+    covariates : ndarray of shape (N, p) or None
+        Participants covariates (study, drug, sex one-hot; age, mean FD), when a model
+        reads ``covariates`` (:func:`fmtc.cohort.participants.covariate_design`).
+    covariate_names : list of str or None
+        Names of the ``covariates`` columns.
     """
 
     subject_ids: list[str]
@@ -38,6 +43,8 @@ class ExperimentData:
     encoder: dict[str, Any] | None = None
     feature_cache: str | None = None
     temporal: np.ndarray | None = None
+    covariates: np.ndarray | None = None
+    covariate_names: list[str] | None = None
 
     def require(self, inputs: tuple[str, ...], model: str) -> None:
         """Raise a ValueError naming ``model`` when an input it reads is missing."""
@@ -50,6 +57,9 @@ class ExperimentData:
         if "temporal" in inputs and self.temporal is None:
             raise ValueError(f"model {model!r} needs handcrafted temporal features; "
                              "ExperimentData has none")
+        if "covariates" in inputs and self.covariates is None:
+            raise ValueError(f"model {model!r} needs participants covariates; ExperimentData "
+                             "has none")
 
     def window_mean_cls(self) -> np.ndarray:
         """``[N, H]``: each subject's CLS averaged over its valid windows."""
