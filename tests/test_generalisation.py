@@ -320,3 +320,13 @@ def test_run_generalisation_writes_a_run_and_reads_it_back(tmp_path):
     pd.testing.assert_frame_equal(again.table, run.table, check_dtype=False, atol=1e-5)
     with pytest.raises(PlanError, match="needs a test cohort"):
         run_generalisation(plan, ["fc-logreg"], ["cross-cohort"])
+
+
+def test_cli_generalise_refuses_cross_cohort_without_a_test_cohort():
+    from fmtc.cli import build_parser
+    from fmtc.errors import UsageError
+
+    args = build_parser().parse_args(["generalise", "--profile", "smoke", "--model",
+                                      "covariates-logreg", "--scheme", "cross-cohort"])
+    with pytest.raises(UsageError, match="needs --test-cohort DIR"):
+        args.handler(args)
