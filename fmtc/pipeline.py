@@ -85,6 +85,7 @@ class DataRequest:
     # Protocol switches of the FC input: {"input_scaling": "none"}, {"fc_windows": <windows>}
     # (per-window FC, for eval_crops random or gram_raw_window); empty at the defaults.
     fc_options: dict[str, Any] = field(default_factory=dict)
+    covariates: bool = False  # participants covariates
 
     @property
     def key(self) -> str:
@@ -94,6 +95,8 @@ class DataRequest:
             payload["temporal"] = True
         if self.fc_options:  # likewise
             payload["fc_options"] = self.fc_options
+        if self.covariates:
+            payload["covariates"] = True
         payload = json.dumps(payload, sort_keys=True)
         return "data-" + hashlib.sha256(payload.encode()).hexdigest()[:8]
 
@@ -147,7 +150,7 @@ def resolve_arms(plan: Plan, arms: dict[str, ArmPlan], device: Any,
         request = DataRequest(
             fc_kind=arm_plan.connectivity.kind if "fc" in spec.inputs else None,
             features=_feature_settings(arm_plan) if "cls" in spec.inputs else None,
-            temporal="temporal" in spec.inputs,
+            temporal="temporal" in spec.inputs, covariates="covariates" in spec.inputs,
             fc_options=_fc_options(arm_plan, spec) if "fc" in spec.inputs else {})
         requests.setdefault(request.key, (arm_plan, request))
         context = ModelContext(device=device, pool_size=arm_plan.connectivity.pool_size,
@@ -260,7 +263,7 @@ def gather_datasets(cohort: Cohort, requests: Requests, *,
                          "orders); pass features=None to compute each")
     connectivity: dict[Any, np.ndarray] = {}
     cls_cache: dict[str, Any] = {}
-    temporal = None
+    temporal = covariates = None
     out = {}
     for key, (arm_plan, request) in requests.items():
         fc = fc_windows = None
@@ -298,10 +301,15 @@ def gather_datasets(cohort: Cohort, requests: Requests, *,
             from fmtc.represent.temporal import cohort_temporal_features
 
             temporal = cohort_temporal_features(cohort)
+        if request.covariates and covariates is None:
+            from fmtc.cohort.participants import covariate_design
+
+            covariates = covariate_design(cohort.participants, f"cohort {cohort.root}")
+        values, names = covariates if request.covariates else (None, None)
         out[key] = ExperimentData(list(cohort.subject_ids), np.asarray(cohort.labels), fc, cls,
                                   n_windows, encoder, cache,
                                   temporal if request.temporal else None, fc_windows, draws,
-                                  request.fc_kind == "gram_raw_window")
+                                  request.fc_kind == "gram_raw_window", values, names)
     return out
 
 
@@ -348,6 +356,8 @@ def _data_identity(data: ExperimentData, request: DataRequest) -> dict[str, Any]
 
         identity["temporal"] = {"lags": list(LAGS), "band": list(BAND),
                                 "version": FEATURES_VERSION}
+    if request.covariates:
+        identity["covariates"] = data.covariate_names
     return identity
 
 
@@ -569,3 +579,185 @@ def _run(plan: Plan, name: str, arm_plans: dict[str, ArmPlan], selections: list[
         runs.write_run(staging, result, record, identity, key, contrasts=table)
     logger.info("run folder %s (%.0f s)", run_dir, time.perf_counter() - start)
     return ExperimentRun(name, run_dir, key, False, runs.load_run(run_dir))
+
+
+# --------------------------------------------------------------------------- generalisation
+
+
+@dataclass
+class GeneralisationRun:
+    """A finished (or re-read) generalisation run.
+
+    Attributes
+    ----------
+    run_dir : Path
+    key : str
+    reused : bool
+    table : DataFrame
+        :data:`fmtc.evaluate.generalisation.COLUMNS`, one row per arm, scheme and fit set.
+    confounds : DataFrame
+        Per feature view (``fc``, ``cls``, ...): how well it predicts the study.
+    """
+
+    run_dir: Path
+    key: str
+    reused: bool
+    table: pd.DataFrame
+    confounds: pd.DataFrame
+
+
+def participant_groups(cohort: Cohort, scheme: str) -> list[Any]:
+    """Per subject of ``cohort``, its group under ``scheme`` (``drug`` or ``study``).
+
+    Raises :class:`~fmtc.errors.InvalidDataError` naming the cohort when its participants
+    table has no such column.
+    """
+    from fmtc.cohort.participants import COVARIATE_ALIASES, find_covariate
+
+    column = find_covariate(cohort.participants, scheme)
+    if column is None:
+        raise InvalidDataError(
+            f"cohort {cohort.root}: participants.tsv has no {scheme} column (looked for "
+            f"{', '.join(COVARIATE_ALIASES[scheme])}, any case); the {scheme!r} "
+            "generalisation scheme needs it")
+    return [None if pd.isna(v) else v for v in cohort.participants[column]]
+
+
+def run_generalisation(plan: Plan, models: Sequence[str],
+                       schemes: Sequence[str] = ("drug", "study"), *,
+                       cohort: Cohort | None = None, test_cohort: Cohort | None = None,
+                       test_simulation: dict[str, Any] | None = None,
+                       out: str | Path | None = None, device: Any = None,
+                       features: Any = None, test_features: Any = None,
+                       executor: Executor | None = None, overwrite: bool = False,
+                       progress: bool = False) -> GeneralisationRun:
+    """Drug-, study- and cohort-level generalisation of ``models`` (``fmtc generalise``).
+
+    Parameters
+    ----------
+    plan : Plan
+        Cohort, features, model hyper-parameters, ``evaluation`` (folds and repeats of the
+        within references, bootstrap resamples), ``seed``, ``outputs.runs_dir``.
+    models : sequence of str
+        Registered models; each is an arm named after it.
+    schemes : sequence of {"drug", "study", "cross-cohort"}
+        ``cross-cohort`` trains on the plan's cohort and tests on ``test_cohort``, or on the
+        simulated cohort of ``simulation`` changed by ``test_simulation`` (e.g.
+        ``{"seed": 1, "study_shift": 1.0}``).
+    cohort, test_cohort : Cohort, optional
+    features, test_features : FeatureSet, optional
+        Precomputed BrainLM features of the two cohorts.
+    out : path, optional
+        Run folder. Default ``<runs_dir>/generalise_<models>_<profile>_<key>``; an existing
+        complete run of the same identity is read back.
+
+    Returns
+    -------
+    GeneralisationRun
+        Its folder holds ``generalisation.csv``, ``confounds.csv``, ``provenance.json`` and
+        ``run.json``.
+    """
+    from fmtc import runs
+    from fmtc.device import describe_device, resolve_device
+    from fmtc.evaluate.generalisation import (
+        SCHEMES,
+        cross_cohort,
+        feature_views,
+        generalise,
+        study_predictability,
+    )
+    from fmtc.provenance import provenance_record
+
+    schemes = list(dict.fromkeys(schemes))
+    unknown = [s for s in schemes if s not in SCHEMES]
+    if unknown or not schemes:
+        raise PlanError(f"unknown generalisation scheme(s) {unknown or '(none given)'}; "
+                        f"choose from {', '.join(SCHEMES)}")
+    if "cross-cohort" in schemes and test_cohort is None and test_simulation is None:
+        raise PlanError("scheme 'cross-cohort' needs a test cohort (test_cohort, or "
+                        "test_simulation: simulation settings of a second simulated cohort)")
+    models = check_models(dict.fromkeys(models), "--model")
+    start = time.perf_counter()
+    device = device if device is not None else resolve_device(plan.device)
+    executor = executor or executor_for(plan)
+    runs_dir = Path(out).parent if out is not None else plan.path(plan.outputs.runs_dir)
+    runs.check_writable(runs_dir)
+    arms, requests = resolve_arms(plan, {m: ArmPlan(model=m) for m in models}, device,
+                                  "generalise")
+    if cohort is None:
+        cohort = plan_cohort(plan, progress=progress)
+    groups = {s: participant_groups(cohort, s) for s in schemes if s != "cross-cohort"}
+    if "cross-cohort" in schemes and test_cohort is None:
+        test_plan = plan.replace(simulation=test_simulation)
+        test_cohort = load_cohort(cohort_path(test_plan.replace(data={"cohort": "simulated"}),
+                                              progress=progress))
+    datasets = gather_datasets(cohort, requests, device=device, features=features,
+                               progress=progress)
+    test_datasets = (gather_datasets(test_cohort, requests, device=device,
+                                     features=test_features, progress=progress)
+                     if "cross-cohort" in schemes else None)
+
+    identity = {
+        "generalisation": schemes, "code": code_identity(), "cohort": cohort.content_hash,
+        "test_cohort": test_cohort.content_hash if test_datasets is not None else None,
+        "label_column": cohort.label_column, "seed": plan.seed,
+        "evaluation": {k: getattr(plan.evaluation, k) for k in ("folds", "repeats",
+                                                                  "bootstrap")},
+        "threads_per_worker": executor.threads_per_worker,
+        "device": str(device.type) if any(get_model(a.model).epochs for a in arms) else None,
+        "arms": [_arm_identity(a, datasets[a.data], requests[a.data][1]) for a in arms],
+    }
+    key = runs.run_key(identity)
+    run_dir = Path(out) if out is not None else runs_dir / runs.run_name(
+        "generalise_" + "+".join(models), plan.profile, key)
+    if runs.check_destination(run_dir, key, overwrite):
+        logger.info("reusing the complete generalisation run %s (key %s)", run_dir, key)
+        return GeneralisationRun(run_dir, key, True,
+                                 pd.read_csv(run_dir / "generalisation.csv", dtype={"note": str},
+                                             keep_default_na=False, na_values=["nan"]),
+                                 pd.read_csv(run_dir / "confounds.csv"))
+
+    parts = []
+    if groups:
+        parts.append(generalise(datasets, arms, groups, plan.evaluation, plan.seed,
+                                executor=executor))
+    if test_datasets is not None:
+        parts.append(cross_cohort(datasets, test_datasets, arms, plan.evaluation, plan.seed,
+                                  names=(cohort.root.name, test_cohort.root.name),
+                                  executor=executor))
+    table = pd.concat(parts, ignore_index=True)
+    confounds = []
+    if "study" in groups and len({g for g in groups["study"] if g is not None}) > 1:
+        views: dict[str, np.ndarray] = {}
+        for data in datasets.values():
+            views.update({k: v for k, v in feature_views(data).items() if k != "covariates"})
+        known = np.array([g is not None for g in groups["study"]])
+        for view, values in views.items():
+            found = study_predictability(values[known],
+                                         [g for g in groups["study"] if g is not None],
+                                         plan.seed, folds=plan.evaluation.folds)
+            confounds.append({"features": view, **found})
+    confounds = pd.DataFrame(confounds, columns=["features", "balanced_accuracy", "mcc",
+                                                 "chance", "n_studies", "n_subjects",
+                                                 "n_features", "folds"])
+    record = provenance_record(
+        command="generalise", key=key, plan=plan.to_dict(), profile=plan.profile,
+        seed=plan.seed, arms={a.name: a.model for a in arms}, schemes=schemes,
+        cohort={"name": cohort.name, "content_hash": cohort.content_hash,
+                "simulated": cohort.is_simulated, "folder": Path(cohort.root).name},
+        test_cohort=(None if test_datasets is None else
+                     {"name": test_cohort.name, "content_hash": test_cohort.content_hash,
+                      "simulated": test_cohort.is_simulated,
+                      "folder": Path(test_cohort.root).name,
+                      "simulation_changes": test_simulation}),
+        device=describe_device(device), execution=executor.describe(),
+        timings={"total_s": time.perf_counter() - start})
+    with runs.staged_run(run_dir, overwrite=overwrite) as staging:
+        runs.write_csv(staging / "generalisation.csv", table)
+        runs.write_csv(staging / "confounds.csv", confounds)
+        from fmtc.storage import write_json
+
+        write_json(staging / "provenance.json", record)
+        write_json(staging / runs.RUN_RECORD, {"key": key, "identity": identity})
+    logger.info("generalisation run folder %s (%.0f s)", run_dir, time.perf_counter() - start)
+    return GeneralisationRun(run_dir, key, False, table, confounds)

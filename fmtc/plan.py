@@ -34,7 +34,13 @@ class PlanError(UsageError):
 
 @dataclass(frozen=True)
 class SimulationPlan:
-    """Settings of the embedded simulated cohort (see :mod:`fmtc.simulate`)."""
+    """Settings of the embedded simulated cohort (see :mod:`fmtc.simulate`).
+
+    ``n_studies`` splits the subjects into studies (sites) 1..n by alternation, like
+    ds000208's studies 1 and 2; ``study_shift`` (0: none) gives each study its own scanner
+    noise, global-signal strength, head motion and responder fraction; ``covariate_effect``
+    (0: none) links the simulated head motion (``mean_fd``) to the label.
+    """
 
     n_subjects: int = 60
     n_volumes: int = 300
@@ -45,9 +51,17 @@ class SimulationPlan:
     responder_fraction: float = 0.5
     duloxetine_fraction: float = 0.5
     seed: int = 0
+    n_studies: int = 2
+    study_shift: float = 0.0
+    covariate_effect: float = 0.0
 
     def check(self, key: str) -> None:
         _require(self.n_subjects >= 4, f"{key}.n_subjects", "must be at least 4")
+        _require(1 <= self.n_studies <= self.n_subjects // 2, f"{key}.n_studies",
+                 f"must lie in 1-{self.n_subjects // 2} (at least 2 subjects per study)")
+        _require(self.study_shift >= 0, f"{key}.study_shift", "must be >= 0 (0: no site shift)")
+        _require(self.covariate_effect >= 0, f"{key}.covariate_effect",
+                 "must be >= 0 (0: covariates independent of the label)")
         _require(self.n_volumes >= 20, f"{key}.n_volumes", "must be at least 20")
         _require(self.tr > 0, f"{key}.tr", "must be positive (seconds)")
         _require(self.tr < 100, f"{key}.tr",

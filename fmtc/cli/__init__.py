@@ -36,6 +36,7 @@ _COMMAND_MODULES = (
     "fmtc.cli.models",
     "fmtc.cli.evaluate",
     "fmtc.cli.experiment",
+    "fmtc.cli.generalise",
     "fmtc.cli.reproduce",
 )
 

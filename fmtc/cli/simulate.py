@@ -20,6 +20,11 @@ _SETTINGS = (
     ("--ts-effect", "ts_effect", float, "multiplier of the temporal effect"),
     ("--responder-fraction", "responder_fraction", float, "fraction of responders"),
     ("--duloxetine-fraction", "duloxetine_fraction", float, "fraction in the duloxetine arm"),
+    ("--n-studies", "n_studies", int, "studies (sites), assigned by alternation"),
+    ("--study-shift", "study_shift", float,
+     "per-study noise, global signal, motion and responder fraction (0: none)"),
+    ("--covariate-effect", "covariate_effect", float,
+     "link of head motion (mean_fd) to the label (0: independent)"),
 )
 
 

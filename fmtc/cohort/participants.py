@@ -127,6 +127,79 @@ def exclude_by_motion(participants: pd.DataFrame, mean_fd: dict[str, float],
     return out.drop(index=excluded), excluded
 
 
+COVARIATE_ALIASES = {
+    "study": ("study", "site"),
+    "drug": ("drug", "treatment", "arm"),
+    "age": ("age",),
+    "sex": ("sex", "gender"),
+    "mean_fd": ("mean_fd", "meanfd", "mean_framewise_displacement"),
+}
+"""Covariates of the covariates-only baseline: name -> accepted column names (any case)."""
+CATEGORICAL_COVARIATES = ("study", "drug", "sex")
+
+
+def find_covariate(participants: pd.DataFrame, name: str) -> str | None:
+    """The column of ``participants`` holding covariate ``name`` (see :data:`COVARIATE_ALIASES`).
+
+    Returns None when the table has none; matching ignores case.
+    """
+    lower = {str(c).lower(): c for c in participants.columns}
+    for alias in COVARIATE_ALIASES[name]:
+        if alias in lower:
+            return lower[alias]
+    return None
+
+
+def covariate_design(participants: pd.DataFrame, where: str = "the cohort"
+                     ) -> tuple[np.ndarray, list[str]]:
+    """The covariates-only design matrix: study, drug, sex one-hot; age, mean FD numeric.
+
+    Parameters
+    ----------
+    participants : DataFrame
+        One row per subject, in the order of the returned rows.
+    where : str
+        What the table belongs to (the cohort folder), for the error message.
+
+    Returns
+    -------
+    values : ndarray of shape (N, p)
+        Unstandardised (the baseline standardises on training subjects). A missing numeric
+        value is the column median; a missing category is its own level ``n/a``.
+    names : list of str
+        One-hot levels ``study=1``, ``drug=placebo``, ``sex=female`` and the numeric ``age``,
+        ``mean_fd``, in the order study, drug, age, sex, mean_fd.
+
+    Raises
+    ------
+    InvalidDataError
+        When ``participants`` holds none of the covariates.
+    """
+    columns, names = [], []
+    for name in COVARIATE_ALIASES:
+        column = find_covariate(participants, name)
+        if column is None:
+            continue
+        values = participants[column]
+        if name in CATEGORICAL_COVARIATES:
+            text = values.astype("string").fillna("n/a").str.strip()
+            for level in sorted(text.unique()):
+                columns.append((text == level).to_numpy(dtype=np.float64))
+                names.append(f"{name}={level}")
+        else:
+            numeric = pd.to_numeric(values, errors="coerce").astype(np.float64)
+            if numeric.isna().all():
+                continue
+            columns.append(numeric.fillna(numeric.median()).to_numpy())
+            names.append(name)
+    if not columns:
+        accepted = sorted(a for aliases in COVARIATE_ALIASES.values() for a in aliases)
+        raise InvalidDataError(f"{where}: participants.tsv has no covariate column (looked for "
+                               f"{', '.join(accepted)}, any case; found "
+                               f"{', '.join(map(str, participants.columns))})")
+    return np.stack(columns, axis=1), names
+
+
 def _read_tsv(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():

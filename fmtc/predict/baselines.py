@@ -138,3 +138,12 @@ def _temporal(data: Any) -> np.ndarray:
 def temporal_logistic(params: Any, context: Any) -> LogisticClassifier:
     """Factory of ``ts-handcrafted``: logistic regression on handcrafted temporal features."""
     return LogisticClassifier(_temporal, params)
+
+
+def _covariates(data: Any) -> np.ndarray:
+    return data.covariates
+
+
+def covariates_logistic(params: Any, context: Any) -> LogisticClassifier:
+    """Factory of ``covariates-logreg``: logistic regression on the participants covariates."""
+    return LogisticClassifier(_covariates, params)

@@ -37,6 +37,11 @@ class ExperimentData:
     window_fc : bool
         True when the FC is defined per window (``gram_raw_window``): training and evaluation
         pair each window's features with ``fc_windows`` of that window.
+    covariates : ndarray of shape (N, p) or None
+        Participants covariates (study, drug, sex one-hot; age, mean FD), when a model
+        reads ``covariates`` (:func:`fmtc.cohort.participants.covariate_design`).
+    covariate_names : list of str or None
+        Names of the ``covariates`` columns.
     """
 
     subject_ids: list[str]
@@ -50,6 +55,8 @@ class ExperimentData:
     fc_windows: np.ndarray | None = None
     cls_draws: np.ndarray | None = None
     window_fc: bool = False
+    covariates: np.ndarray | None = None
+    covariate_names: list[str] | None = None
 
     def require(self, inputs: tuple[str, ...], model: str) -> None:
         """Raise a ValueError naming ``model`` when an input it reads is missing."""
@@ -62,6 +69,9 @@ class ExperimentData:
         if "temporal" in inputs and self.temporal is None:
             raise ValueError(f"model {model!r} needs handcrafted temporal features; "
                              "ExperimentData has none")
+        if "covariates" in inputs and self.covariates is None:
+            raise ValueError(f"model {model!r} needs participants covariates; ExperimentData "
+                             "has none")
 
     def window_mean_cls(self) -> np.ndarray:
         """``[N, H]``: each subject's CLS averaged over its valid windows."""

@@ -40,9 +40,10 @@ import numpy as np
 
 from fmtc.errors import UsageError
 
-INPUTS = ("cls", "fc", "temporal")
+INPUTS = ("cls", "fc", "temporal", "covariates")
 """Inputs a model may read: BrainLM CLS features per window, connectivity matrices,
-handcrafted temporal features (:mod:`fmtc.represent.temporal`)."""
+handcrafted temporal features (:mod:`fmtc.represent.temporal`), participants covariates
+(:func:`fmtc.cohort.participants.covariate_design`)."""
 
 
 class UnknownModelError(UsageError):
@@ -244,3 +245,8 @@ register(ModelSpec("ts-handcrafted", "TS handcrafted", ("temporal",),
                    params="fmtc.plan:LogisticPlan", section="logistic",
                    description="lag-k autocorrelation, ALFF, fALFF per region -> standardise -> "
                                "L2 logistic (a ceiling for the TS branch)"))
+register(ModelSpec("covariates-logreg", "Covariates logistic", ("covariates",),
+                   factory="fmtc.predict.baselines:covariates_logistic",
+                   params="fmtc.plan:LogisticPlan", section="logistic",
+                   description="study, drug, sex (one-hot), age, mean FD -> standardise -> "
+                               "L2 logistic (what the confounds alone predict)"))

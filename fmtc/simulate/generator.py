@@ -30,6 +30,26 @@ FC + logistic regression pooled MCC about 0.3 on 60 subjects; 3: easy);
 ``fc_effect`` and ``ts_effect`` scale each one. Labels and drug arms are
 balanced random permutations; subject ``i`` is then drawn from its own random
 stream ``(seed, i)``. Outputs are byte-identical for identical arguments.
+
+**Studies (sites) and covariates.** Subjects alternate between ``n_studies`` studies
+(``study`` 1, 2, ... like ds000208's two trials). Study ``k`` of ``n`` sits at position
+``u = (k - 1) / (n - 1)`` (study 1 at 0, the last at 1; centred ``c = 2u - 1``), and
+``study_shift = s`` moves it away from study 1:
+
+* scanner noise: extra white noise of s.d. ``_STUDY_NOISE * s * u`` (signal units);
+* global signal: variance share ``0.1 (1 + _STUDY_GLOBAL * s * u)``, at most 0.4 (0.1 in
+  study 1);
+* head motion: ``mean_fd`` multiplied by ``exp(_STUDY_MOTION * s * u)``;
+* label prevalence: responder fraction ``responder_fraction + _STUDY_PREVALENCE * s * c``
+  within each study (clipped to 0.05-0.95).
+
+The repetition time stays the plan's ``tr`` in every study: a cohort holds one TR
+(:mod:`fmtc.cohort.folder` refuses mixed TRs). ``mean_fd`` (mm; log-normal around
+0.15 mm) is a participants covariate only (it does not enter the series); ``Age`` and
+``gender`` are drawn beside the labels as before. ``covariate_effect = e`` shifts
+``log mean_fd`` by ``_FD_SPREAD * e`` up in responders and down in non-responders (0:
+motion independent of the label). Everything new is drawn from its own random streams,
+so with ``study_shift: 0`` the series, labels and arms are those of generator version 3.
 """
 
 from __future__ import annotations
@@ -56,7 +76,7 @@ from fmtc.storage import write_json
 
 #: Bump whenever the same arguments would generate different data: cached simulated
 #: cohorts and the encoders pretrained on them are keyed by it.
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4  # 4: participants gain mean_fd; study shift and covariate effect
 LABEL_COLUMN = "Response"
 FC_BLOCK_SIZE = 30
 """Regions per planted connectivity block (networks A and B each hold one)."""
@@ -77,6 +97,13 @@ _COUPLING_JITTER = 0.12  # between-subject s.d. of network-to-network coupling
 _LOADING_JITTER = 0.15   # between-subject spread of regional loadings
 _SHARED_AR = 0.3
 _UNLABELLED_STREAM = 1_000_003
+_SITE_STREAM = 2_000_003  # studies and covariates: separate from every stream of version 3
+_STUDY_NOISE = 0.5        # extra noise s.d. of the last study at study_shift 1
+_STUDY_GLOBAL = 2.0       # global-signal share 0.1 -> 0.3 in the last study at shift 1
+_STUDY_MOTION = 0.4       # log mean FD of the last study at shift 1 (x1.5)
+_STUDY_PREVALENCE = 0.25  # responder fraction 0.25 vs 0.75 (2 studies, shift 1)
+_FD_MEDIAN = 0.15         # mm, typical resting-state mean framewise displacement
+_FD_SPREAD = 0.4          # s.d. of log mean FD
 
 
 def canonical_hrf(tr: float, duration: float = 32.0) -> np.ndarray:
@@ -98,6 +125,35 @@ def trait_ar(z: np.ndarray | float) -> np.ndarray:
     """AR(1) coefficient per volume of a trait-paced signal: 0.45 (very low z) to 0.95 (high)."""
     a, b, c = _TRAIT_AR
     return a + b / (1.0 + np.exp(-c * np.asarray(z, dtype=float)))
+
+
+def study_profile(settings: SimulationPlan) -> dict[str, Any]:
+    """Per-study site parameters of ``settings`` (the ``studies`` entry of ground_truth.json).
+
+    Returns
+    -------
+    dict
+        ``n_studies``, ``study_shift`` and, per study (``"1"``, ``"2"``, ...), its
+        ``extra_noise_sd``, ``global_share``, ``motion_factor`` and ``responder_fraction``.
+    """
+    n, shift = settings.n_studies, settings.study_shift
+    studies = {}
+    for k in range(n):
+        u = k / (n - 1) if n > 1 else 0.0
+        fraction = settings.responder_fraction + _STUDY_PREVALENCE * shift * (2 * u - 1)
+        studies[str(k + 1)] = {
+            "extra_noise_sd": _STUDY_NOISE * shift * u,
+            "global_share": min(0.1 * (1.0 + _STUDY_GLOBAL * shift * u), 0.4),
+            "motion_factor": math.exp(_STUDY_MOTION * shift * u),
+            "responder_fraction": (settings.responder_fraction if shift == 0
+                                   else float(np.clip(fraction, 0.05, 0.95))),
+        }
+    return {"n_studies": n, "study_shift": shift, "studies": studies}
+
+
+def study_of(n_subjects: int, n_studies: int) -> np.ndarray:
+    """Study (1..n_studies) of each subject: by alternation, as ds000208's 1, 2, 1, 2 ..."""
+    return np.arange(n_subjects) % n_studies + 1
 
 
 def plant_truth(atlas: Atlas, seed: int) -> dict[str, Any]:
@@ -166,21 +222,30 @@ def simulate_cohort(out: Path, settings: SimulationPlan, atlas: Atlas,
     labels = _balanced(design, n, settings.responder_fraction)
     drugs = np.where(_balanced(design, n, settings.duloxetine_fraction) == 1,
                      "duloxetine", "placebo")
+    study = study_of(n, settings.n_studies)
+    profile = study_profile(settings)
+    site = np.random.default_rng([settings.seed, stream, _SITE_STREAM])
+    if settings.study_shift > 0 and not unlabelled:  # per-study prevalence
+        for k, part in profile["studies"].items():
+            members = np.flatnonzero(study == int(k))
+            labels[members] = _balanced(site, len(members), part["responder_fraction"])
     participants = pd.DataFrame({
         "participant_id": [f"sub-{prefix}{i + 1:03d}" for i in range(n)],
         "type": "patient",
-        "study": np.where(np.arange(n) % 2 == 0, 1, 2),
+        "study": study,
         "gender": np.where(design.random(n) < 0.5, "female", "male"),
         "Age": design.integers(35, 76, size=n),
         "Drug": drugs,
     })
     if not unlabelled:
         participants.insert(6, LABEL_COLUMN, labels)
+    participants["mean_fd"] = _mean_fd(site, study, profile, labels, settings, unlabelled)
 
     out.mkdir(parents=True, exist_ok=True)
     write_regions(out, atlas.name, regions)
     write_participants(out, participants)
     population = _Population(regions, truth, settings)
+    sites = [profile["studies"][str(k)] for k in study]
     iterator = range(n)
     if progress:
         from tqdm import tqdm
@@ -190,7 +255,13 @@ def simulate_cohort(out: Path, settings: SimulationPlan, atlas: Atlas,
     for i in iterator:
         rng = np.random.default_rng([settings.seed, stream, i])
         responder = bool(labels[i]) and not unlabelled
-        series, z = population.subject(rng, responder, planted=not unlabelled)
+        extra = None
+        if sites[i]["extra_noise_sd"] > 0:  # study-specific scanner noise, its own stream
+            extra = (np.random.default_rng([settings.seed, stream, _SITE_STREAM, i]),
+                     sites[i]["extra_noise_sd"])
+        series, z = population.subject(rng, responder, planted=not unlabelled,
+                                       global_share=sites[i]["global_share"],
+                                       extra_noise=extra)
         traits[participants["participant_id"][i]] = [round(float(v), 6) for v in z]
         write_timeseries(out, participants["participant_id"][i], atlas.name, series,
                          regions["index"], settings.tr)
@@ -208,6 +279,14 @@ def simulate_cohort(out: Path, settings: SimulationPlan, atlas: Atlas,
             "trait_ar": "0.45 + 0.5 / (1 + exp(-1.5 z)) per volume",
             "trait_share": _TRAIT_SHARE,
             "subject_traits": traits,
+            "studies": profile,
+            "covariates": {
+                "mean_fd": f"log-normal, median {_FD_MEDIAN} mm, log s.d. {_FD_SPREAD}, "
+                           "times the study's motion_factor; not in the series",
+                "covariate_effect": settings.covariate_effect,
+                "mean_fd_log_shift": _FD_SPREAD * settings.covariate_effect,
+                "Age, gender": "independent of the label",
+            },
         })
     name = ("fmtc simulated pain-agnostic cohort (SIMULATED, unlabelled)" if unlabelled
             else "fmtc simulated cohort (SIMULATED)")
@@ -219,6 +298,16 @@ def simulate_cohort(out: Path, settings: SimulationPlan, atlas: Atlas,
         AtlasLicence=atlas.licence,
     )
     return out
+
+
+def _mean_fd(rng: np.random.Generator, study: np.ndarray, profile: dict[str, Any],
+             labels: np.ndarray, settings: SimulationPlan, unlabelled: bool) -> np.ndarray:
+    """Mean framewise displacement (mm) per subject: log-normal, study and label shifts."""
+    log_fd = math.log(_FD_MEDIAN) + _FD_SPREAD * rng.standard_normal(len(study))
+    log_fd += np.log([profile["studies"][str(k)]["motion_factor"] for k in study])
+    if not unlabelled and settings.covariate_effect > 0:
+        log_fd += _FD_SPREAD * settings.covariate_effect * (2 * labels - 1)
+    return np.round(np.exp(log_fd), 4)
 
 
 def _balanced(rng: np.random.Generator, n: int, fraction: float) -> np.ndarray:
@@ -253,9 +342,15 @@ class _Population:
         self.fc_rho = float(min(_FC_GAIN * (effect * settings.fc_effect) ** _FC_POWER, 0.95))
         self.ts_delta = float(min(_TS_GAIN * effect * settings.ts_effect, 0.95))
 
-    def subject(self, rng: np.random.Generator, responder: bool,
-                planted: bool) -> tuple[np.ndarray, np.ndarray]:
-        """One subject's raw BOLD-like ``[T, R]`` series and its latent traits ``z``."""
+    def subject(self, rng: np.random.Generator, responder: bool, planted: bool,
+                global_share: float = 0.1,
+                extra_noise: tuple[np.random.Generator, float] | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """One subject's raw BOLD-like ``[T, R]`` series and its latent traits ``z``.
+
+        ``global_share`` is the global signal's variance share (its study's);
+        ``extra_noise`` (a random stream and an s.d.) adds the study's scanner noise.
+        """
         z = rng.standard_normal(len(self.trait_regions))
         if planted:
             sign = 1.0 if responder else -1.0
@@ -275,7 +370,7 @@ class _Population:
         loading = self.loading * rng.uniform(1 - _LOADING_JITTER, 1 + _LOADING_JITTER,
                                              size=n_regions)
         net_share = 0.45 * loading / 1.3
-        shares = {"net": net_share, "global": np.full(n_regions, 0.1)}
+        shares = {"net": net_share, "global": np.full(n_regions, global_share)}
         shares["private"] = 1.0 - shares["net"] - shares["global"]
         x = (np.sqrt(shares["net"]) * latent[:, self.network_of]
              + np.sqrt(shares["global"]) * global_signal[:, None]
@@ -298,6 +393,8 @@ class _Population:
 
         x = x[_BURN_IN:]
         x += rng.normal(0, 0.05, size=x.shape)
+        if extra_noise is not None:
+            x += extra_noise[0].normal(0, extra_noise[1], size=x.shape)
         return self.baseline * (1.0 + 0.02 * x), z
 
     def _bold(self, rng: np.random.Generator, n: int, length: int) -> np.ndarray:
