@@ -204,15 +204,22 @@ class PretrainPlan:
 
 @dataclass(frozen=True)
 class TrainPlan:
-    """Training of the torch models (FMM_TC, TS-only, FC-only)."""
+    """Training of the torch models (FMM_TC, TS-only, FC-only).
+
+    ``aux_weight`` > 0 adds, for FMM_TC, a cross-entropy loss of a linear head on each branch
+    alone (weighted by it) to the fused loss during training; predictions still come from the
+    fused head. 0 (the paper's objective) trains the fused head only.
+    """
 
     epochs: int = 100
     batch_size: int = 8
     lr: float = 5e-4
     weight_decay: float = 0.01
     class_weights: bool = False
+    aux_weight: float = 0.0
 
     def check(self, key: str) -> None:
+        _require(self.aux_weight >= 0, f"{key}.aux_weight", "must be >= 0 (0: no auxiliary loss)")
         _require(self.epochs >= 1, f"{key}.epochs", "must be >= 1")
         _require(self.batch_size >= 1, f"{key}.batch_size", "must be >= 1")
         _require(self.lr > 0, f"{key}.lr", "must be positive")

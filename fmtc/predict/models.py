@@ -153,15 +153,36 @@ class FMMTC(_Classifier):
         self.cls_standardise = _Standardise((config.cls_dim,))
         self.fc_encoder = FCEncoder(config.n_regions, config.pool_size)
         self.head = nn.Linear(config.cls_dim + FC_EMBEDDING, 2)
+        # Unimodal heads of the auxiliary losses (train.aux_weight > 0); created after every
+        # layer above so that those start from the same weights either way, and never used to
+        # predict.
+        self.ts_aux_head = nn.Linear(config.cls_dim, 2)
+        self.fc_aux_head = nn.Linear(FC_EMBEDDING, 2)
 
-    def forward(self, cls: Tensor, fc: Tensor) -> Tensor:
+    def _embeddings(self, cls: Tensor, fc: Tensor) -> tuple[Tensor, Tensor]:
         _check_cls(cls, self.config.cls_dim)
         if cls.shape[0] != fc.shape[0]:
             raise ValueError(f"CLS batch {tuple(cls.shape)} and FC batch {tuple(fc.shape)} differ")
         embedding = self.fc_encoder(fc)
         if cls.ndim == 3:  # every window of a subject shares its connectivity embedding
             embedding = embedding.unsqueeze(1).expand(-1, cls.shape[1], -1)
-        return self.head(torch.cat([self.cls_standardise(cls), embedding], dim=-1))
+        return self.cls_standardise(cls), embedding
+
+    def forward(self, cls: Tensor, fc: Tensor) -> Tensor:
+        ts, embedding = self._embeddings(cls, fc)
+        return self.head(torch.cat([ts, embedding], dim=-1))
+
+    def branch_logits(self, cls: Tensor, fc: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """Fused logits and, for the auxiliary losses, a linear head on each branch alone.
+
+        Training both branches towards the label as well as the fused head keeps the linear
+        head from leaning on whichever branch fits the training fold first (at 48 training
+        subjects the TS features do, and the ResNet-18 then learns little: the book's claims
+        page). Predictions always come from the fused head (:meth:`forward`).
+        """
+        ts, embedding = self._embeddings(cls, fc)
+        fused = self.head(torch.cat([ts, embedding], dim=-1))
+        return fused, (self.ts_aux_head(ts), self.fc_aux_head(embedding))
 
 
 class TSOnly(_Classifier):

@@ -403,6 +403,10 @@ def _train(model: nn.Module, train: TrainPlan, inputs: ModelInputs, fit: np.ndar
     if train.class_weights:
         counts = torch.bincount(inputs.labels[torch.as_tensor(fit, device=device)], minlength=2)
         weight = (len(fit) / (2.0 * counts.clamp(min=1).float())).to(device)
+    aux_weight = getattr(train, "aux_weight", 0.0)
+    if aux_weight > 0 and not hasattr(model, "branch_logits"):
+        raise ValueError(f"train.aux_weight = {aux_weight:g} needs a model with unimodal "
+                         f"branches (branch_logits), not {type(model).__name__}; set it to 0")
     generator = torch.Generator().manual_seed(seed)
     fit_t = torch.as_tensor(fit, device=device)
     log = TrainingLog()
@@ -417,9 +421,15 @@ def _train(model: nn.Module, train: TrainPlan, inputs: ModelInputs, fit: np.ndar
             cls, fc = _sample_windows(inputs, subjects, generator)
             if zero_grad == "per_batch":
                 optimiser.zero_grad(set_to_none=True)
+            labels = inputs.labels[subjects]
             with autocast(device):
-                logits = model(cls, fc)
-            loss = F.cross_entropy(logits.float(), inputs.labels[subjects], weight=weight)
+                if aux_weight > 0:
+                    logits, branches = model.branch_logits(cls, fc)
+                else:
+                    logits, branches = model(cls, fc), ()
+            loss = F.cross_entropy(logits.float(), labels, weight=weight)
+            for branch in branches:  # unimodal auxiliary losses (train.aux_weight)
+                loss = loss + aux_weight * F.cross_entropy(branch.float(), labels, weight=weight)
             loss.backward()
             optimiser.step()
             losses.append(float(loss.detach()))
