@@ -186,24 +186,29 @@ def config_sha256(config: BrainLMConfig) -> str:
 
 
 def pretraining_cohort_settings(plan: Plan) -> SimulationPlan:
-    """Simulation settings of the pain-agnostic pretraining cohort of ``plan``."""
-    return dataclasses.replace(
-        plan.simulation,
-        n_subjects=plan.pretrain.n_subjects,
-        n_volumes=plan.pretrain.n_volumes,
-        seed=plan.pretrain.seed,
-    )
+    """Simulation settings of the pain-agnostic pretraining cohort of ``plan``.
+
+    Only the acquisition (``simulation.tr``) and ``pretrain``'s size, length and seed come from
+    the plan; every label-, study- and covariate-related setting keeps its default (an
+    unlabelled corpus has none of them), so cohorts simulated with other effects, studies or
+    seeds share one encoder (:func:`fmtc.pipeline.simulation_sweep`).
+    """
+    return SimulationPlan(n_subjects=plan.pretrain.n_subjects, n_volumes=plan.pretrain.n_volumes,
+                          tr=plan.simulation.tr, seed=plan.pretrain.seed)
 
 
 def probe_cohort_settings(plan: Plan) -> SimulationPlan:
     """The labelled simulated cohort that probes the pretraining (``pretrain.probe_points``).
 
-    The plan's labelled cohort drawn with seed ``pretrain.seed + PROBE_SEED_OFFSET``: other
-    subjects than the cohorts the claims are measured on (their seeds are small numbers), and
-    independent of ``simulation.seed``, so choosing another labelled cohort does not retrain
-    the encoder.
+    A labelled cohort of the plan's size, length and TR at the default effects (effect size 1,
+    one study shift of 0), drawn with seed ``pretrain.seed + PROBE_SEED_OFFSET``: other subjects
+    than the cohorts the claims are measured on (their seeds are small numbers), and
+    independent of the labelled cohort's seed and effect settings, so choosing another
+    labelled cohort does not retrain the encoder.
     """
-    return dataclasses.replace(plan.simulation, seed=plan.pretrain.seed + PROBE_SEED_OFFSET)
+    return SimulationPlan(n_subjects=plan.simulation.n_subjects,
+                          n_volumes=plan.simulation.n_volumes, tr=plan.simulation.tr,
+                          seed=plan.pretrain.seed + PROBE_SEED_OFFSET)
 
 
 def simulated_probe_set(plan: Plan, progress: bool = True) -> ProbeSet:
