@@ -48,6 +48,10 @@ from fmtc.predict.data import ExperimentData
 
 logger = logging.getLogger(__name__)
 
+PREDICTION_COLUMNS = ["arm", "model", "scheme", "train_on", "test_on", "participant_id",
+                      "probability", "label"]
+"""Columns of the cross-fit predictions :func:`run_jobs` can collect."""
+
 SCHEMES = ("drug", "study", "cross-cohort")
 """Generalisation schemes (the ``scheme`` column of :func:`generalisation_table`)."""
 
@@ -257,11 +261,15 @@ def _datasets(datasets: dict[str, ExperimentData] | ExperimentData) -> dict[str,
 
 def run_jobs(datasets: dict[str, ExperimentData] | ExperimentData, arms: Sequence[Arm],
              jobs: Sequence[GeneralisationJob], seed: int, *, n_bootstrap: int = 1000,
-             executor: Executor | None = None, progress: bool | None = None) -> pd.DataFrame:
+             executor: Executor | None = None, progress: bool | None = None,
+             predictions: list[dict[str, Any]] | None = None) -> pd.DataFrame:
     """Fit every arm on every job's splits and return the tidy table (:data:`COLUMNS`).
 
     ``datasets`` are keyed by ``Arm.data`` (a single dataset is ``"default"``); a job whose
-    ``data`` is not empty reads ``datasets[f"{arm.data}{job.data}"]``.
+    ``data`` is not empty reads ``datasets[f"{arm.data}{job.data}"]``. When ``predictions``
+    is a list, one row per test subject of every cross fit is appended to it (``arm, model,
+    scheme, train_on, test_on, participant_id, probability, label``), so that two models can
+    be compared paired on the same test subjects (:data:`PREDICTION_COLUMNS`).
     """
     datasets = _datasets(datasets)
     for arm in arms:
@@ -308,6 +316,12 @@ def run_jobs(datasets: dict[str, ExperimentData] | ExperimentData, arms: Sequenc
             (outcome,) = found
             probs = outcome.probabilities["honest"]
             truth = labels[outcome.test]
+            if predictions is not None:
+                predictions.extend(
+                    {"arm": arm.name, "model": arm.model, "scheme": job.scheme,
+                     "train_on": job.train_on, "test_on": job.test_on,
+                     "participant_id": data.subject_ids[i], "probability": float(p),
+                     "label": int(y)} for i, p, y in zip(outcome.test, probs, truth, strict=True))
             values = binary_metrics(truth, probs)
             low, high = bootstrap_interval(truth, probs[None, :], n_bootstrap,
                                            seed + j)["mcc"]
@@ -353,7 +367,8 @@ def _within_metrics(outcomes: list[Any], labels: np.ndarray) -> dict[str, float]
 def generalise(datasets: dict[str, ExperimentData] | ExperimentData, arms: Sequence[Arm],
                groups: dict[str, Sequence[Any]], evaluation: EvaluationPlan, seed: int, *,
                within: bool = True, executor: Executor | None = None,
-               progress: bool | None = None) -> pd.DataFrame:
+               progress: bool | None = None,
+               predictions: list[dict[str, Any]] | None = None) -> pd.DataFrame:
     """Within-cohort generalisation across groups: one scheme per entry of ``groups``.
 
     Parameters
@@ -377,14 +392,15 @@ def generalise(datasets: dict[str, ExperimentData] | ExperimentData, arms: Seque
             for job in group_jobs(_check_length(values, labels, scheme), labels, scheme,
                                   evaluation, seed, within)]
     return run_jobs(datasets, arms, jobs, seed, n_bootstrap=evaluation.bootstrap,
-                    executor=executor, progress=progress)
+                    executor=executor, progress=progress, predictions=predictions)
 
 
 def cross_cohort(train: dict[str, ExperimentData] | ExperimentData,
                  test: dict[str, ExperimentData] | ExperimentData, arms: Sequence[Arm],
                  evaluation: EvaluationPlan, seed: int, *, names: tuple[str, str] = ("A", "B"),
                  within: bool = True, executor: Executor | None = None,
-                 progress: bool | None = None) -> pd.DataFrame:
+                 progress: bool | None = None,
+                 predictions: list[dict[str, Any]] | None = None) -> pd.DataFrame:
     """Train on every subject of cohort ``train``, test on every subject of cohort ``test``.
 
     ``train`` and ``test`` hold the same dataset keys (each arm's ``data``) with the same
@@ -413,7 +429,7 @@ def cross_cohort(train: dict[str, ExperimentData] | ExperimentData,
         jobs.append(GeneralisationJob("cross-cohort", "within", names[0], names[0], splits,
                                       folds=folds, note=note))
     return run_jobs(combined, arms, jobs, seed, n_bootstrap=evaluation.bootstrap,
-                    executor=executor, progress=progress)
+                    executor=executor, progress=progress, predictions=predictions)
 
 
 def _check_length(values: Sequence[Any], labels: np.ndarray, scheme: str) -> list[Any]:
@@ -507,3 +523,52 @@ def feature_views(data: ExperimentData) -> dict[str, np.ndarray]:
     if data.covariates is not None:
         views["covariates"] = np.asarray(data.covariates)
     return views
+
+
+def cross_differences(predictions: pd.DataFrame, contrasts: Sequence[tuple[str, str]], *,
+                      n_bootstrap: int = 1000, n_permutations: int = 1000,
+                      seed: int = 0) -> pd.DataFrame:
+    """Paired MCC differences between arms on the same cross test subjects.
+
+    Parameters
+    ----------
+    predictions : DataFrame
+        Cross-fit predictions (:data:`PREDICTION_COLUMNS`, ``GeneralisationRun.predictions``).
+    contrasts : sequence of (arm_a, arm_b)
+    n_bootstrap, n_permutations, seed
+        Of :func:`fmtc.evaluate.paired.paired_difference` (paired subject bootstrap and
+        per-subject swaps).
+
+    Returns
+    -------
+    DataFrame
+        Per contrast and cross fit (``scheme, train_on, test_on``): ``arm_a, arm_b``, the
+        fields of :meth:`~fmtc.evaluate.paired.PairedDifference.to_dict` (``value_a``,
+        ``value_b``: each arm's MCC; ``difference``, ``low``, ``high`` and their ``_pp``
+        forms, ``p_value``) and ``n_test``; a row reads like a row of an experiment's contrasts
+        table (:func:`fmtc.report.claims.claims_table` takes it).
+    """
+    from fmtc.evaluate.paired import paired_difference
+
+    rows = []
+    keys = ["scheme", "train_on", "test_on"]
+    for (scheme, train_on, test_on), part in predictions.groupby(keys, sort=False):
+        for arm_a, arm_b in contrasts:
+            # Subjects in a fixed order (by id), so the bootstrap does not depend on row order.
+            a = part[part["arm"] == arm_a].set_index("participant_id").sort_index()
+            b = part[part["arm"] == arm_b].set_index("participant_id")
+            if a.empty or b.empty:
+                raise ValueError(f"cross fit {train_on} -> {test_on} ({scheme}) has no "
+                                 f"predictions of arm {arm_a if a.empty else arm_b!r}")
+            if set(a.index) != set(b.index):
+                raise ValueError(f"arms {arm_a!r} and {arm_b!r} were tested on different "
+                                 f"subjects of {test_on} ({scheme})")
+            b = b.loc[a.index]
+            found = paired_difference(a["label"].to_numpy(), a["probability"].to_numpy(),
+                                      b["probability"].to_numpy(), n_bootstrap=n_bootstrap,
+                                      n_permutations=n_permutations, seed=seed)
+            values = found.to_dict()
+            del values["per_repeat"]
+            rows.append({"scheme": scheme, "train_on": train_on, "test_on": test_on,
+                         "arm_a": arm_a, "arm_b": arm_b, **values, "n_test": len(a)})
+    return pd.DataFrame(rows)
