@@ -463,6 +463,60 @@ def run_experiment(plan: Plan, name: str, *, cohort: Cohort | None = None,
                 keep_logits=spec.logits)
 
 
+def simulation_sweep(plan: Plan, name: str, settings: Sequence[dict[str, Any]], *,
+                     selection: str = "honest", metric: str = "mcc",
+                     progress: bool = False) -> pd.DataFrame:
+    """Run the experiment ``name`` on one simulated cohort per entry of ``settings``.
+
+    Each entry changes the plan's ``simulation`` section (e.g. ``{"seed": 41,
+    "effect_size": 3.0}`` or ``{"fc_effect": 0.0}``); every cohort is generated (or read from
+    the cache), encoded and evaluated like the embedded default, and every run is kept in
+    ``outputs.runs_dir``, so a repeated sweep only reads its runs back.
+
+    Parameters
+    ----------
+    plan : Plan
+        Its ``data.cohort`` must be ``simulated``.
+    name : str
+        A key of the plan's ``experiments``.
+    settings : sequence of dict
+        Changes of ``simulation``, one cohort each.
+    selection, metric : str
+        The pooled metric reported per arm.
+
+    Returns
+    -------
+    DataFrame
+        One row per setting and arm: the setting's keys as columns, ``arm``, ``model``,
+        ``value`` (the mean over repeats of the pooled metric), ``low``/``high`` (its 95%
+        subject-bootstrap interval), ``run`` (the run folder's name).
+    """
+    if plan.data.cohort != "simulated":
+        raise PlanError(f"a simulation sweep needs data.cohort: simulated, not "
+                        f"{plan.data.cohort!r}")
+    spec = experiment_plan(plan, name)
+    rows = []
+    for changes in settings:
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(plan.simulation)})
+        if unknown:
+            raise PlanError(f"simulation sweep: unknown simulation key(s) {unknown}")
+        swept = plan.replace(simulation=dict(changes))
+        run = run_experiment(swept, name, cohort=plan_cohort(swept, progress=progress),
+                             progress=progress)
+        summary = run.summary
+        for arm, arm_plan in spec.arms.items():
+            row = summary[(summary["arm"] == arm) & (summary["selection"] == selection)
+                          & (summary["metric"] == metric)]
+            if row.empty:
+                raise PlanError(f"experiment {name!r} reports no {selection} {metric} for arm "
+                                f"{arm!r}")
+            row = row.iloc[0]
+            rows.append({**changes, "arm": arm, "model": arm_plan.model,
+                         "value": float(row["mean"]), "low": float(row["bootstrap_low"]),
+                         "high": float(row["bootstrap_high"]), "run": run.run_dir.name})
+    return pd.DataFrame(rows)
+
+
 def evaluate(plan: Plan, models: Sequence[str], selections: Sequence[str] | None = None, *,
              cohort: Cohort | None = None, out: str | Path | None = None, device: Any = None,
              features: Any = None, source: str | None = None, executor: Executor | None = None,
@@ -597,6 +651,10 @@ class GeneralisationRun:
         :data:`fmtc.evaluate.generalisation.COLUMNS`, one row per arm, scheme and fit set.
     confounds : DataFrame
         Per feature view (``fc``, ``cls``, ...): how well it predicts the study.
+    predictions : DataFrame
+        Every cross fit's test predictions
+        (:data:`fmtc.evaluate.generalisation.PREDICTION_COLUMNS`), for paired comparisons of
+        models on the same test subjects (:func:`cross_differences`).
     """
 
     run_dir: Path
@@ -604,6 +662,7 @@ class GeneralisationRun:
     reused: bool
     table: pd.DataFrame
     confounds: pd.DataFrame
+    predictions: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def participant_groups(cohort: Cohort, scheme: str) -> list[Any]:
@@ -660,6 +719,7 @@ def run_generalisation(plan: Plan, models: Sequence[str],
     from fmtc import runs
     from fmtc.device import describe_device, resolve_device
     from fmtc.evaluate.generalisation import (
+        PREDICTION_COLUMNS,
         SCHEMES,
         cross_cohort,
         feature_views,
@@ -715,17 +775,21 @@ def run_generalisation(plan: Plan, models: Sequence[str],
         return GeneralisationRun(run_dir, key, True,
                                  pd.read_csv(run_dir / "generalisation.csv", dtype={"note": str},
                                              keep_default_na=False, na_values=["nan"]),
-                                 pd.read_csv(run_dir / "confounds.csv"))
+                                 pd.read_csv(run_dir / "confounds.csv"),
+                                 pd.read_csv(run_dir / "predictions.csv",
+                                             dtype={"participant_id": str, "train_on": str,
+                                                    "test_on": str}))
 
-    parts = []
+    parts, rows = [], []
     if groups:
         parts.append(generalise(datasets, arms, groups, plan.evaluation, plan.seed,
-                                executor=executor))
+                                executor=executor, predictions=rows))
     if test_datasets is not None:
         parts.append(cross_cohort(datasets, test_datasets, arms, plan.evaluation, plan.seed,
                                   names=(cohort.root.name, test_cohort.root.name),
-                                  executor=executor))
+                                  executor=executor, predictions=rows))
     table = pd.concat(parts, ignore_index=True)
+    predictions = pd.DataFrame(rows, columns=PREDICTION_COLUMNS)
     confounds = []
     if "study" in groups and len({g for g in groups["study"] if g is not None}) > 1:
         views: dict[str, np.ndarray] = {}
@@ -755,9 +819,10 @@ def run_generalisation(plan: Plan, models: Sequence[str],
     with runs.staged_run(run_dir, overwrite=overwrite) as staging:
         runs.write_csv(staging / "generalisation.csv", table)
         runs.write_csv(staging / "confounds.csv", confounds)
+        runs.write_csv(staging / "predictions.csv", predictions)
         from fmtc.storage import write_json
 
         write_json(staging / "provenance.json", record)
         write_json(staging / runs.RUN_RECORD, {"key": key, "identity": identity})
     logger.info("generalisation run folder %s (%.0f s)", run_dir, time.perf_counter() - start)
-    return GeneralisationRun(run_dir, key, False, table, confounds)
+    return GeneralisationRun(run_dir, key, False, table, confounds, predictions)

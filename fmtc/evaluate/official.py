@@ -135,3 +135,104 @@ def reporting_table(predictions: Mapping[str, pd.DataFrame],
                 frame.insert(3, "report", report)
                 rows.append(frame)
     return pd.concat(rows, ignore_index=True)
+
+
+def _paired_frames(predictions: Mapping[str, pd.DataFrame], arm: str,
+                   selection: str) -> pd.DataFrame:
+    table = predictions[selection]
+    column = "arm" if "arm" in table else "model"
+    part = table[table[column] == arm]
+    if part.empty:
+        raise ValueError(f"no {selection} predictions of arm {arm!r}")
+    return part.sort_values(["repeat", "participant_id"]).reset_index(drop=True)
+
+
+def _fold_mean_minus_pooled(part: pd.DataFrame) -> float:
+    """Mean over repeats of (mean of per-fold MCC) - (pooled MCC)."""
+    out = []
+    for _, repeat in part.groupby("repeat", sort=True):
+        labels = repeat["label"].to_numpy()
+        probs = repeat["probability"].to_numpy()
+        folds = repeat["fold"].to_numpy()
+        folds_mcc = [binary_metrics(labels[folds == f], probs[folds == f])["mcc"]
+                     for f in np.unique(folds)]
+        out.append(float(np.mean(folds_mcc)) - binary_metrics(labels, probs)["mcc"])
+    return float(np.mean(out))
+
+
+def reporting_effects(predictions: Mapping[str, pd.DataFrame], arm: str, *,
+                      n_bootstrap: int = 1000, seed: int = 0,
+                      level: float = 0.95) -> pd.DataFrame:
+    """The effect of each reporting switch on one arm's headline, with a subject bootstrap.
+
+    Parameters
+    ----------
+    predictions : mapping of str to DataFrame
+        A run's predictions tables by selection (``honest`` and ``paper``; logits for the AUC
+        switch).
+    arm : str
+    n_bootstrap : int
+        Subject resamples: within each fold of each repeat (so folds keep their size), the same
+        resample for both readings of a switch; the trained models are held fixed.
+    seed : int
+    level : float
+
+    Returns
+    -------
+    DataFrame
+        One row per switch (``selection: paper``, ``report: fold_mean``, ``auc: on_logit``):
+        ``switch, metric, honest, switched, difference, low, high``; MCC differences for the
+        first two, AUC for the third (MCC does not change with the AUC's score).
+    """
+    from fmtc.evaluate.paired import paired_difference
+
+    rows = []
+    honest = _paired_frames(predictions, arm, "honest")
+    repeats = sorted(honest["repeat"].unique())
+    labels = honest[honest["repeat"] == repeats[0]]["label"].to_numpy()
+
+    def per_repeat(frame: pd.DataFrame) -> np.ndarray:
+        return np.stack([frame[frame["repeat"] == r]["probability"].to_numpy() for r in repeats])
+
+    if "paper" in predictions:
+        paper = _paired_frames(predictions, arm, "paper")
+        found = paired_difference(labels, per_repeat(paper), per_repeat(honest),
+                                  n_bootstrap=n_bootstrap, n_permutations=0, seed=seed,
+                                  level=level)
+        rows.append(("selection: paper", "mcc", found.value_b, found.value_a, found.difference,
+                     found.low, found.high))
+    rng = np.random.default_rng(seed)
+    strata = [(r, f) for r in repeats for f in sorted(honest[honest["repeat"] == r]["fold"]
+                                                      .unique())]
+    blocks = {key: np.flatnonzero((honest["repeat"] == key[0]) & (honest["fold"] == key[1]))
+              for key in strata}
+
+    def resample(frame: pd.DataFrame) -> pd.DataFrame:
+        index = np.concatenate([rng.choice(rows_, len(rows_)) for rows_ in blocks.values()])
+        return frame.iloc[index]
+
+    point = _fold_mean_minus_pooled(honest)
+    pooled_mcc = float(np.mean([binary_metrics(p["label"].to_numpy(),
+                                               p["probability"].to_numpy())["mcc"]
+                                for _, p in honest.groupby("repeat")]))
+    draws = [_fold_mean_minus_pooled(resample(honest)) for _ in range(n_bootstrap)]
+    tail = (1 - level) / 2
+    low, high = (np.quantile(draws, [tail, 1 - tail]) if draws else (np.nan, np.nan))
+    rows.append(("report: fold_mean", "mcc", pooled_mcc, pooled_mcc + point, point,
+                 float(low), float(high)))
+    if {"logit_0", "logit_1"} <= set(honest.columns):
+        def auc_gap(frame: pd.DataFrame) -> tuple[float, float]:
+            values = [(binary_metrics(p["label"].to_numpy(), p["probability"].to_numpy())["auc"],
+                       _metrics(p, "on_logit")["auc"]) for _, p in frame.groupby("repeat")]
+            return tuple(np.nanmean(np.asarray(values), axis=0))
+
+        on_probability, on_logit = auc_gap(honest)
+        gaps = []
+        for _ in range(n_bootstrap):
+            a, b = auc_gap(resample(honest))
+            gaps.append(b - a)
+        low, high = (np.nanquantile(gaps, [tail, 1 - tail]) if gaps else (np.nan, np.nan))
+        rows.append(("auc: on_logit", "auc", on_probability, on_logit, on_logit - on_probability,
+                     float(low), float(high)))
+    return pd.DataFrame(rows, columns=["switch", "metric", "honest", "switched", "difference",
+                                       "low", "high"])

@@ -428,3 +428,49 @@ def _write_cache(plan: Plan, key: dict[str, Any], subject_ids: list[str], cls: n
         "key": key, "key_sha256": key_sha, "encoder": record,
         "shape": list(cls.shape), "subject_ids": subject_ids,
     })
+
+
+def token_order_spread(cls_draws: np.ndarray, n_windows: np.ndarray) -> dict[str, float]:
+    """How much a window's TS feature moves with the token order, against subjects' spread.
+
+    Parameters
+    ----------
+    cls_draws : ndarray of shape (N, W, S, F)
+        The features of each window under ``S`` token orders (``FeatureSet.cls_draws``,
+        ``brainlm.token_order: random_each_call``); NaN rows beyond ``n_windows``.
+    n_windows : ndarray of shape (N,)
+        Real windows of each subject.
+
+    Returns
+    -------
+    dict
+        ``shuffle_to_subject_variance``: the mean over features of the variance across token
+        orders within a window, divided by the variance across subjects of the subject means
+        (order-averaged); 0 when the order does not matter, about 1 when one draw moves a feature
+        as much as the difference between two subjects. ``draw_correlation``: the mean, over
+        features and pairs of orders, of the correlation across subjects of two single-order
+        subject means (1: every order ranks subjects alike). ``n_orders``: ``S``.
+    """
+    draws = np.asarray(cls_draws, dtype=np.float64)
+    if draws.ndim != 4:
+        raise ValueError(f"expected token-order draws of shape (N, W, S, F), got {draws.shape}")
+    n, w, s, f = draws.shape
+    if s < 2:
+        raise ValueError(f"the spread of token orders needs at least 2 orders, got {s}")
+    valid = np.arange(w)[None, :] < np.asarray(n_windows)[:, None]
+    within = draws[valid].var(axis=1).mean(axis=0)  # (F,): across orders, mean over windows
+    per_order = np.stack([np.nanmean(np.where(valid[:, :, None], draws[:, :, k], np.nan), axis=1)
+                          for k in range(s)], axis=1)  # (N, S, F): subject mean per order
+    between = per_order.mean(axis=1).var(axis=0)  # (F,)
+    keep = between > 0
+    ratio = float(np.mean(within[keep] / between[keep])) if keep.any() else float("nan")
+    correlations = []
+    centred = per_order - per_order.mean(axis=0, keepdims=True)
+    for a in range(s):
+        for b in range(a + 1, s):
+            x, y = centred[:, a], centred[:, b]
+            denominator = np.sqrt((x ** 2).sum(0) * (y ** 2).sum(0))
+            ok = denominator > 0
+            correlations.append(np.mean((x * y).sum(0)[ok] / denominator[ok]))
+    return {"shuffle_to_subject_variance": ratio,
+            "draw_correlation": float(np.mean(correlations)), "n_orders": s}
