@@ -495,12 +495,14 @@ def simulation_sweep(plan: Plan, name: str, settings: Sequence[dict[str, Any]], 
         raise PlanError(f"a simulation sweep needs data.cohort: simulated, not "
                         f"{plan.data.cohort!r}")
     spec = experiment_plan(plan, name)
-    rows = []
-    for changes in settings:
+    plans = []
+    for changes in settings:  # every setting is checked before anything runs
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(plan.simulation)})
         if unknown:
             raise PlanError(f"simulation sweep: unknown simulation key(s) {unknown}")
-        swept = plan.replace(simulation=dict(changes))
+        plans.append(plan.replace(simulation=dict(changes)))
+    rows = []
+    for changes, swept in zip(settings, plans, strict=True):
         run = run_experiment(swept, name, cohort=plan_cohort(swept, progress=progress),
                              progress=progress)
         summary = run.summary
@@ -748,9 +750,19 @@ def run_generalisation(plan: Plan, models: Sequence[str],
         cohort = plan_cohort(plan, progress=progress)
     groups = {s: participant_groups(cohort, s) for s in schemes if s != "cross-cohort"}
     if "cross-cohort" in schemes and test_cohort is None:
-        test_plan = plan.replace(simulation=test_simulation)
+        # Another cohort of the same population (its own subjects, the effects planted in the
+        # same regions) unless the changes name another population.
+        changes = {"population_seed": plan.simulation.population, **test_simulation}
+        test_plan = plan.replace(simulation=changes)
+        if test_plan.simulation.seed == plan.simulation.seed:
+            raise PlanError(f"cross-cohort: the test cohort has the training cohort's seed "
+                            f"{plan.simulation.seed}, so it would hold the same subjects; give it "
+                            "another seed (test_simulation 'seed', fmtc generalise --test-seed)")
         test_cohort = load_cohort(cohort_path(test_plan.replace(data={"cohort": "simulated"}),
                                               progress=progress))
+    if test_cohort is not None and test_cohort.content_hash == cohort.content_hash:
+        raise PlanError(f"cross-cohort: the test cohort {test_cohort.root} is the training "
+                        "cohort itself; give another cohort")
     datasets = gather_datasets(cohort, requests, device=device, features=features,
                                progress=progress)
     test_datasets = (gather_datasets(test_cohort, requests, device=device,

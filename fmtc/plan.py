@@ -39,7 +39,10 @@ class SimulationPlan:
     ``n_studies`` splits the subjects into studies (sites) 1..n by alternation, like
     ds000208's studies 1 and 2; ``study_shift`` (0: none) gives each study its own scanner
     noise, global-signal strength, head motion and responder fraction; ``covariate_effect``
-    (0: none) links the simulated head motion (``mean_fd``) to the label.
+    (0: none) links the simulated head motion (``mean_fd``) to the label. ``seed`` draws the
+    subjects; ``population_seed`` (default: ``seed``) draws what a population shares — the
+    network coupling, loadings and baseline intensities, and where the effects are planted —
+    so two cohorts of one population differ in ``seed`` only (cross-cohort transfer).
     """
 
     n_subjects: int = 60
@@ -54,6 +57,12 @@ class SimulationPlan:
     n_studies: int = 2
     study_shift: float = 0.0
     covariate_effect: float = 0.0
+    population_seed: int | None = None
+
+    @property
+    def population(self) -> int:
+        """The seed of the population-level draws (``population_seed``, else ``seed``)."""
+        return self.seed if self.population_seed is None else self.population_seed
 
     def check(self, key: str) -> None:
         _require(self.n_subjects >= 4, f"{key}.n_subjects", "must be at least 4")
@@ -163,7 +172,8 @@ class BrainLMPlan:
     embedding calls ``random_masking(x, noise=None)``, so ``torch.rand`` draws a new token order
     on every encoder call, ``brainlm_mae/modeling_brainlm.py``, ``BrainLMEmbeddings``). The
     ``n_shuffles`` seeded orders' features are stored un-averaged and one is drawn per training
-    step and per evaluation instead of averaged (their mean is exactly ``shuffle-mean``).
+    step and per evaluation instead of averaged (their mean is ``shuffle-mean`` up to float
+    rounding).
     """
 
     source: str = "simulated-pretrained"
@@ -208,7 +218,8 @@ class TrainPlan:
 
     ``aux_weight`` > 0 adds, for FMM_TC, a cross-entropy loss of a linear head on each branch
     alone (weighted by it) to the fused loss during training; predictions still come from the
-    fused head. 0 (the paper's objective) trains the fused head only.
+    fused head. 0 (the paper's objective) trains the fused head only. Single-branch models
+    (TS-only, FC-only) have no auxiliary heads and ignore it.
     """
 
     epochs: int = 100
@@ -352,6 +363,16 @@ class ProtocolPlan:
     auc: Literal["on_probability", "on_logit"] = "on_probability"
     cv: Literal["stratified_repeated", "unshuffled_single"] = "stratified_repeated"
     report: Literal["pooled", "fold_mean"] = "pooled"
+
+    def check(self, key: str) -> None:
+        # The reporting switches are readings of a run's predictions, not settings of a run:
+        # a run always stores honest pooled metrics and probability AUC.
+        for name, default in (("auc", "on_probability"), ("report", "pooled")):
+            _require(getattr(self, name) == default, f"{key}.{name}",
+                     f"is a reading of a run's predictions, not a run setting: leave it "
+                     f"{default!r} and read the authors' value with "
+                     "fmtc.evaluate.official.reporting_table(run.tables['predictions']) "
+                     "(book: the authors' protocol page)")
 
     def per_fit(self) -> dict[str, str]:
         """The per-fit switches that differ from their defaults (part of a fit's identity)."""

@@ -63,14 +63,15 @@ def test_aux_weight_trains_each_branch_and_predicts_with_the_fused_head():
     assert torch.equal(before, aux.model(cls, fc))
 
 
-def test_aux_weight_on_a_model_without_branches_is_a_clear_error():
+def test_aux_weight_leaves_single_branch_models_as_they_were():
     data = synthetic_data(n=12, regions=8)
     config = ModelConfig("ts", cls_dim=8, n_regions=8)
-    with pytest.raises(ValueError, match="aux_weight.*TSOnly.*set it to 0"):
-        train_fold(config, dataclasses.replace(TINY_PLAN.train, aux_weight=0.5), _inputs(data),
-                   np.arange(12), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64),
-                   seed=0, device=CPU)
-    assert TSOnly  # the registered TS-only model has no branch_logits
+    empty = np.zeros(0, dtype=np.int64)
+    logs = [train_fold(config, dataclasses.replace(TINY_PLAN.train, aux_weight=weight),
+                       _inputs(data), np.arange(12), empty, empty, seed=0, device=CPU)
+            for weight in (0.0, 0.5)]
+    assert logs[0].train_loss == logs[1].train_loss
+    assert not hasattr(TSOnly(config), "branch_logits")
 
 
 def test_aux_weight_must_not_be_negative():

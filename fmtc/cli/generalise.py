@@ -40,11 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--test-cohort", type=Path, default=None, metavar="DIR",
                         help="test cohort folder of the cross-cohort scheme")
     parser.add_argument("--test-seed", type=int, default=None, metavar="N",
-                        help="cross-cohort test cohort: the plan's simulated cohort drawn with "
-                             "simulation.seed N")
+                        help="cross-cohort test cohort: new subjects (simulation.seed N) of the "
+                             "plan's simulated population (same planted effects)")
     parser.add_argument("--test-study-shift", type=float, default=None, metavar="S",
                         help="cross-cohort test cohort: the plan's simulated cohort with "
-                             "simulation.study_shift S (with or without --test-seed)")
+                             "simulation.study_shift S (with a --test-seed other than the plan's)")
     add_run_options(parser)
     add_plan_options(parser)
     parser.set_defaults(handler=run)

@@ -202,6 +202,15 @@ def combine_cohorts(train: ExperimentData, test: ExperimentData,
         Naming the input whose shapes (or encoders, or covariate columns) differ.
     """
     a, b = names
+    for data, name in ((train, a), (test, b)):
+        unsupported = [field for field in ("fc_windows", "cls_draws")
+                       if getattr(data, field, None) is not None]
+        if unsupported or getattr(data, "window_fc", False):
+            raise ValueError(f"cross-cohort: cohort {name!r} carries per-window inputs "
+                             f"({', '.join(unsupported) or 'window_fc'}) of the authors'-protocol "
+                             "switches (eval_crops: random, gram_raw_window, random_each_call), "
+                             "which cross-cohort transfer does not support; run it with the "
+                             "defaults")
 
     def both(name: str) -> bool:
         present = (getattr(train, name) is not None, getattr(test, name) is not None)

@@ -56,6 +56,9 @@ REPORTS = ("pooled", "fold_mean")
 
 def _metrics(part: pd.DataFrame, auc: str) -> dict[str, float]:
     logits = part[["logit_0", "logit_1"]].to_numpy() if auc == "on_logit" else None
+    if logits is not None and not np.isfinite(logits).all():  # a model without logits
+        values = binary_metrics(part["label"].to_numpy(), part["probability"].to_numpy())
+        return values | {"auc": float("nan")}
     return binary_metrics(part["label"].to_numpy(), part["probability"].to_numpy(), auc=auc,
                           logits=logits)
 

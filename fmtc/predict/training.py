@@ -403,10 +403,9 @@ def _train(model: nn.Module, train: TrainPlan, inputs: ModelInputs, fit: np.ndar
     if train.class_weights:
         counts = torch.bincount(inputs.labels[torch.as_tensor(fit, device=device)], minlength=2)
         weight = (len(fit) / (2.0 * counts.clamp(min=1).float())).to(device)
-    aux_weight = getattr(train, "aux_weight", 0.0)
-    if aux_weight > 0 and not hasattr(model, "branch_logits"):
-        raise ValueError(f"train.aux_weight = {aux_weight:g} needs a model with unimodal "
-                         f"branches (branch_logits), not {type(model).__name__}; set it to 0")
+    # Auxiliary branch losses: only models with two branches (FMM_TC's branch_logits) have
+    # them; a single-branch model (TS-only, FC-only) trains as before.
+    aux_weight = getattr(train, "aux_weight", 0.0) if hasattr(model, "branch_logits") else 0.0
     generator = torch.Generator().manual_seed(seed)
     fit_t = torch.as_tensor(fit, device=device)
     log = TrainingLog()

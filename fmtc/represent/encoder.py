@@ -191,7 +191,9 @@ def pretraining_cohort_settings(plan: Plan) -> SimulationPlan:
     Only the acquisition (``simulation.tr``) and ``pretrain``'s size, length and seed come from
     the plan; every label-, study- and covariate-related setting keeps its default (an
     unlabelled corpus has none of them), so cohorts simulated with other effects, studies or
-    seeds share one encoder (:func:`fmtc.pipeline.simulation_sweep`).
+    seeds share one encoder (:func:`fmtc.pipeline.simulation_sweep`; with
+    ``pretrain.probe_points``, the probe cohort's size and length enter the encoder's key
+    too).
     """
     return SimulationPlan(n_subjects=plan.pretrain.n_subjects, n_volumes=plan.pretrain.n_volumes,
                           tr=plan.simulation.tr, seed=plan.pretrain.seed)

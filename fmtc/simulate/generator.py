@@ -214,7 +214,7 @@ def simulate_cohort(out: Path, settings: SimulationPlan, atlas: Atlas,
     """
     out = Path(out)
     regions = atlas.regions.reset_index(drop=True)
-    truth = plant_truth(atlas, settings.seed)
+    truth = plant_truth(atlas, settings.population)
     stream = _UNLABELLED_STREAM if unlabelled else 0
     prefix = "P" if unlabelled else ""
     n = settings.n_subjects
@@ -319,7 +319,7 @@ class _Population:
     """Population-level structure shared by every subject of one simulated cohort."""
 
     def __init__(self, regions: pd.DataFrame, truth: dict[str, Any], settings: SimulationPlan):
-        rng = np.random.default_rng([settings.seed, 3])
+        rng = np.random.default_rng([settings.population, 3])
         self.settings = settings
         self.n_volumes = settings.n_volumes
         self.hrf = canonical_hrf(settings.tr)
