@@ -330,3 +330,24 @@ def test_cli_generalise_refuses_cross_cohort_without_a_test_cohort():
                                       "covariates-logreg", "--scheme", "cross-cohort"])
     with pytest.raises(UsageError, match="needs --test-cohort DIR"):
         args.handler(args)
+
+
+def test_population_seed_keeps_the_planted_truth_and_draws_new_subjects(tmp_path, sim_atlas):
+    base = SimulationPlan(n_subjects=6, n_volumes=40, seed=1)
+    same_population = SimulationPlan(n_subjects=6, n_volumes=40, seed=9, population_seed=1)
+    explicit = SimulationPlan(n_subjects=6, n_volumes=40, seed=1, population_seed=1)
+    a = load_cohort(simulate_cohort(tmp_path / "a", base, sim_atlas))
+    b = load_cohort(simulate_cohort(tmp_path / "b", same_population, sim_atlas))
+    c = load_cohort(simulate_cohort(tmp_path / "c", explicit, sim_atlas))
+    for key in ("fc_networks", "fc_regions", "ts_network", "trait_networks"):
+        assert a.ground_truth[key] == b.ground_truth[key]
+    first = a.subject_ids[0]
+    assert not np.allclose(a.timeseries[first], b.timeseries[first])  # other subjects
+    # population_seed equal to seed is the default population: the same cohort.
+    assert all(np.array_equal(a.timeseries[p], c.timeseries[p]) for p in a.subject_ids)
+    with pytest.raises(PlanError, match="same subjects"):
+        from fmtc.pipeline import run_generalisation
+
+        run_generalisation(_plan(tmp_path, n_subjects=8, n_volumes=40), ["fc-logreg"],
+                           ["cross-cohort"],
+                           test_simulation={"study_shift": 1.0})
