@@ -304,5 +304,6 @@ def test_the_command_line_prints_one_line_for_an_interruption_or_an_error(monkey
     with pytest.raises(KeyboardInterrupt):
         main(["--debug", "models"])
     assert main(["experiment", "nope", "--profile", "smoke"]) == 2
-    assert ("unknown experiment 'nope'; the plan's profile 'smoke' declares: main-comparison, "
-            "official, pretraining") in capsys.readouterr().err
+    assert ("unknown experiment 'nope'; the plan's profile 'smoke' declares: "
+            "external-knowledge, main-comparison, official, pretraining, stability, token-order"
+            ) in capsys.readouterr().err
