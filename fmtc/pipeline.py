@@ -418,6 +418,13 @@ class ExperimentRun:
         """The long-form metrics table."""
         return self.tables["metrics"]
 
+    @property
+    def predictions(self) -> dict[str, pd.DataFrame]:
+        """Out-of-fold predictions by selection (``honest``, ``paper``), in the run's order."""
+        selections = self.tables["provenance"]["selections"]
+        return {name: self.tables["predictions" if i == 0 else f"predictions_{name}"]
+                for i, name in enumerate(selections)}
+
 
 def experiment_plan(plan: Plan, name: str) -> ExperimentPlan:
     """The experiment ``name`` of the plan; an unknown name lists the declared ones."""

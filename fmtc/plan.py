@@ -371,7 +371,7 @@ class ProtocolPlan:
             _require(getattr(self, name) == default, f"{key}.{name}",
                      f"is a reading of a run's predictions, not a run setting: leave it "
                      f"{default!r} and read the authors' value with "
-                     "fmtc.evaluate.official.reporting_table(run.tables['predictions']) "
+                     "fmtc.evaluate.official.reporting_table(run.predictions) "
                      "(book: the authors' protocol page)")
 
     def per_fit(self) -> dict[str, str]:

@@ -113,7 +113,7 @@ def reporting_table(predictions: Mapping[str, pd.DataFrame],
     Parameters
     ----------
     predictions : mapping of str to DataFrame
-        A run's predictions tables by selection (``ExperimentRun.tables["predictions"]`` or
+        A run's predictions tables by selection (``ExperimentRun.predictions`` or
         ``ExperimentResult.predictions``).
     selections : sequence of str, optional
         Default: every selection given.
