@@ -470,6 +470,25 @@ def run_experiment(plan: Plan, name: str, *, cohort: Cohort | None = None,
                 keep_logits=spec.logits)
 
 
+def knowledge_control(plan: Plan, ts_effect: float = 0.0) -> Plan:
+    """The plan of the external-knowledge control: TS models only, temporal effect switched off.
+
+    The simulated cohort keeps every setting of ``plan`` but ``simulation.ts_effect``; the
+    experiment ``external-knowledge-control`` holds the arms and contrasts of
+    ``external-knowledge`` without FMM_TC (whose connectivity branch would add its training
+    noise to both arms).
+    """
+    source = experiment_plan(plan, "external-knowledge")
+    return plan.replace(
+        simulation={"ts_effect": ts_effect},
+        experiments={"external-knowledge-control": {
+            "description": "external-knowledge, TS models only, on the control cohort",
+            "arms": {name: dataclasses.asdict(arm) for name, arm in source.arms.items()
+                     if arm.model != "fmmtc"},
+            "contrasts": [[a, b] for a, b in source.contrasts
+                          if source.arms[a].model != "fmmtc"]}})
+
+
 def simulation_sweep(plan: Plan, name: str, settings: Sequence[dict[str, Any]], *,
                      selection: str = "honest", metric: str = "mcc",
                      progress: bool = False) -> pd.DataFrame:

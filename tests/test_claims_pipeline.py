@@ -207,3 +207,18 @@ def test_simulation_sweep_runs_one_cohort_per_setting(tmp_path):
         simulation_sweep(plan, "fc-only", [{"sed": 1}])
     with pytest.raises(PlanError, match="needs data.cohort: simulated"):
         simulation_sweep(plan.replace(data={"cohort": str(tmp_path)}), "fc-only", [{}])
+
+
+def test_knowledge_control_keeps_the_ts_arms_and_switches_the_temporal_effect_off():
+    from fmtc.pipeline import knowledge_control
+
+    plan = load_plan("quick")
+    control = knowledge_control(plan, 0.0)
+    experiment = control.experiments["external-knowledge-control"]
+    assert control.simulation.ts_effect == 0.0
+    assert control.simulation.fc_effect == plan.simulation.fc_effect
+    assert {arm.model for arm in experiment.arms.values()} == {"ts", "cls-logreg"}
+    assert all(arm.encoder == "random-init" for name, arm in experiment.arms.items()
+               if name.endswith("random-init"))
+    assert [tuple(c) for c in experiment.contrasts] == [
+        ("ts", "ts-random-init"), ("cls-logreg", "cls-logreg-random-init")]
