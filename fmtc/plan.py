@@ -374,12 +374,6 @@ class ProtocolPlan:
                      "fmtc.evaluate.official.reporting_table(run.predictions) "
                      "(book: the authors' protocol page)")
 
-    def per_fit(self) -> dict[str, str]:
-        """The per-fit switches that differ from their defaults (part of a fit's identity)."""
-        default = ProtocolPlan()
-        return {k: getattr(self, k) for k in PROTOCOL_PER_FIT
-                if getattr(self, k) != getattr(default, k)}
-
 
 @dataclass(frozen=True)
 class ArmPlan:

@@ -40,7 +40,8 @@ def test_aux_weight_trains_each_branch_and_predicts_with_the_fused_head():
     inputs = _inputs(data)
     fit, empty = np.arange(24), np.zeros(0, dtype=np.int64)
     config = ModelConfig("fmmtc", cls_dim=8, n_regions=8, pool_size=None)
-    plain = train_fold(config, TINY_PLAN.train, inputs, fit, empty, empty, seed=0, device=CPU)
+    plain = train_fold(config, dataclasses.replace(TINY_PLAN.train, aux_weight=0.0), inputs, fit,
+                       empty, empty, seed=0, device=CPU)
     aux = train_fold(config, dataclasses.replace(TINY_PLAN.train, aux_weight=1.0), inputs, fit,
                      empty, empty, seed=0, device=CPU)
     # Both start from the same weights (the branch heads are built last); without the
