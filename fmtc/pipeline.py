@@ -9,7 +9,8 @@ plan as a whole for the experiment path.
 :func:`run_experiment` runs a named experiment of the plan (``experiments:``);
 :func:`evaluate` runs an ad-hoc one whose arms are models (``fmtc evaluate``). Both
 write a run folder named by the run's identity (:mod:`fmtc.runs`) and read it back when
-it already exists.
+it already exists. :func:`interpret_run` attributes a finished run's fold models with
+integrated gradients, from the plan recorded in its provenance (``fmtc interpret``).
 """
 
 from __future__ import annotations
@@ -316,8 +317,9 @@ def gather_datasets(cohort: Cohort, requests: Requests, *,
 _RESULT_PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "torchvision")
 """Packages whose version can change a run's numbers (part of its identity)."""
 
-_PRESENTATION = ("cli", "report")
-"""fmtc sub-packages that print and draw but compute no result (not part of its identity)."""
+_PRESENTATION = ("cli", "interpret", "report")
+"""fmtc sub-packages that compute no run result: printing, drawing, and the attributions read
+from a finished run (not part of a run's identity)."""
 
 
 def code_identity() -> dict[str, str]:
@@ -641,7 +643,8 @@ def _run(plan: Plan, name: str, arm_plans: dict[str, ArmPlan], selections: list[
             permute_labels=permute_labels,
             cohort={"name": cohort.name, "content_hash": cohort.content_hash,
                     "simulated": cohort.is_simulated, "label_column": cohort.label_column,
-                    "n_subjects": len(first.subject_ids), "folder": Path(cohort.root).name},
+                    "n_subjects": len(first.subject_ids), "folder": Path(cohort.root).name,
+                    "path": str(Path(cohort.root).resolve())},
             encoder=next(iter(encoders.values()), None), encoders=encoders,
             feature_cache=first.feature_cache,
             connectivity={"kind": plan.connectivity.kind,
@@ -864,3 +867,279 @@ def run_generalisation(plan: Plan, models: Sequence[str],
         write_json(staging / runs.RUN_RECORD, {"key": key, "identity": identity})
     logger.info("generalisation run folder %s (%.0f s)", run_dir, time.perf_counter() - start)
     return GeneralisationRun(run_dir, key, False, table, confounds, predictions)
+
+
+# --------------------------------------------------------------------------- interpretation
+
+
+@dataclass
+class InterpretationRun:
+    """A finished (or re-read) interpretation of a run (:func:`interpret_run`).
+
+    Attributes
+    ----------
+    folder : Path
+    key : str
+    reused : bool
+    tables : dict
+        :func:`fmtc.interpret.results.read_interpretation` of ``folder``.
+    """
+
+    folder: Path
+    key: str
+    reused: bool
+    tables: dict[str, Any]
+
+
+INTERPRETABLE = ("fmmtc", "ts", "fc")
+"""Models whose fold weights ``fmtc interpret`` attributes."""
+
+
+def run_cohort(record: dict[str, Any], plan: Plan, cohort: str | Path | None = None) -> Cohort:
+    """The cohort a run was computed on, checked against the run's content hash.
+
+    Looks at ``cohort`` when given, else the folder the run recorded, the plan's cohorts
+    folder and the plan's own cohort (the embedded simulated cohort included).
+    """
+    expected = record["content_hash"]
+    candidates: list[Path] = []
+    if cohort is not None:
+        candidates.append(Path(cohort))
+    else:
+        if record.get("path"):
+            candidates.append(Path(record["path"]))
+        candidates.append(plan.path(plan.outputs.cohorts_dir) / record.get("folder", ""))
+        if plan.data.cohort != "simulated":
+            candidates.append(plan.path(plan.data.cohort))
+        elif str(record.get("folder", "")).startswith("simulated-"):
+            candidates.append(cohort_path(plan))
+    seen = []
+    for path in dict.fromkeys(candidates):
+        if not (path / "dataset_description.json").is_file():
+            continue
+        found = load_cohort(path, label=record.get("label_column") or plan.data.label)
+        if found.content_hash == expected:
+            return found
+        seen.append(f"{path} (content hash {found.content_hash[:12]})")
+    where = "; found " + ", ".join(seen) if seen else ""
+    raise InvalidDataError(
+        f"the run was computed on cohort {record.get('folder')!r} (content hash "
+        f"{expected[:12]}), which was not found{where}; pass the cohort folder it was "
+        "computed on (fmtc interpret --cohort DIR)")
+
+
+def interpret_run(run_dir: str | Path, *, arms: Sequence[str] | None = None,
+                  settings: Any = None, cohort: str | Path | None = None,
+                  out: str | Path | None = None, device: Any = None, overwrite: bool = False,
+                  progress: bool = False) -> InterpretationRun:
+    """Integrated gradients of every fold model of a run's FMM_TC / TS / FC arms.
+
+    Rebuilds each arm's inputs from the run's plan (``provenance.json``) and cohort, checks
+    them against the run's records (data keys, encoder weights), attributes each fold's test
+    subjects with the fold's own weights (:func:`fmtc.interpret.analysis.interpret_arm`), and
+    writes an interpretation folder (:mod:`fmtc.interpret.results`) with its figures.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        A run folder of ``fmtc evaluate`` / ``fmtc experiment``.
+    arms : sequence of str, optional
+        Arms to attribute (default: every arm of model fmmtc, ts or fc).
+    settings : IGSettings, optional
+        Baseline, steps and subjects (default: :class:`~fmtc.interpret.analysis.IGSettings`;
+        ``ts_subjects`` is every test subject on a GPU unless set).
+    cohort : path-like, optional
+        The cohort folder, when it is not where the run recorded it.
+    out : path-like, optional
+        Interpretation folder (default: ``interpret_<run folder name>_<key>`` beside the
+        run folder).
+    device : torch.device, optional
+        Default: the run plan's device setting.
+    overwrite : bool
+        Replace ``out`` when it holds another interpretation.
+    """
+    from fmtc import runs
+    from fmtc.device import describe_device, resolve_device
+    from fmtc.interpret.analysis import IGSettings, interpret_arm
+    from fmtc.plan import plan_from_dict
+
+    start = time.perf_counter()
+    run_dir = Path(run_dir)
+    if not (run_dir / runs.RUN_RECORD).is_file():
+        raise InvalidDataError(f"{run_dir} is not a complete run folder (no {runs.RUN_RECORD}); "
+                               "run `fmtc evaluate` or `fmtc experiment` first")
+    tables = runs.load_run(run_dir)
+    provenance, models = tables["provenance"], tables["models"]
+    try:
+        plan = plan_from_dict(provenance["plan"])
+    except PlanError as error:
+        raise InvalidDataError(f"{run_dir}/provenance.json: its plan is not valid for this fmtc "
+                               f"({error})") from None
+    device = device if device is not None else resolve_device(plan.device)
+    if settings is None:
+        settings = IGSettings(ts_subjects=None if device.type == "cuda" else 4)
+    arm_models = {name: entry["model"] for name, entry in models["arms"].items()}
+    chosen = list(arms) if arms else [a for a, m in arm_models.items() if m in INTERPRETABLE]
+    for name in chosen:
+        if name not in arm_models:
+            raise InvalidDataError(f"{run_dir} has no arm {name!r}; its arms are "
+                                   f"{sorted(arm_models)}")
+        if arm_models[name] not in INTERPRETABLE or "weights" not in models["arms"][name]:
+            raise InvalidDataError(f"arm {name!r} of {run_dir} (model {arm_models[name]}) has no "
+                                   f"fold weights to attribute; interpret arms of models "
+                                   f"{', '.join(INTERPRETABLE)}")
+    if not chosen:
+        raise InvalidDataError(f"{run_dir} has no arm of models {', '.join(INTERPRETABLE)} to "
+                               "attribute")
+    identity = {"run": tables["run"]["key"], "arms": chosen, "settings": settings.to_dict(),
+                "device": device.type}
+    key = runs.run_key(identity)
+    # Beside the run, never inside it: a run folder is never modified once published.
+    folder = (Path(out) if out is not None
+              else run_dir.parent / f"interpret_{run_dir.name}_{key}")
+    if runs.check_destination(folder, key, overwrite):
+        from fmtc.interpret.results import read_interpretation
+
+        logger.info("reusing the interpretation %s (key %s)", folder, key)
+        return InterpretationRun(folder, key, True, read_interpretation(folder))
+
+    cohort_obj = run_cohort(models["cohort"] | provenance.get("cohort", {}), plan, cohort)
+    experiment = provenance.get("experiment")
+    arm_plans = (plan.experiments[experiment].arms if experiment in plan.experiments
+                 else {a: ArmPlan(model=m) for a, m in provenance["arms"].items()})
+    arm_plans = {a: arm_plans[a] for a in chosen}
+    resolved, requests = resolve_arms(plan, arm_plans, device, "interpret")
+    datasets = gather_datasets(cohort_obj, requests, device=device, progress=progress)
+    predictions = tables["predictions"]
+    labels_of = dict(zip(predictions["participant_id"], predictions["label"], strict=False))
+    labels = np.array([labels_of.get(p, v) for p, v in zip(cohort_obj.subject_ids,
+                                                             cohort_obj.labels, strict=True)])
+    results, encoders = {}, {}
+    for arm in resolved:
+        entry = models["arms"][arm.name]
+        if entry.get("data") != arm.data:
+            raise InvalidDataError(
+                f"arm {arm.name!r}: the inputs rebuilt from the run's plan (data key {arm.data}) "
+                f"are not the ones the run read ({entry.get('data')}); the run was computed by "
+                "another fmtc version")
+        if datasets[arm.data].window_fc:
+            raise InvalidDataError(f"arm {arm.name!r} reads one FC matrix per window "
+                                   "(gram_raw_window); fmtc interpret attributes subject-level "
+                                   "FC only")
+        arm_plan = requests[arm.data][0]
+        inputs, encoder_info = _interpretation_inputs(cohort_obj, datasets[arm.data], arm_plan,
+                                                      arm.spec.inputs, settings, device,
+                                                      models.get("encoders", {}).get(arm.name),
+                                                      progress)
+        encoders[arm.name] = encoder_info
+        build = _fold_model_builder(run_dir, entry, device)
+        logger.info("attributing %s (%s)", arm.name, arm.model)
+        results[arm.name] = interpret_arm(build, tables["splits"]["splits"], inputs, labels,
+                                          settings, device, arm.spec.inputs,
+                                          fused=arm.model == "fmmtc", progress=progress)
+
+    from fmtc.interpret.results import read_interpretation, summarise, write_tables
+    from fmtc.provenance import provenance_record
+    from fmtc.report.interpretation import write_figures
+
+    summary = summarise(results, cohort_obj, {a.name: datasets[a.data].fc for a in resolved},
+                        labels, tables["splits"]["splits"], plan.logistic, predictions, plan.seed)
+    record = provenance_record(
+        command="interpret", key=key, run={"folder": run_dir.name, "key": tables["run"]["key"],
+                                           "experiment": experiment},
+        settings=settings.to_dict(), arms={a: arm_models[a] for a in chosen},
+        cohort={"name": cohort_obj.name, "content_hash": cohort_obj.content_hash,
+                "simulated": cohort_obj.is_simulated, "folder": Path(cohort_obj.root).name},
+        encoders=encoders, device=describe_device(device),
+        label_permuted=bool(models.get("label_permuted")),
+        seconds={a: r.seconds for a, r in results.items()},
+        timings={"total_s": time.perf_counter() - start})
+    with runs.staged_run(folder, overwrite=overwrite, key=key) as staging:
+        write_tables(staging, summary, record)
+        write_figures(staging / "figures", summary, cohort_obj)
+        from fmtc.storage import write_json
+
+        write_json(staging / runs.RUN_RECORD, {"key": key, "identity": identity})
+    logger.info("interpretation folder %s (%.0f s)", folder, time.perf_counter() - start)
+    return InterpretationRun(folder, key, False, read_interpretation(folder))
+
+
+def _fold_model_builder(run_dir: Path, entry: dict[str, Any], device: Any) -> Any:
+    """``build(repeat, fold)``: the arm's fold model with its saved weights, in eval mode."""
+    import torch
+
+    from fmtc.predict.models import ModelConfig
+
+    config = ModelConfig(**entry["config"])
+    spec = get_model(entry["model"])
+
+    def build(repeat: int, fold: int) -> Any:
+        path = run_dir / entry["weights"].format(repeat=repeat, fold=fold)
+        if not path.is_file():
+            raise InvalidDataError(f"{path} is missing: the run folder is incomplete; run it "
+                                   "again with --overwrite")
+        model = spec.module_class()(config)
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return model.to(device).eval()
+
+    return build
+
+
+def _interpretation_inputs(cohort: Cohort, data: ExperimentData, plan: Plan,
+                           reads: Sequence[str], settings: Any, device: Any,
+                           encoder_record: dict[str, Any] | None, progress: bool
+                           ) -> tuple[Any, dict[str, Any] | None]:
+    """The :class:`~fmtc.interpret.analysis.CohortInputs` of one arm, and its encoder record."""
+    import torch
+
+    from fmtc.interpret.analysis import CohortInputs
+    from fmtc.interpret.baselines import time_shuffled
+    from fmtc.preprocess.transforms import functional_connectivity, make_windows, scale_input
+
+    spec, scaling = plan.windows, plan.protocol.input_scaling
+    inputs = CohortInputs(list(cohort.subject_ids), fc=data.fc, cls=data.cls,
+                          n_windows=data.n_windows)
+
+    def shuffled_series(i: int) -> np.ndarray:
+        pid = cohort.subject_ids[i]
+        return time_shuffled(cohort.timeseries[pid], settings.seed + i)
+
+    if "fc" in reads:
+        kind = plan.connectivity.kind
+        inputs.shuffled_fc = lambda i: functional_connectivity(
+            scale_input(shuffled_series(i), scaling), kind)
+    if "cls" not in reads:
+        return inputs, None
+    from fmtc.represent.encoder import resolve_encoder
+    from fmtc.represent.features import window_features
+    from fmtc.represent.readout import readout_groups
+
+    encoder = resolve_encoder(plan, device, progress=progress).float().eval()
+    for parameter in encoder.parameters():
+        parameter.requires_grad_(False)
+    found = encoder.source_info.get("weights_sha256")
+    expected = (encoder_record or {}).get("weights_sha256")
+    if expected is not None and found != expected:
+        raise InvalidDataError(f"the BrainLM encoder {plan.brainlm.source!r} resolves to weights "
+                               f"{str(found)[:12]}, not the {expected[:12]} the run read; "
+                               "interpret on the machine and data folder of the run")
+    groups = readout_groups(cohort, plan.brainlm.readout)
+    xyz = torch.as_tensor(cohort.xyz, dtype=torch.float32, device=device)
+
+    def windows(i: int, shuffled: bool) -> np.ndarray:
+        series = shuffled_series(i) if shuffled else cohort.timeseries[cohort.subject_ids[i]]
+        return make_windows(scale_input(series, scaling), spec.length, spec.stride,
+                            spec.max_windows)
+
+    def features(signal: torch.Tensor) -> torch.Tensor:
+        return window_features(encoder, signal, xyz, plan, groups)
+
+    def shuffled_cls(i: int) -> np.ndarray:
+        with torch.no_grad():
+            signal = torch.as_tensor(windows(i, True), device=device)
+            return features(signal).cpu().numpy()
+
+    inputs.first_window = lambda i, shuffled: windows(i, shuffled)[0]
+    inputs.features = features
+    inputs.shuffled_cls = shuffled_cls
+    return inputs, dict(encoder.source_info)

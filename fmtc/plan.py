@@ -521,6 +521,14 @@ class Plan:
         return dataclasses.asdict(self)
 
 
+def plan_from_dict(data: dict[str, Any]) -> Plan:
+    """Rebuild a :class:`Plan` from :meth:`Plan.to_dict` (e.g. a run's ``provenance.json``).
+
+    Raises :class:`PlanError` naming the key when a value is not valid for this fmtc.
+    """
+    return _build(Plan, copy.deepcopy(data), "")
+
+
 PLAN_KEYS = frozenset({"default_profile", "base", "profiles"})
 """Top-level keys of an experiment plan file."""
 

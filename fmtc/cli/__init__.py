@@ -37,6 +37,7 @@ _COMMAND_MODULES = (
     "fmtc.cli.evaluate",
     "fmtc.cli.experiment",
     "fmtc.cli.generalise",
+    "fmtc.cli.interpret",
     "fmtc.cli.reproduce",
 )
 

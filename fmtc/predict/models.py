@@ -159,7 +159,13 @@ class FMMTC(_Classifier):
         self.ts_aux_head = nn.Linear(config.cls_dim, 2)
         self.fc_aux_head = nn.Linear(FC_EMBEDDING, 2)
 
-    def _embeddings(self, cls: Tensor, fc: Tensor) -> tuple[Tensor, Tensor]:
+    def representation(self, cls: Tensor, fc: Tensor) -> tuple[Tensor, Tensor]:
+        """The two halves of the fused representation the head reads.
+
+        Returns the standardised CLS ``[B, H]`` (or ``[B, W, H]``) and the connectivity
+        embedding ``[B, 256]`` (repeated over windows when ``cls`` has them): the input of
+        :attr:`head` is their concatenation (what :mod:`fmtc.interpret` attributes).
+        """
         _check_cls(cls, self.config.cls_dim)
         if cls.shape[0] != fc.shape[0]:
             raise ValueError(f"CLS batch {tuple(cls.shape)} and FC batch {tuple(fc.shape)} differ")
@@ -169,7 +175,7 @@ class FMMTC(_Classifier):
         return self.cls_standardise(cls), embedding
 
     def forward(self, cls: Tensor, fc: Tensor) -> Tensor:
-        ts, embedding = self._embeddings(cls, fc)
+        ts, embedding = self.representation(cls, fc)
         return self.head(torch.cat([ts, embedding], dim=-1))
 
     def branch_logits(self, cls: Tensor, fc: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
@@ -180,7 +186,7 @@ class FMMTC(_Classifier):
         subjects the TS features do, and the ResNet-18 then learns little: the book's claims
         page). Predictions always come from the fused head (:meth:`forward`).
         """
-        ts, embedding = self._embeddings(cls, fc)
+        ts, embedding = self.representation(cls, fc)
         fused = self.head(torch.cat([ts, embedding], dim=-1))
         return fused, (self.ts_aux_head(ts), self.fc_aux_head(embedding))
 

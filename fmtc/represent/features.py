@@ -363,6 +363,36 @@ def _batches(cohort: Cohort, plan: Plan,
         yield np.array(rows), np.array(cols), np.stack(windows)
 
 
+def window_features(encoder: BrainLM, signal: torch.Tensor, xyz: torch.Tensor, plan: Plan,
+                    groups: np.ndarray | None = None) -> torch.Tensor:
+    """The plan's TS feature of each window, differentiable with respect to ``signal``.
+
+    The same arithmetic as the feature cache (:func:`cohort_features`): the encoder's output
+    under ``plan.brainlm.token_order`` (``random_each_call``: the mean over its seeded orders,
+    which is what the cache's ``cls`` holds), then ``plan.brainlm.readout``. No ``no_grad``
+    and no autocast: attribution methods (:mod:`fmtc.interpret`) differentiate through it.
+
+    Parameters
+    ----------
+    encoder : BrainLM
+    signal : Tensor, shape (B, R, T)
+        Scaled windows (:func:`~fmtc.preprocess.transforms.make_windows`).
+    xyz : Tensor, shape (R, 3)
+        Region centroids (MNI mm).
+    plan : Plan
+        Supplies ``brainlm`` and ``seed``.
+    groups : ndarray of shape (R,), optional
+        Network number of each region (:func:`~fmtc.represent.readout.readout_groups`),
+        required for ``network-mean``.
+
+    Returns
+    -------
+    Tensor, shape (B, F)
+    """
+    latent = _encode_batch(encoder, signal, xyz, plan)
+    return token_readout(latent, plan.brainlm.readout, groups)
+
+
 def _encode_batch(encoder: BrainLM, signal: torch.Tensor, xyz: torch.Tensor,
                   plan: Plan) -> torch.Tensor:
     """The encoder's final-LayerNorm output ``[B, 1 + tokens, H]`` in ROI-major token order."""
