@@ -43,6 +43,9 @@ class SimulationPlan:
     subjects; ``population_seed`` (default: ``seed``) draws what a population shares — the
     network coupling, loadings and baseline intensities, and where the effects are planted —
     so two cohorts of one population differ in ``seed`` only (cross-cohort transfer).
+    ``drug_specificity`` (0: none) makes the planted brain signal a *predictive* marker: in
+    the placebo arm, that fraction of subjects carries a brain state drawn independently of
+    their response, so the brain predicts response to the drug better than to placebo.
     """
 
     n_subjects: int = 60
@@ -58,6 +61,18 @@ class SimulationPlan:
     study_shift: float = 0.0
     covariate_effect: float = 0.0
     population_seed: int | None = None
+    drug_specificity: float = 0.0
+
+    def identity(self) -> dict[str, Any]:
+        """The settings as plain data, without later settings left at their neutral default.
+
+        ``drug_specificity: 0`` leaves the cohort as it was before the setting existed, so it
+        is left out of cohort names, recorded parameters and encoder keys (caches stay valid).
+        """
+        values = dataclasses.asdict(self)
+        if values["drug_specificity"] == 0:
+            values.pop("drug_specificity")
+        return values
 
     @property
     def population(self) -> int:
@@ -79,6 +94,8 @@ class SimulationPlan:
                  f"{self.tr:g} s is outside 0.1-10 s, the range of fMRI repetition times")
         for name in ("effect_size", "fc_effect", "ts_effect"):
             _require(getattr(self, name) >= 0, f"{key}.{name}", "must be >= 0")
+        _require(0 <= self.drug_specificity <= 1, f"{key}.drug_specificity",
+                 "must lie in [0, 1] (0: the brain signal predicts response in both arms)")
         for name in ("responder_fraction", "duloxetine_fraction"):
             _require(0 < getattr(self, name) < 1, f"{key}.{name}", "must lie in (0, 1)")
 

@@ -25,6 +25,9 @@ _SETTINGS = (
      "per-study noise, global signal, motion and responder fraction (0: none)"),
     ("--covariate-effect", "covariate_effect", float,
      "link of head motion (mean_fd) to the label (0: independent)"),
+    ("--drug-specificity", "drug_specificity", float,
+     "fraction of placebo subjects whose brain signal is unrelated to their response "
+     "(0: the signal is prognostic in both arms; 1: it predicts response to the drug only)"),
 )
 
 
@@ -91,7 +94,6 @@ def run(args: argparse.Namespace) -> int:
 def _same_simulation(folder: Path, settings: object, unlabelled: bool) -> bool:
     """Whether ``folder`` is a complete simulated cohort made with exactly these settings."""
     import json
-    from dataclasses import asdict
 
     from fmtc.simulate.generator import GENERATOR_VERSION
 
@@ -100,5 +102,6 @@ def _same_simulation(folder: Path, settings: object, unlabelled: bool) -> bool:
         recorded = description["SimulationParameters"]
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    wanted = asdict(settings) | {"unlabelled": unlabelled, "generator_version": GENERATOR_VERSION}
+    wanted = settings.identity() | {"unlabelled": unlabelled,
+                                    "generator_version": GENERATOR_VERSION}
     return recorded == wanted

@@ -231,8 +231,8 @@ def simulated_settings(plan: Plan) -> dict[str, Any]:
         "recipe": SIMULATED_RECIPE,
         "pretrain": dataclasses.asdict(plan.pretrain),
         "windows": dataclasses.asdict(plan.windows),
-        "cohort": dataclasses.asdict(pretraining_cohort_settings(plan)),
-        "probe_cohort": (dataclasses.asdict(probe_cohort_settings(plan))
+        "cohort": pretraining_cohort_settings(plan).identity(),
+        "probe_cohort": (probe_cohort_settings(plan).identity()
                          if plan.pretrain.probe_points else None),
         "generator": GENERATOR_VERSION,
     }

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 from fmtc.acquire.atlas import get_atlas
@@ -15,7 +14,7 @@ from fmtc.storage import staged_folder
 
 def simulation_key(settings: SimulationPlan, unlabelled: bool = False) -> str:
     """Short, stable name of a simulated cohort: hash of its settings and generator version."""
-    payload = json.dumps(asdict(settings) | {"unlabelled": unlabelled,
+    payload = json.dumps(settings.identity() | {"unlabelled": unlabelled,
                                              "generator": GENERATOR_VERSION}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:10]
 

@@ -252,9 +252,10 @@ def simulate_cohort(out: Path, settings: SimulationPlan, atlas: Atlas,
 
         iterator = tqdm(iterator, desc="simulating subjects", unit="subject")
     traits = {}
+    brain_state = _brain_state(labels, drugs, settings, stream, unlabelled)
     for i in iterator:
         rng = np.random.default_rng([settings.seed, stream, i])
-        responder = bool(labels[i]) and not unlabelled
+        responder = bool(brain_state[i]) and not unlabelled
         extra = None
         if sites[i]["extra_noise_sd"] > 0:  # study-specific scanner noise, its own stream
             extra = (np.random.default_rng([settings.seed, stream, _SITE_STREAM, i]),
@@ -268,7 +269,7 @@ def simulate_cohort(out: Path, settings: SimulationPlan, atlas: Atlas,
 
     effect = {"effect_size": 0.0 if unlabelled else settings.effect_size,
               "fc_effect": settings.fc_effect, "ts_effect": settings.ts_effect}
-    parameters = ({k: v for k, v in vars(settings).items()}
+    parameters = (settings.identity()
                   | {"unlabelled": unlabelled, "generator_version": GENERATOR_VERSION})
     if not unlabelled:
         write_json(out / "ground_truth.json", {
@@ -279,6 +280,13 @@ def simulate_cohort(out: Path, settings: SimulationPlan, atlas: Atlas,
             "trait_ar": "0.45 + 0.5 / (1 + exp(-1.5 z)) per volume",
             "trait_share": _TRAIT_SHARE,
             "subject_traits": traits,
+            **({} if settings.drug_specificity == 0 else {
+                "drug_specificity": settings.drug_specificity,
+                "brain_state": {pid: int(b) for pid, b in zip(participants["participant_id"],
+                                                              brain_state, strict=True)},
+                "brain_state_note": "the planted brain signal follows brain_state; it equals "
+                                    "the label except for placebo subjects redrawn at "
+                                    "random (drug_specificity)"}),
             "studies": profile,
             "covariates": {
                 "mean_fd": f"log-normal, median {_FD_MEDIAN} mm, log s.d. {_FD_SPREAD}, "
@@ -298,6 +306,28 @@ def simulate_cohort(out: Path, settings: SimulationPlan, atlas: Atlas,
         AtlasLicence=atlas.licence,
     )
     return out
+
+
+_DRUG_STREAM = 3_000_017  # drug-specific brain states: separate from every other stream
+
+
+def _brain_state(labels: np.ndarray, drugs: np.ndarray, settings: SimulationPlan, stream: int,
+                 unlabelled: bool) -> np.ndarray:
+    """Whose brain carries the responder signal: the label, except for redrawn placebo subjects.
+
+    With ``drug_specificity = d``, each placebo subject is, with probability ``d``, given a
+    brain state drawn at random (responder with the cohort's responder fraction), from its
+    own random stream: the brain then predicts response to duloxetine better than to placebo.
+    ``d = 0`` draws nothing (the cohort is that of ``drug_specificity`` absent).
+    """
+    state = np.asarray(labels).copy()
+    if unlabelled or settings.drug_specificity == 0:
+        return state
+    rng = np.random.default_rng([settings.seed, stream, _DRUG_STREAM])
+    redraw = (rng.random(len(state)) < settings.drug_specificity) & (drugs == "placebo")
+    fresh = (rng.random(len(state)) < settings.responder_fraction).astype(state.dtype)
+    state[redraw] = fresh[redraw]
+    return state
 
 
 def _mean_fd(rng: np.random.Generator, study: np.ndarray, profile: dict[str, Any],

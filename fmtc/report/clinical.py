@@ -1,0 +1,110 @@
+"""Figures of "Would it help a trial?": reliability, decision curves, enrichment.
+
+Each function draws from a table of :func:`fmtc.evaluate.clinical.utility_report` and returns
+a matplotlib ``Figure``; ``simulated=True`` adds the SIMULATED mark.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
+
+
+def _mark(fig: Figure, simulated: bool) -> None:
+    if simulated:
+        fig.text(0.995, 0.005, "SIMULATED", ha="right", va="bottom", fontsize=9,
+                 color="#b30000", fontweight="bold", alpha=0.8)
+
+
+def _name(arm: str, names: dict[str, str] | None) -> str:
+    return (names or {}).get(arm, arm)
+
+
+def plot_reliability(reliability: pd.DataFrame, names: dict[str, str] | None = None,
+                     simulated: bool = False) -> Figure:
+    """Observed response rate against mean predicted probability, per model and recalibration."""
+    import matplotlib.pyplot as plt
+
+    methods = [m for m in ("none", "platt", "isotonic") if m in set(reliability["recalibration"])]
+    fig, axes = plt.subplots(1, len(methods), figsize=(4.3 * len(methods), 4), sharey=True,
+                             squeeze=False)
+    titles = {"none": "as predicted", "platt": "Platt, cross-fitted",
+              "isotonic": "isotonic, cross-fitted"}
+    for ax, method in zip(axes[0], methods, strict=True):
+        part = reliability[reliability["recalibration"] == method]
+        for colour, (arm, rows) in zip(PALETTE, part.groupby("arm", sort=False), strict=False):
+            error = np.vstack([rows["observed"] - rows["low"], rows["high"] - rows["observed"]])
+            ax.errorbar(rows["mean_predicted"], rows["observed"], yerr=error, marker="o",
+                        capsize=3, color=colour, label=_name(arm, names), lw=1.2)
+        ax.plot([0, 1], [0, 1], color="#888888", ls=":", lw=1)
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean predicted probability (bin)",
+               title=titles[method])
+    axes[0][0].set_ylabel("observed response rate (95% exact interval)")
+    axes[0][-1].legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    _mark(fig, simulated)
+    return fig
+
+
+def plot_decision_curve(curve: pd.DataFrame, names: dict[str, str] | None = None,
+                        simulated: bool = False) -> Figure:
+    """Net benefit against threshold: each model with its bootstrap band, enrol all / none."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.3))
+    everyone = curve[curve["strategy"] == "enrol all"]
+    ax.plot(everyone["threshold"], everyone["net_benefit"], color="#555555", lw=1.5,
+            label="enrol all")
+    ax.axhline(0, color="#000000", lw=1, label="enrol none")
+    models = [s for s in curve["strategy"].unique() if s not in ("enrol all", "enrol none")]
+    for colour, model in zip(PALETTE, models, strict=False):
+        rows = curve[curve["strategy"] == model]
+        ax.plot(rows["threshold"], rows["net_benefit"], color=colour, lw=1.8,
+                label=_name(model, names))
+        ax.fill_between(rows["threshold"], rows["low"], rows["high"], color=colour, alpha=0.15)
+        better = rows[rows["better"]]
+        if len(better):
+            ax.plot(better["threshold"], better["net_benefit"], "o", color=colour, ms=3)
+    top = max(curve["high"].max(), 0.05)
+    ax.set(xlabel="threshold probability (enrol if p >= t)", ylabel="net benefit",
+           ylim=(-0.05, top * 1.1), xlim=(curve["threshold"].min(), curve["threshold"].max()))
+    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title("Decision curves (band: 95% bootstrap; dots: gain over the better default "
+                 "excludes 0)", fontsize=10)
+    fig.tight_layout()
+    _mark(fig, simulated)
+    return fig
+
+
+def plot_enrichment(enrichment: pd.DataFrame, names: dict[str, str] | None = None,
+                    simulated: bool = False) -> Figure:
+    """Response rate among the enrolled against the fraction of screened patients enrolled."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.3))
+    overall = None
+    for colour, (arm, rows) in zip(PALETTE, enrichment.groupby("arm", sort=False),
+                                   strict=False):
+        rows = rows.sort_values("fraction")
+        ax.plot(rows["fraction"], rows["response_rate"], marker="o", color=colour,
+                label=_name(arm, names))
+        ax.fill_between(rows["fraction"], rows["low"], rows["high"], color=colour, alpha=0.15)
+        overall = float(rows.loc[rows["fraction"] == rows["fraction"].max(),
+                                 "response_rate"].iloc[0])
+    if overall is not None:
+        ax.axhline(overall, color="#555555", ls=":", lw=1, label="enrol all")
+    ax.set(xlabel="fraction of screened patients enrolled (highest predicted first)",
+           ylabel="response rate among the enrolled", ylim=(0, 1.02))
+    ax.invert_xaxis()
+    ax.legend(fontsize=8, loc="lower left")
+    ax.set_title("Enrichment (band: 95% subject bootstrap)", fontsize=10)
+    fig.tight_layout()
+    _mark(fig, simulated)
+    return fig
