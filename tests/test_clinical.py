@@ -162,6 +162,13 @@ def test_trial_sizes_enrol_the_top_fraction_and_count_the_screened():
     assert table.at[0.5, "response_drug"] == 1.0 and table.at[0.5, "response_placebo"] == 0.5
     assert table.at[0.5, "screened_per_enrolled"] == 2.0
     assert table.at[0.5, "n_screened"] == 2 * table.at[0.5, "n_per_arm"] / 0.5
+    # Assumed population rates, scaled by each arm's enrichment in the cohort.
+    assumed = trial_sizes(frame, fractions=(1.0, 0.5),
+                          base_rates={"duloxetine": 0.45, "placebo": 0.30}).set_index("fraction")
+    assert assumed.at[1.0, "response_drug"] == pytest.approx(0.45)
+    assert assumed.at[0.5, "response_drug"] == pytest.approx(min(0.45 * 1.0 / 0.75, 1))
+    assert assumed.at[0.5, "response_placebo"] == pytest.approx(0.30 * 0.5 / 0.25)
+    assert assumed.at[1.0, "n_per_arm"] == two_arm_sample_size(0.45, 0.30)
 
 
 def test_interaction_test_tells_a_predictive_marker_from_a_prognostic_one():
@@ -266,3 +273,18 @@ def test_drug_specificity_redraws_the_brain_state_of_placebo_subjects_only(sim_a
     assert truth["drug_specificity"] == 1.0
     with pytest.raises(PlanError, match="drug_specificity"):
         load_plan("smoke").replace(simulation={"drug_specificity": 1.5})
+
+
+def test_a_cohort_subset_keeps_order_and_gets_its_own_content_hash(small_cohort):
+    from fmtc.cohort.folder import load_cohort
+
+    cohort = load_cohort(small_cohort)
+    ids = cohort.subject_ids
+    part = cohort.subset([ids[5], ids[1], ids[3]], "drug=placebo")
+    assert part.subject_ids == [ids[1], ids[3], ids[5]]
+    assert set(part.timeseries) == set(part.subject_ids)
+    assert part.content_hash != cohort.content_hash
+    assert part.content_hash != cohort.subset([ids[1], ids[3]], "drug=placebo").content_hash
+    assert part.content_hash != cohort.subset([ids[1], ids[3], ids[5]], "study=1").content_hash
+    with pytest.raises(ValueError, match="no participant"):
+        cohort.subset(["sub-999"], "x")

@@ -20,6 +20,7 @@ written atomically.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -99,6 +100,25 @@ class Cohort:
     content_hash: str
     ground_truth: dict[str, Any] | None = None
     excluded: list[str] = field(default_factory=list)
+
+    def subset(self, participant_ids: list[str], why: str) -> Cohort:
+        """The same cohort restricted to ``participant_ids`` (e.g. one drug arm).
+
+        Its ``content_hash`` is the folder's hash combined with ``why`` and the kept ids, so
+        results on a subset are never mistaken for results on the whole cohort (run and cache
+        keys read it). ``participant_ids`` keep the cohort's order.
+        """
+        wanted = set(participant_ids)
+        unknown = sorted(wanted - set(self.participants.index))
+        if unknown:
+            raise ValueError(f"cohort {self.root} has no participant(s) {unknown[:5]}")
+        kept = [p for p in self.participants.index if p in wanted]
+        digest = hashlib.sha256(f"{self.content_hash}|subset|{why}|{','.join(kept)}".encode())
+        return dataclasses.replace(
+            self, participants=self.participants.loc[kept],
+            timeseries={p: self.timeseries[p] for p in kept},
+            repetition_time={p: self.repetition_time[p] for p in kept},
+            content_hash=digest.hexdigest())
 
     @property
     def name(self) -> str:

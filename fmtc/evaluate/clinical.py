@@ -325,7 +325,8 @@ def two_arm_sample_size(p_drug: float, p_placebo: float, alpha: float = 0.05,
 
 def trial_sizes(frame: pd.DataFrame, fractions: Sequence[float] = (1.0, 0.7, 0.5, 0.3),
                 drug: str = "duloxetine", placebo: str = "placebo", alpha: float = 0.05,
-                power: float = 0.8) -> pd.DataFrame:
+                power: float = 0.8, base_rates: dict[str, float] | None = None
+                ) -> pd.DataFrame:
     """Sample size of a drug-vs-placebo trial that enrols the top ``fraction`` by prediction.
 
     Parameters
@@ -335,6 +336,11 @@ def trial_sizes(frame: pd.DataFrame, fractions: Sequence[float] = (1.0, 0.7, 0.5
         in). The response rate of each arm among the enrolled is read from the cohort.
     fractions : sequence of float
         Fractions of screened patients enrolled (1.0: no enrichment).
+    base_rates : dict, optional
+        Response rate of each arm in the unselected population (``{drug: 0.45, placebo:
+        0.30}``), set by the user; the rate among the enrolled is then that rate times the
+        arm's enrichment ratio in the cohort (its rate among the enrolled / its overall
+        rate), capped at 1. Default: the cohort's own rates among the enrolled.
 
     Returns
     -------
@@ -351,6 +357,11 @@ def trial_sizes(frame: pd.DataFrame, fractions: Sequence[float] = (1.0, 0.7, 0.5
         rates = {name: float(enrolled.loc[enrolled["drug"] == name, "label"].mean())
                  if (enrolled["drug"] == name).any() else float("nan")
                  for name in (drug, placebo)}
+        if base_rates is not None:
+            overall = {name: float(frame.loc[frame["drug"] == name, "label"].mean())
+                       for name in (drug, placebo)}
+            rates = {name: min(base_rates[name] * rates[name] / overall[name], 1.0)
+                     if overall[name] > 0 else float("nan") for name in (drug, placebo)}
         n = (two_arm_sample_size(rates[drug], rates[placebo], alpha, power)
              if np.isfinite(list(rates.values())).all() else float("nan"))
         rows.append({"fraction": fraction, "threshold": threshold,
@@ -409,7 +420,8 @@ def per_arm_metrics(frame: pd.DataFrame) -> pd.DataFrame:
 
 def utility_report(predictions: pd.DataFrame, drugs: pd.Series, arms: Sequence[str], *,
                    n_bootstrap: int = 500, seed: int = 0, drug: str = "duloxetine",
-                   placebo: str = "placebo") -> dict[str, Any]:
+                   placebo: str = "placebo", base_rates: dict[str, float] | None = None
+                   ) -> dict[str, Any]:
     """Every table of "Would it help a trial?" for the models ``arms`` of one run.
 
     Parameters
@@ -422,6 +434,8 @@ def utility_report(predictions: pd.DataFrame, drugs: pd.Series, arms: Sequence[s
         The run's arms (models) to assess.
     n_bootstrap, seed : int
         Subject bootstrap of every interval.
+    base_rates : dict, optional
+        Assumed response rates per arm for the trial sizes (:func:`trial_sizes`).
 
     Returns
     -------
@@ -457,7 +471,8 @@ def utility_report(predictions: pd.DataFrame, drugs: pd.Series, arms: Sequence[s
                               .assign(arm=arm))
             known = frame.dropna(subset=["drug"])
             if {drug, placebo} <= set(known["drug"]):
-                trial.append(trial_sizes(known, drug=drug, placebo=placebo).assign(arm=arm))
+                trial.append(trial_sizes(known, drug=drug, placebo=placebo,
+                                         base_rates=base_rates).assign(arm=arm))
                 per_arm.append(per_arm_metrics(known).assign(arm=arm))
                 tested = known[known["drug"].isin([drug, placebo])]
                 interaction.append({"arm": arm, **interaction_test(
