@@ -11,16 +11,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from fmtc.report.figures import mark_simulated
+
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 
 
-def _mark(fig: Figure, simulated: bool) -> None:
-    if simulated:
-        fig.text(0.995, 0.005, "SIMULATED", ha="right", va="bottom", fontsize=9,
-                 color="#b30000", fontweight="bold", alpha=0.8)
 
 
 def _name(arm: str, names: dict[str, str] | None) -> str:
@@ -49,7 +47,7 @@ def plot_reliability(reliability: pd.DataFrame, names: dict[str, str] | None = N
     axes[0][0].set_ylabel("observed response rate (95% exact interval)")
     axes[0][-1].legend(fontsize=8, loc="upper left")
     fig.tight_layout()
-    _mark(fig, simulated)
+    mark_simulated(fig, simulated)
     return fig
 
 
@@ -79,7 +77,7 @@ def plot_decision_curve(curve: pd.DataFrame, names: dict[str, str] | None = None
     ax.set_title("Decision curves (band: 95% bootstrap; dots: gain over the better default "
                  "excludes 0)", fontsize=10)
     fig.tight_layout()
-    _mark(fig, simulated)
+    mark_simulated(fig, simulated)
     return fig
 
 
@@ -106,5 +104,5 @@ def plot_enrichment(enrichment: pd.DataFrame, names: dict[str, str] | None = Non
     ax.legend(fontsize=8, loc="lower left")
     ax.set_title("Enrichment (band: 95% subject bootstrap)", fontsize=10)
     fig.tight_layout()
-    _mark(fig, simulated)
+    mark_simulated(fig, simulated)
     return fig

@@ -18,10 +18,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
 
-def _mark_simulated(fig: Figure, cohort: Cohort) -> None:
-    if cohort.is_simulated:
+def mark_simulated(fig: Figure, simulated: bool) -> None:
+    """Write SIMULATED in the bottom-right corner of ``fig`` when ``simulated``."""
+    if simulated:
         fig.text(0.995, 0.005, "SIMULATED", ha="right", va="bottom", fontsize=9,
                  color="#b30000", fontweight="bold", alpha=0.8)
+
+
+def _mark_simulated(fig: Figure, cohort: Cohort) -> None:
+    mark_simulated(fig, cohort.is_simulated)
 
 
 def label_table(cohort: Cohort, by: str = "Drug") -> pd.DataFrame:

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from fmtc.report.figures import mark_simulated
+
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
@@ -22,10 +24,6 @@ GROUPINGS = {"study": "study", "drug": "drug arm", "correct": "prediction",
              "label": "label"}
 
 
-def _mark(fig: Figure, simulated: bool) -> None:
-    if simulated:
-        fig.text(0.995, 0.005, "SIMULATED", ha="right", va="bottom", fontsize=9,
-                 color="#b30000", fontweight="bold", alpha=0.8)
 
 
 def plot_modality_share(subjects: pd.DataFrame, arm: str | None = None,
@@ -72,7 +70,7 @@ def plot_modality_share(subjects: pd.DataFrame, arm: str | None = None,
     fig.suptitle(f"Modality reliance of {arm}: TS share per test subject (0.5: equal)",
                  fontsize=11)
     fig.tight_layout()
-    _mark(fig, simulated)
+    mark_simulated(fig, simulated)
     return fig
 
 
@@ -101,7 +99,7 @@ def plot_region_markers(regions: pd.DataFrame, arm: str, modality: str, top: int
     if "planted" in table:
         fig.text(0.01, 0.01, f"black edge: planted ({int(table['planted'].sum())} of "
                  f"{len(table)})", fontsize=9)
-    _mark(fig, simulated)
+    mark_simulated(fig, simulated)
     return fig
 
 
@@ -135,7 +133,7 @@ def plot_top_edges(edges: pd.DataFrame, regions: pd.DataFrame, arm: str, top: in
     if "planted" in table:
         fig.text(0.01, 0.01, f"planted edges among them: {int(table['planted'].sum())} of "
                  f"{len(table)}", fontsize=9)
-    _mark(fig, simulated)
+    mark_simulated(fig, simulated)
     return fig
 
 
@@ -164,7 +162,7 @@ def plot_networks(networks: pd.DataFrame, arm: str, planted: dict[str, Any] | No
         fig.text(0.01, 0.01, "red: planted network", fontsize=9, color="#d62728")
     fig.suptitle(f"{arm}: attribution by atlas network", fontsize=11)
     fig.tight_layout()
-    _mark(fig, simulated)
+    mark_simulated(fig, simulated)
     return fig
 
 
