@@ -960,7 +960,7 @@ def interpret_run(run_dir: str | Path, *, arms: Sequence[str] | None = None,
     """
     from fmtc import runs
     from fmtc.device import describe_device, resolve_device
-    from fmtc.interpret.analysis import IGSettings, interpret_arm
+    from fmtc.interpret.analysis import CPU_TS_SUBJECTS, IGSettings, interpret_arm
     from fmtc.plan import plan_from_dict
 
     start = time.perf_counter()
@@ -977,7 +977,7 @@ def interpret_run(run_dir: str | Path, *, arms: Sequence[str] | None = None,
                                f"({error})") from None
     device = device if device is not None else resolve_device(plan.device)
     if settings is None:
-        settings = IGSettings(ts_subjects=None if device.type == "cuda" else 4)
+        settings = IGSettings(ts_subjects=None if device.type == "cuda" else CPU_TS_SUBJECTS)
     arm_models = {name: entry["model"] for name, entry in models["arms"].items()}
     chosen = list(arms) if arms else [a for a, m in arm_models.items() if m in INTERPRETABLE]
     for name in chosen:
