@@ -128,28 +128,22 @@ def network_table(scores: pd.DataFrame, networks: Sequence[str], level: float = 
     return pd.DataFrame(rows).sort_values("mean", ascending=False, ignore_index=True)
 
 
-def logistic_region_scores(fc: np.ndarray, labels: np.ndarray, c: float = 0.1) -> np.ndarray:
-    """``[R]``: summed ``|coefficients|`` of an L2 logistic regression on standardised edges.
+def logistic_region_scores(fc: np.ndarray, labels: np.ndarray, c_grid: Sequence[float],
+                           inner_folds: int, seed: int) -> np.ndarray:
+    """``[R]``: summed ``|coefficients|`` of the FC baseline fitted on ``fc`` and ``labels``.
 
-    The FC baseline's model (:func:`fmtc.predict.baselines.logistic_baseline`) at one
-    ``C``: coefficients are in units of each edge's standard deviation; an edge counts
-    for both of its regions.
+    The FC baseline is :func:`fmtc.predict.baselines.logistic_baseline` (standardised edges,
+    ``C`` chosen by inner CV); its coefficients are mapped back from the row space to the
+    edges, in units of each edge's standard deviation, and an edge counts for both regions.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    from fmtc.predict.baselines import RowSpaceProjection
+    from fmtc.predict.baselines import logistic_baseline
     from fmtc.preprocess.transforms import upper_triangle
 
-    n_regions = fc.shape[-1]
-    edges = upper_triangle(np.asarray(fc, dtype=np.float64))
-    pipeline = make_pipeline(StandardScaler(), RowSpaceProjection(),
-                             LogisticRegression(C=c, max_iter=2000))
-    pipeline.fit(edges, np.asarray(labels))
-    projection, logistic = pipeline[1], pipeline[2]
-    weights = (logistic.coef_ @ projection.basis_)[0]  # per standardised edge
-    return _edge_vector_to_regions(np.abs(weights), n_regions)
+    search = logistic_baseline(c_grid, inner_folds, seed)
+    search.fit(upper_triangle(np.asarray(fc, dtype=np.float64)), np.asarray(labels))
+    best = search.best_estimator_
+    weights = (best.named_steps["logistic"].coef_ @ best.named_steps["row_space"].basis_)[0]
+    return _edge_vector_to_regions(np.abs(weights), fc.shape[-1])
 
 
 def t_region_scores(fc: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -216,14 +216,14 @@ def interpret_arm(build: Callable[[int, int], nn.Module], splits: Sequence[dict[
         fold_rows = {int(i): {"repeat": repeat, "fold": fold,
                               "participant_id": inputs.subject_ids[i], "label": int(labels[i])}
                      for i in test}
-        cls = valid = None
+        cls = valid = fc = base_fc = None
         if "cls" in reads:
             cls, valid = _cls_tensors(inputs, test, device)
-        if "fc" in reads:
+        if "fc" in reads:  # the FC input and its baseline serve the FC path and the fused one
             start = time.perf_counter()
             fc = torch.as_tensor(inputs.fc[test], dtype=torch.float32, device=device)
-            base = _fc_baseline(model, inputs, test, settings.baseline, device)
-            found = fc_attributions(model, fc, base, cls, valid, n_steps=settings.n_steps,
+            base_fc = _fc_baseline(model, inputs, test, settings.baseline, device)
+            found = fc_attributions(model, fc, base_fc, cls, valid, n_steps=settings.n_steps,
                                     internal_batch_size=settings.internal_batch_size)
             values = found.values[0].double().numpy()
             fc_folds[name] = region_scores(fc_region_sums(values), labels[test])
@@ -238,8 +238,6 @@ def interpret_arm(build: Callable[[int, int], nn.Module], splits: Sequence[dict[
         if fused:
             start = time.perf_counter()
             base_cls = _cls_baseline(model, inputs, test, settings.baseline, cls.shape, device)
-            base_fc = _fc_baseline(model, inputs, test, settings.baseline, device)
-            fc = torch.as_tensor(inputs.fc[test], dtype=torch.float32, device=device)
             found = modality_attributions(model, cls, fc, valid, base_cls, base_fc,
                                           n_steps=settings.n_steps,
                                           internal_batch_size=settings.internal_batch_size)

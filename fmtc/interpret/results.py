@@ -149,24 +149,19 @@ def _references(fc: np.ndarray | None, lag1: np.ndarray | None, labels: np.ndarr
                 splits: list[dict[str, Any]], subject_ids: list[str], logistic: Any,
                 seed: int) -> dict[str, np.ndarray]:
     """Non-IG region scores, each averaged over the folds' fit subjects."""
-    from fmtc.interpret.aggregate import lag1_region_scores, t_region_scores
-    from fmtc.predict.baselines import logistic_baseline
-    from fmtc.preprocess.transforms import upper_triangle
+    from fmtc.interpret.aggregate import (
+        lag1_region_scores,
+        logistic_region_scores,
+        t_region_scores,
+    )
 
     position = {p: i for i, p in enumerate(subject_ids)}
     found: dict[str, list[np.ndarray]] = {}
     for split in splits:
         fit = np.array([position[p] for p in split["fit"]])
         if fc is not None:
-            search = logistic_baseline(logistic.c_grid, logistic.inner_folds, seed)
-            search.fit(upper_triangle(fc[fit]), labels[fit])
-            best = search.best_estimator_
-            weights = (best.named_steps["logistic"].coef_
-                       @ best.named_steps["row_space"].basis_)[0]
-            from fmtc.interpret.aggregate import _edge_vector_to_regions
-
-            found.setdefault("fc_logistic", []).append(
-                _edge_vector_to_regions(np.abs(weights), fc.shape[-1]))
+            found.setdefault("fc_logistic", []).append(logistic_region_scores(
+                fc[fit], labels[fit], logistic.c_grid, logistic.inner_folds, seed))
             found.setdefault("fc_t", []).append(t_region_scores(fc[fit], labels[fit]))
         if lag1 is not None:
             found.setdefault("ts_lag1_t", []).append(lag1_region_scores(lag1[fit], labels[fit]))
