@@ -247,6 +247,12 @@ def test_interpret_writes_tables_figures_and_the_planted_truth_recovery(interpre
     assert set(recovery["reference"]) == {"fc_logistic_recall_at_k", "fc_t_recall_at_k",
                                           "ts_lag1_t_recall_at_k"}
     assert set(recovery["arms"]) == {"fmmtc", "fc"}
+    with np.load(folder / "edges.npz") as edges:
+        assert set(edges.files) == {"fmmtc__class_aligned", "fmmtc__mean_abs",
+                                    "fc__class_aligned", "fc__mean_abs"}
+        full = edges["fmmtc__class_aligned"]
+        assert full.shape == (424, 424) and np.allclose(full, full.T)
+        assert (edges["fmmtc__mean_abs"] >= np.abs(full) - 1e-12).all()
     figures = {p.name for p in (folder / "figures").iterdir()}
     for stem in ("modality_share_fmmtc", "fc_regions_fmmtc", "ts_regions_fmmtc",
                  "networks_fmmtc", "fc_edges_fmmtc", "fc_regions_fc"):

@@ -10,6 +10,8 @@ run folder, which is never modified) holds::
     region_folds.csv             the same per fold (the source of every interval)
     networks.csv                 per arm and modality: network mean score, t-interval over folds
     edges.csv                    per arm: the strongest edges (class-aligned mean attribution)
+    edges.npz                    per arm, every edge (R x R): ``<arm>__class_aligned`` and
+                                 ``<arm>__mean_abs`` mean symmetrised attributions
     ground_truth_recovery.json   simulated cohorts: recall@k of the planted regions, references
     figures/*.png, *.svg         :mod:`fmtc.report.interpretation`
 """
@@ -257,6 +259,8 @@ def summarise(results: dict[str, Any], cohort: Any, fc: dict[str, np.ndarray | N
             "region_folds": concat(fold_frames), "networks": concat(network_frames),
             "edges": concat(edge_frames), "recovery": truth_record,
             "fc_edges": {a: r.fc_edges for a, r in results.items() if r.fc_edges is not None},
+            "fc_edges_abs": {a: r.fc_edges_abs for a, r in results.items()
+                             if r.fc_edges_abs is not None},
             "simulated": bool(cohort.is_simulated)}
 
 
@@ -271,4 +275,12 @@ def write_tables(folder: Path, summary: dict[str, Any], record: dict[str, Any]) 
             write_csv(folder / f"{name}.csv", summary[name])
     if summary.get("recovery") is not None:
         write_json(folder / "ground_truth_recovery.json", summary["recovery"])
+    if summary.get("fc_edges"):  # every edge, not only the strongest of edges.csv
+        from fmtc.storage import atomic_open
+
+        arrays = {f"{arm}__class_aligned": values for arm, values in summary["fc_edges"].items()}
+        arrays |= {f"{arm}__mean_abs": values
+                   for arm, values in summary.get("fc_edges_abs", {}).items()}
+        with atomic_open(folder / "edges.npz", "wb") as handle:
+            np.savez_compressed(handle, **arrays)
     write_json(folder / "interpretation.json", record)
