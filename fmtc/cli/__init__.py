@@ -39,6 +39,7 @@ _COMMAND_MODULES = (
     "fmtc.cli.generalise",
     "fmtc.cli.interpret",
     "fmtc.cli.reproduce",
+    "fmtc.cli.book_settings",
 )
 
 
