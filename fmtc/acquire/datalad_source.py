@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from fmtc.errors import EXIT_INVALID_DATA, FmtcError, InvalidDataError
@@ -81,6 +82,16 @@ DS000208_FMRIPREP = DataladSource(
     dataset_id="c0eed5ef-a2dd-4b6e-84e7-d9b9f6ae37f8",
     name="ds000208-fmriprep (fMRIPrep 21.0.2 derivatives)")
 
+
+
+def datalad_api() -> Any:
+    """``datalad.api``, or an error that names the install command when DataLad is missing."""
+    try:
+        import datalad.api
+    except ImportError as error:
+        raise ImportError("fetching OpenNeuro data needs DataLad and git-annex, which the "
+                          "`data` extra installs: pip install 'fmtc[data]'") from error
+    return datalad.api
 
 def check_reachable(url: str, timeout: float = 10.0) -> None:
     """Fail fast when a remote source's host does not answer; local paths are checked exist.
@@ -150,7 +161,7 @@ def install_dataset(source: DataladSource, path: str | Path, probe_timeout: floa
     DatasetMismatchError
         The dataset id or revision is not the expected one.
     """
-    import datalad.api as dl
+    dl = datalad_api()
 
     path = Path(path)
     if not (path / ".datalad" / "config").is_file():
@@ -209,7 +220,7 @@ def get_content(dataset: str | Path, paths: Sequence[str | Path], attempts: int 
     a download that drops out, or a transfer lock held by another process
     getting the same content (``--jobs``), is usually gone by then.
     """
-    import datalad.api as dl
+    dl = datalad_api()
 
     dataset = Path(dataset)
     pending = [str(dataset / p) for p in paths]
@@ -238,7 +249,7 @@ def drop_content(dataset: str | Path, paths: Sequence[str | Path]) -> None:
     dataset's remotes and never modified, so it can be obtained again; skipping
     the remote availability check keeps drops fast and offline-safe.
     """
-    import datalad.api as dl
+    dl = datalad_api()
 
     if not paths:
         return

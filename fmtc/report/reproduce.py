@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from fmtc.errors import EXIT_INVALID_DATA, FmtcError
+from fmtc.report.pages import place_downloads
 from fmtc.storage import atomic_open
 
 logger = logging.getLogger(__name__)
@@ -558,6 +559,7 @@ def execute_notebooks(notebooks_dir: Path, book_dir: Path, parameters: dict[str,
                     str(source), str(staging), parameters=parameters, kernel_name="python3",
                     cwd=str(kernel_cwd), progress_bar=False, log_output=False,
                     request_save_on_cell_execute=False)
+                placed = place_downloads(staging, book_dir, kernel_cwd)
                 replaced = scrub_notebook(staging, root, book_dir)
                 _write_stamp(staging, stamp, source.name)
                 os.replace(staging, target)  # only a complete copy replaces the earlier one
@@ -576,7 +578,8 @@ def execute_notebooks(notebooks_dir: Path, book_dir: Path, parameters: dict[str,
                     staging.unlink()  # interrupted: no half-executed copy is kept
             durations[source.name] = time.perf_counter() - start
             bar.clear()
-            logger.info("%s done in %.0f s", source.name, durations[source.name])
+            logger.info("%s done in %.0f s (%d download(s) placed)", source.name,
+                        durations[source.name], len(placed))
             logger.debug("%s: replaced absolute paths %s", source.name, replaced)
             bar.update(1)
     return durations
