@@ -551,6 +551,7 @@ def execute_notebooks(notebooks_dir: Path, book_dir: Path, parameters: dict[str,
                             "skipped", source.name)
                 bar.update(1)
                 continue
+            logger.info("executing %s (%d of %d)", source.name, bar.n + 1, len(sources))
             logger.debug("executing %s in %s with %s", source.name, kernel_cwd, parameters)
             staging = executing / source.name
             start = time.perf_counter()
