@@ -70,8 +70,8 @@ def test_every_notebook_first_installs_fmtc_on_colab_only(folder, monkeypatch):
     url = launch.repository_url(ROOT)
     for path in sorted((ROOT / folder).glob("*.ipynb")):
         code = "".join(_install_cell(path)["source"])
-        calls = []
-        monkeypatch.setattr(subprocess, "run", lambda args, **kw: calls.append(args))
+        calls: list[list[str]] = []
+        monkeypatch.setattr(subprocess, "run", lambda args, _calls=calls, **kw: _calls.append(args))
         monkeypatch.delitem(sys.modules, "google.colab", raising=False)
         exec(compile(code, path.name, "exec"), {})
         assert calls == [], f"{path.name} installs outside Colab"

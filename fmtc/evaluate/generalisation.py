@@ -53,7 +53,7 @@ PREDICTION_COLUMNS = ["arm", "model", "scheme", "train_on", "test_on", "particip
 """Columns of the cross-fit predictions :func:`run_jobs` can collect."""
 
 SCHEMES = ("drug", "study", "cross-cohort")
-"""Generalisation schemes (the ``scheme`` column of :func:`generalisation_table`)."""
+"""Generalisation schemes (the ``scheme`` column of the generalisation table)."""
 
 COLUMNS = ["arm", "model", "scheme", "kind", "train_on", "test_on", "n_train", "n_test",
            "mcc", "auc", "bacc", "mcc_low", "mcc_high", "within_mcc", "within_auc",

@@ -19,7 +19,7 @@ and both selections of :mod:`fmtc.evaluate.selection` read it. Models without ep
 (the logistic baselines) are fit on the whole training fold and appear under every
 requested selection with the same predictions.
 
-The tables of a result (written by :mod:`fmtc.runs`):
+The tables of a result (written by :mod:`fmtc.runs`)::
 
     metrics        arm, model, selection, repeat, fold, metric, value  (fold "pooled": all
                    out-of-fold predictions of a repeat)

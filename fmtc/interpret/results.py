@@ -28,7 +28,7 @@ import pandas as pd
 from fmtc.interpret.aggregate import network_table, recall_at_k
 
 TOP_EDGES = 200
-"""Edges kept per arm in ``edges.csv`` (by |class-aligned mean attribution|)."""
+"""Edges kept per arm in ``edges.csv`` (by the magnitude of the class-aligned mean)."""
 
 
 def region_frame(arm: str, modality: str, folds: pd.DataFrame, regions: pd.DataFrame,

@@ -243,10 +243,11 @@ def plot_claims(table: pd.DataFrame) -> Figure:
     """Forest plot of the claims: paired difference (points), interval, the paper's number.
 
     One row per claim and contrast; whiskers are the paired subject-bootstrap intervals,
-    crosses the paper's numbers, the dashed line zero. Intervals and points are clipped
-    to :data:`PP_RANGE`, the range a difference of two MCCs can take; a clipped end is
-    marked by an arrowhead. The artists carry gids ``interval``, ``estimate`` and
-    ``paper``.
+    crosses the paper's numbers, the dashed line zero, the verdict is written at the right.
+    Intervals, points and the x-axis stay inside :data:`PP_RANGE`, the range a difference
+    of two MCCs can take; a clipped end is marked by an arrowhead. The legend is below the
+    axes. The artists carry gids ``interval``, ``estimate`` and ``paper``. The figure
+    follows the book's legibility rule (:mod:`fmtc.report.figures`).
 
     Parameters
     ----------
@@ -254,45 +255,50 @@ def plot_claims(table: pd.DataFrame) -> Figure:
         :func:`claims_table`.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    lo, hi = PP_RANGE
+    from fmtc.report.figures import (
+        SMALL,
+        clip_arrows,
+        clipped_handle,
+        legend_below,
+        padded_limits,
+        unclip,
+    )
+
     n = len(table)
     y = np.arange(n)
-    fig, ax = plt.subplots(figsize=(9, 1.4 + 0.65 * max(n, 1)), constrained_layout=True)
-    low = np.clip(table["low_pp"].to_numpy(dtype=float), lo, hi)
-    high = np.clip(table["high_pp"].to_numpy(dtype=float), lo, hi)
-    point = np.clip(table["difference_pp"].to_numpy(dtype=float), lo, hi)
+    fig, ax = plt.subplots(figsize=(9, 1.6 + 0.65 * max(n, 1)), layout="constrained")
+    raw_low = table["low_pp"].to_numpy(dtype=float)
+    raw_high = table["high_pp"].to_numpy(dtype=float)
+    low, high = np.clip(raw_low, *PP_RANGE), np.clip(raw_high, *PP_RANGE)
+    point = np.clip(table["difference_pp"].to_numpy(dtype=float), *PP_RANGE)
     shown = np.isfinite(low) & np.isfinite(high)
-    whiskers = ax.hlines(y[shown], low[shown], high[shown], color="#1f77b4", lw=2.5,
-                         label="95% paired subject-bootstrap interval")
-    whiskers.set_gid("interval")
-    for k in np.flatnonzero(shown):
-        for end, raw, marker in ((low[k], table["low_pp"].iloc[k], "<"),
-                                 (high[k], table["high_pp"].iloc[k], ">")):
-            if raw < lo or raw > hi:
-                ax.plot([end], [y[k]], marker=marker, color="#1f77b4", markersize=7)
-    (estimates,) = ax.plot(point, y, "o", color="#1f77b4", markersize=7,
-                           label="this companion (A − B)")
-    estimates.set_gid("estimate")
-    paper = np.clip(table["paper_pp"].to_numpy(dtype=float), lo, hi)
+    ax.hlines(y[shown], low[shown], high[shown], color="#1f77b4", lw=2.5, gid="interval")
+    clipped = clip_arrows(ax, y, raw_low, raw_high, PP_RANGE, "#1f77b4")
+    unclip(ax.plot(point, y, "o", color="#1f77b4", markersize=7, gid="estimate"))
+    handles = [Line2D([], [], color="#1f77b4", lw=2.5, marker="o", markersize=7)]
+    labels = ["this companion, A − B (95% paired subject-bootstrap interval)"]
+    paper = np.clip(table["paper_pp"].to_numpy(dtype=float), *PP_RANGE)
     if np.isfinite(paper).any():
-        (marks,) = ax.plot(paper, y, "x", color="#d62728", markersize=10, mew=2,
-                           label="paper (at least)")
-        marks.set_gid("paper")
+        handles += unclip(ax.plot(paper, y, "x", color="#d62728", markersize=10, mew=2,
+                                  gid="paper"))
+        labels.append("paper (at least)")
+    if clipped:
+        handle, label = clipped_handle(PP_RANGE, " points")
+        handles.append(handle)
+        labels.append(label)
     ax.axvline(0.0, color="grey", lw=0.9, ls="--")
     ax.set_yticks(y, [f"{c}\n{k}" for c, k in zip(table["claim"], table["contrast"],
                                                   strict=True)])
-    ax.invert_yaxis()
+    ax.set_ylim(max(n, 1) - 0.5, -0.5)
     for k, word in enumerate(table["verdict"]):
-        ax.annotate(word, (1.01, y[k]), xycoords=("axes fraction", "data"), va="center",
-                    fontsize=8, color="#333333")
-    finite = np.concatenate([v[np.isfinite(v)] for v in (low, high, point, paper)] + [[0.0]])
-    pad = max(5.0, 0.08 * (finite.max() - finite.min()))
-    ax.set_xlim(max(lo - 5, finite.min() - pad), min(hi + 5, finite.max() + pad))
+        ax.annotate(word, (1.0, y[k]), xycoords=("axes fraction", "data"), xytext=(8, 0),
+                    textcoords="offset points", va="center", fontsize=SMALL, color="#333333")
+    ax.set_xlim(padded_limits([low, high, point, paper, [0.0]], PP_RANGE, minimum=10.0))
     ax.set_xlabel("difference of pooled MCC, A − B (percentage points)")
     ax.set_ylabel("claim and contrast")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18 if n > 2 else -0.35), ncol=3,
-              fontsize=8, frameon=False)
+    legend_below(fig, handles, labels, ncol=2)
     return fig
 
 
@@ -317,10 +323,13 @@ def plot_generalisation(frame: pd.DataFrame) -> Figure:
         ``low``, ``high``  its interval (NaN: no whisker).
 
         Bars are grouped by (scheme, model), in order of appearance, one colour per
-        setting. Bars and whiskers are clipped to [−1, 1], the range of an MCC. The bar
-        containers carry the settings as labels; the whiskers have gid ``interval``.
+        setting. Bars, whiskers and the y-axis stay inside [−1, 1], the range of an MCC;
+        the legend is below the axes; crowded group labels are slanted. The bar containers
+        carry the settings as labels; the whiskers have gid ``interval``.
     """
     import matplotlib.pyplot as plt
+
+    from fmtc.report.figures import MAX_WIDTH_IN, SMALL, legend_below, padded_limits
 
     missing = [c for c in GENERALISATION_COLUMNS if c not in frame.columns]
     if missing:
@@ -328,9 +337,9 @@ def plot_generalisation(frame: pd.DataFrame) -> Figure:
     groups = list(dict.fromkeys(zip(frame["scheme"], frame["model"], strict=True)))
     settings = list(dict.fromkeys(frame["setting"]))
     width = 0.8 / max(len(settings), 1)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(groups) + 2), 4.2),
-                           constrained_layout=True)
-    x_all, low_all, high_all = [], [], []
+    fig, ax = plt.subplots(figsize=(min(MAX_WIDTH_IN, max(6.0, 1.3 * len(groups) + 2)), 4.6),
+                           layout="constrained")
+    x_all, low_all, high_all, mcc_all = [], [], [], []
     for k, setting in enumerate(settings):
         part = frame[frame["setting"] == setting].set_index(["scheme", "model"])
         part = part[~part.index.duplicated()].reindex(groups)
@@ -338,6 +347,7 @@ def plot_generalisation(frame: pd.DataFrame) -> Figure:
         mcc = np.clip(part["mcc"].to_numpy(dtype=float), -1, 1)
         ax.bar(x, np.nan_to_num(mcc), width * 0.92, color=f"C{k}", label=setting)
         x_all.append(x)
+        mcc_all.append(mcc)
         low_all.append(np.clip(part["low"].to_numpy(dtype=float), -1, 1))
         high_all.append(np.clip(part["high"].to_numpy(dtype=float), -1, 1))
     x, low, high = (np.concatenate(v) if v else np.array([]) for v in (x_all, low_all, high_all))
@@ -345,10 +355,17 @@ def plot_generalisation(frame: pd.DataFrame) -> Figure:
     whiskers = ax.vlines(x[shown], low[shown], high[shown], color="black", lw=1.4)
     whiskers.set_gid("interval")
     ax.axhline(0.0, color="grey", lw=0.9)
-    ax.set_xticks(np.arange(len(groups)), [f"{model}\n({scheme})" for scheme, model in groups])
-    ax.set_ylim(min(-0.1, np.nanmin(low, initial=0) - 0.05),
-                max(0.5, np.nanmax(high, initial=0) + 0.05))
+    labels = [f"{model}\n({scheme})" for scheme, model in groups]
+    ax.set_xticks(np.arange(len(groups)), labels)
+    longest = max((len(line) for label in labels for line in label.split("\n")), default=0)
+    if len(groups) * max(longest, 6) * 0.075 > 0.8 * fig.get_figwidth():  # labels would touch
+        ax.tick_params(axis="x", labelrotation=35)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
+            label.set_rotation_mode("anchor")
+    lowest, highest = padded_limits([low, high, *mcc_all, [0.0]], (-1.0, 1.0))
+    ax.set_ylim(min(-0.1, lowest), max(0.5, highest))
     ax.set_ylabel("pooled MCC (whiskers: 95% interval)")
     ax.set_xlabel("model (what it generalises over)")
-    ax.legend(title="setting", fontsize=8, frameon=False)
+    legend_below(fig, ncol=len(settings), title="setting", fontsize=SMALL)
     return fig

@@ -2,11 +2,22 @@
 
 Every function returns a matplotlib ``Figure`` and draws nothing else; the
 notebooks show them. Simulated cohorts get a "SIMULATED" mark on every figure.
+
+Legibility rule (every figure of :mod:`fmtc.report`): the book's content column is
+:data:`COLUMN_PX` (772) pixels wide at a 1400-pixel viewport and a wider image is shrunk to
+fit it, so a text of ``f`` points in a figure ``W`` inches wide shown at ``dpi`` is
+``f * dpi / 72 * min(1, 772 / (W * dpi))`` pixels tall. Figures are at most
+:data:`MAX_WIDTH_IN` inches wide (more rows rather than a wide row) and no text is under 8
+points, so every text is at least :data:`MIN_TEXT_PX` (9) pixels tall at any dpi from 81 up;
+:func:`use_book_style` sets a crisp dpi (150) and the font sizes, and
+:func:`smallest_text_px` measures a figure. Intervals are clipped to the range of their
+metric (:func:`metric_range`) or of a difference of two values of it
+(:func:`difference_range_pp`), and so are the axis limits; legends sit outside the data.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -15,14 +26,275 @@ from fmtc.cohort.folder import Cohort
 from fmtc.preprocess.transforms import functional_connectivity, robust_scale
 
 if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+    from matplotlib.legend import Legend
+
+COLUMN_PX = 772
+"""Width (pixels) of the book's content column at a 1400-pixel viewport."""
+
+MIN_TEXT_PX = 9.0
+"""Smallest rendered height (pixels) of any text of a figure in the book's column."""
+
+MAX_WIDTH_IN = 9.0
+"""Widest figure (inches): 8-point text still renders 9.5 pixels tall in the column."""
+
+SMALL = 9
+"""Points: legends, annotations and notes drawn by this package (nothing is under 8)."""
+
+BOOK_STYLE: dict[str, Any] = {
+    "figure.dpi": 150,
+    "savefig.dpi": 150,
+    "savefig.bbox": "tight",
+    "figure.figsize": (7.0, 4.2),
+    "figure.max_open_warning": 0,
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "legend.fontsize": 9,
+    "legend.title_fontsize": 9,
+    "figure.titlesize": 12,
+    "figure.labelsize": 10,
+}
+"""The rcParams :func:`use_book_style` sets."""
+
+METRIC_RANGES: dict[str, tuple[float, float]] = {
+    "mcc": (-1.0, 1.0), "auc": (0.0, 1.0), "acc": (0.0, 1.0), "accuracy": (0.0, 1.0),
+    "bacc": (0.0, 1.0), "balanced_accuracy": (0.0, 1.0), "f1": (0.0, 1.0),
+    "sensitivity": (0.0, 1.0), "specificity": (0.0, 1.0), "precision": (0.0, 1.0),
+    "recall": (0.0, 1.0), "ppv": (0.0, 1.0), "npv": (0.0, 1.0), "brier": (0.0, 1.0),
+}
+"""The values each metric of :mod:`fmtc.evaluate.metrics` (and a few others) can take."""
+
+CHANCE = {"mcc": 0.0, "auc": 0.5, "bacc": 0.5, "balanced_accuracy": 0.5}
+"""A classifier without skill, for the metrics where that does not depend on prevalence."""
+
+
+def use_book_style() -> dict[str, Any]:
+    """Set matplotlib's rcParams for the book's notebooks (:data:`BOOK_STYLE`); return them.
+
+    Figures are then shown (inline backend) and saved at 150 dpi with a tight bounding box,
+    fonts are 9 to 12 points, and many open figures raise no warning. Call it in every
+    notebook's setup cell, before the first figure.
+    """
+    import matplotlib
+
+    matplotlib.rcParams.update(BOOK_STYLE)
+    return dict(BOOK_STYLE)
+
+
+def _draw_recording_texts(fig: Figure) -> tuple[list[tuple[float, str, Any]], float]:
+    """Draw ``fig``; return each drawn non-empty text (points, string, artist) and the width
+    (inches) of the image ``bbox_inches="tight"`` would save (at least the figure's)."""
+    from matplotlib.backends.backend_agg import RendererAgg
+
+    class _Recorder(RendererAgg):
+        def __init__(self, width: int, height: int, dots: float) -> None:
+            super().__init__(width, height, dots)
+            self.texts: list[tuple[float, str, Any]] = []
+
+        def draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
+            if s and str(s).strip():
+                self.texts.append((float(prop.get_size_in_points()), str(s), mtext))
+
+        def draw_tex(self, gc, x, y, s, prop, angle, *, mtext=None):
+            self.draw_text(gc, x, y, s, prop, angle, mtext=mtext)
+
+        # Only texts matter: paint nothing else (heatmaps and glass brains draw fast).
+        def draw_path(self, *args, **kwargs):
+            pass
+
+        def draw_markers(self, *args, **kwargs):
+            pass
+
+        def draw_path_collection(self, *args, **kwargs):
+            pass
+
+        def draw_quad_mesh(self, *args, **kwargs):
+            pass
+
+        def draw_image(self, *args, **kwargs):
+            pass
+
+        def draw_gouraud_triangles(self, *args, **kwargs):
+            pass
+
+    recorder = _Recorder(max(int(fig.bbox.width), 1), max(int(fig.bbox.height), 1), fig.dpi)
+    fig.draw(recorder)  # runs the layout engine first, as showing the figure does
+    return recorder.texts, max(fig.get_figwidth(), fig.get_tightbbox(recorder).width)
+
+
+def drawn_texts(fig: Figure) -> list:
+    """The text artists ``fig`` actually draws (non-empty, visible, in visible axes)."""
+    texts, _ = _draw_recording_texts(fig)
+    return list(dict.fromkeys(t for _, _, t in texts if t is not None))
+
+
+def text_sizes_px(fig: Figure, column_px: int = COLUMN_PX,
+                  dpi: float | None = None) -> list[tuple[float, str]]:
+    """Rendered height (pixels) of every text ``fig`` draws, shown in a ``column_px`` column.
+
+    Draws the figure and records each non-empty text that is actually drawn (titles, axis
+    labels, tick labels, legend texts and titles, annotations, colorbar labels,
+    ``fig.texts``; hidden axes and texts are skipped). A text of ``f`` points in an image
+    ``W`` inches wide shown at ``dpi`` is ``f * dpi / 72 * min(1, column_px / (W * dpi))``
+    pixels tall; ``W`` is the wider of the figure and its tight bounding box (what
+    ``bbox_inches="tight"`` saves: something outside the figure widens the image).
+
+    Parameters
+    ----------
+    fig : Figure
+    column_px : int
+        Width of the column the image is shown in (shrunk to fit when wider).
+    dpi : float, optional
+        Dots per inch of the shown image; default the figure's (the inline backend shows a
+        figure at its own dpi).
+
+    Returns
+    -------
+    list of (pixels, text)
+        Smallest first.
+    """
+    texts, width = _draw_recording_texts(fig)
+    dots = float(dpi or fig.dpi)
+    scale = dots / 72.0 * min(1.0, column_px / (width * dots))
+    return sorted((points * scale, text) for points, text, _ in texts)
+
+
+def smallest_text_px(fig: Figure, column_px: int = COLUMN_PX, dpi: float | None = None) -> float:
+    """Height (pixels) of the smallest text of ``fig`` shown in a ``column_px`` column.
+
+    What is measured: :func:`text_sizes_px`; ``inf`` when the figure draws no text. The
+    book's rule: ``smallest_text_px(fig) >= MIN_TEXT_PX``.
+    """
+    sizes = text_sizes_px(fig, column_px, dpi)
+    return sizes[0][0] if sizes else float("inf")
+
+
+def metric_range(metric: str) -> tuple[float, float]:
+    """The values ``metric`` can take; ``(-inf, inf)`` for a metric not in :data:`METRIC_RANGES`."""
+    return METRIC_RANGES.get(str(metric).lower(), (-np.inf, np.inf))
+
+
+def difference_range_pp(metric: str) -> tuple[float, float]:
+    """The range of a difference of two values of ``metric``, in percentage points.
+
+    ``(-200, 200)`` for MCC, ``(-100, 100)`` for AUC and the other rates.
+    """
+    low, high = metric_range(metric)
+    return 100.0 * (low - high), 100.0 * (high - low)
+
+
+def padded_limits(values: Any, bounds: tuple[float, float] = (-np.inf, np.inf),
+                  pad: float = 0.06, minimum: float = 0.2) -> tuple[float, float]:
+    """Axis limits around the finite ``values`` (an array, or a list of arrays), padded,
+    never outside ``bounds``.
+
+    The padding is ``pad`` of the span (taken at least ``minimum`` wide). The plot
+    functions draw their markers unclipped, so a point at a limit that is a bound shows whole.
+    """
+    lo, hi = bounds
+    parts = values if isinstance(values, list | tuple) else [values]
+    flat = np.concatenate([np.asarray(v, dtype=float).ravel() for v in parts] + [np.zeros(0)])
+    flat = np.clip(flat[np.isfinite(flat)], lo, hi)
+    if not flat.size:
+        return (lo if np.isfinite(lo) else -1.0, hi if np.isfinite(hi) else 1.0)
+    span = max(float(flat.max() - flat.min()), minimum)
+    return max(lo, float(flat.min()) - pad * span), min(hi, float(flat.max()) + pad * span)
+
+
+def legend_below(fig: Figure, handles: list | None = None, labels: list | None = None,
+                 ncol: int | None = None, **kwargs: Any) -> Legend | None:
+    """One legend for the figure, below all its axes (outside the data).
+
+    ``handles`` and ``labels`` default to those of every axes (each label once). The figure
+    must use the constrained layout, which makes room for the legend. Returns the legend,
+    or None when there is nothing to show.
+    """
+    if handles is None:
+        handles, labels = [], []
+        for ax in fig.axes:
+            for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+                if label not in labels:
+                    handles.append(handle)
+                    labels.append(label)
+    if not handles:
+        return None
+    options = {"fontsize": SMALL, "title_fontsize": SMALL, "frameon": False, **kwargs}
+    return fig.legend(handles, labels, loc="outside lower center",
+                      ncol=ncol or min(len(handles), 3), **options)
+
+
+def unclip(*artists: Any) -> list:
+    """Draw ``artists`` unclipped: markers at an axis limit that is a metric's bound show whole.
+
+    They are left out of the layout (an unclipped artist would otherwise count in its axes'
+    extent). Returns them, flattened.
+    """
+    flat = []
+    for artist in artists:
+        if isinstance(artist, list | tuple):
+            flat += unclip(*artist)
+        elif artist is not None:
+            artist.set_clip_on(False)
+            artist.set_in_layout(False)
+            flat.append(artist)
+    return flat
+
+
+def clip_arrows(ax: Axes, y: np.ndarray, raw_low: np.ndarray, raw_high: np.ndarray,
+                bounds: tuple[float, float], colour: str) -> bool:
+    """An arrowhead at each end of a horizontal interval that ``bounds`` clipped.
+
+    Returns whether any end was clipped.
+    """
+    lo, hi = bounds
+    clipped = False
+    for k in range(len(y)):
+        if not (np.isfinite(raw_low[k]) and np.isfinite(raw_high[k])):
+            continue  # no interval drawn
+        for raw, end, marker in ((raw_low[k], lo, "<"), (raw_high[k], hi, ">")):
+            if raw < lo or raw > hi:
+                unclip(ax.plot([end], [y[k]], marker=marker, color=colour, markersize=7))
+                clipped = True
+                if marker == "<":  # keep the tick labels clear of the arrowhead
+                    ax.tick_params(axis="y", pad=7)
+    return clipped
+
+
+def clipped_handle(bounds: tuple[float, float], unit: str = "") -> tuple[Any, str]:
+    """A legend entry (handle, label) saying what the arrowheads of :func:`clip_arrows` mean."""
+    from matplotlib.lines import Line2D
+
+    return (Line2D([], [], ls="none", marker=">", color="#555555", markersize=7),
+            f"interval clipped at [{bounds[0]:g}, {bounds[1]:g}]{unit}, the possible range")
 
 
 def mark_simulated(fig: Figure, simulated: bool) -> None:
-    """Write SIMULATED in the bottom-right corner of ``fig`` when ``simulated``."""
-    if simulated:
-        fig.text(0.995, 0.005, "SIMULATED", ha="right", va="bottom", fontsize=9,
-                 color="#b30000", fontweight="bold", alpha=0.8)
+    """Write SIMULATED in a corner of ``fig`` when ``simulated`` (10-point bold, gid ``simulated``).
+
+    Call it last. In a constrained-layout figure the mark is at the top right: in the row
+    of the figure's title (``suptitle``) if it has one, else in a strip kept free above the
+    axes. Elsewhere (e.g. nilearn's glass brains, drawn above a free strip) it is at the
+    bottom right.
+    """
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+    if not simulated:
+        return
+    style = {"ha": "right", "fontsize": 10, "color": "#b30000", "fontweight": "bold",
+             "alpha": 0.8, "gid": "simulated"}
+    engine = fig.get_layout_engine()
+    if not isinstance(engine, ConstrainedLayoutEngine):
+        fig.text(0.995, 0.005, "SIMULATED", va="bottom", **style)
+        return
+    fig.text(0.995, 0.995, "SIMULATED", va="top", **style)
+    if not fig.get_suptitle():
+        left, bottom, width, height = engine.get()["rect"]
+        strip = 10 * 1.5 / 72 / fig.get_figheight()  # the mark's line, in figure fraction
+        engine.set(rect=(left, bottom, width, min(height, 1 - bottom - strip)))
 
 
 def _mark_simulated(fig: Figure, cohort: Cohort) -> None:
@@ -52,6 +324,8 @@ def label_table(cohort: Cohort, by: str = "Drug") -> pd.DataFrame:
     return counts
 
 
+
+
 def plot_example_timeseries(cohort: Cohort, participant_id: str | None = None,
                             n_regions: int = 6) -> Figure:
     """Raw and robust-scaled series of a few regions (one per network) of one subject."""
@@ -64,16 +338,16 @@ def plot_example_timeseries(cohort: Cohort, participant_id: str | None = None,
     tr = cohort.repetition_time[participant_id]
     time = np.arange(len(series)) * tr
     scaled = robust_scale(series)
-    fig, axes = plt.subplots(2, 1, figsize=(11, 5.5), sharex=True, constrained_layout=True)
+    fig, axes = plt.subplots(2, 1, figsize=(9, 6), sharex=True, layout="constrained")
     for position in picks:
         label = f"{regions.loc[position, 'name']} ({regions.loc[position, 'network']})"
         axes[0].plot(time, series[:, position], lw=0.8, label=label)
         axes[1].plot(time, scaled[:, position], lw=0.8)
     axes[0].set_ylabel("BOLD (a.u.)")
     axes[0].set_title(f"{participant_id}: one region per network", loc="left")
-    axes[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     axes[1].set_ylabel("(x − median) / IQR")
     axes[1].set_xlabel("time (s)")
+    legend_below(fig, ncol=3)
     _mark_simulated(fig, cohort)
     return fig
 
@@ -87,11 +361,14 @@ def mean_connectivity_by_group(cohort: Cohort, kind: str = "pearson") -> dict[st
     return {"positive": positive, "negative": negative, "difference": positive - negative}
 
 
+
+
 def plot_connectivity_by_group(cohort: Cohort, kind: str = "pearson") -> Figure:
     """Seaborn heatmaps of the mean FC of each group and their difference, network-ordered.
 
-    Lines mark network boundaries (regions are numbered network by network in
-    SIM424 and A424 alike); for a simulated cohort the planted edges are outlined.
+    Two rows: the two groups (one colour scale), then their difference beside a key. Lines
+    mark network boundaries (regions are numbered network by network in SIM424 and A424
+    alike); for a simulated cohort the planted edges are outlined.
     """
     import matplotlib.pyplot as plt
     import seaborn as sns
@@ -104,32 +381,53 @@ def plot_connectivity_by_group(cohort: Cohort, kind: str = "pearson") -> Figure:
     boundaries = np.flatnonzero(networks[1:] != networks[:-1]) + 1
     limit = float(np.percentile(np.abs(means["negative"]), 99))
     diff_limit = float(np.percentile(np.abs(means["difference"]), 99.9))
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8), constrained_layout=True)
-    for ax, key in zip(axes, ("positive", "negative", "difference"), strict=True):
+    fig, axes = plt.subplot_mosaic([["positive", "negative"], ["difference", "key"]],
+                                   figsize=(8.5, 7.6), layout="constrained")
+    unit = "Fisher z" if kind == "pearson" else kind
+    for key in ("positive", "negative", "difference"):
+        ax = axes[key]
         bound = diff_limit if key == "difference" else limit
         sns.heatmap(means[key], ax=ax, cmap="RdBu_r", vmin=-bound, vmax=bound, square=True,
                     xticklabels=False, yticklabels=False,
-                    cbar_kws={"shrink": 0.7, "label": "Fisher z" if kind == "pearson" else kind})
+                    cbar_kws={"shrink": 0.8, "label": unit})
         for b in boundaries:
             ax.axhline(b, color="k", lw=0.3)
             ax.axvline(b, color="k", lw=0.3)
         ax.set_title(titles[key], loc="left")
+    notes = [f"{len(cohort.regions)} regions, ordered by network;",
+             "black lines: network boundaries.", "",
+             f"Colour: mean {unit} of each group", "(one scale for both groups);",
+             "the difference has its own scale."]
     if cohort.ground_truth and cohort.ground_truth.get("fc_edges"):
         position = {int(i): p for p, i in enumerate(cohort.regions["index"])}
         edges = np.array([[position[a], position[b]] for a, b in cohort.ground_truth["fc_edges"]])
         rows, cols = edges[:, 0], edges[:, 1]
         for r0, r1, c0, c1 in ((rows.min(), rows.max(), cols.min(), cols.max()),
                                (cols.min(), cols.max(), rows.min(), rows.max())):
-            axes[2].add_patch(plt.Rectangle((c0, r0), c1 - c0 + 1, r1 - r0 + 1, fill=False,
-                                            ec="#2ca02c", lw=1.2))
-        axes[2].set_xlabel("green: planted FC edges (ground truth)")
+            axes["difference"].add_patch(plt.Rectangle((c0, r0), c1 - c0 + 1, r1 - r0 + 1,
+                                                       fill=False, ec="#2ca02c", lw=1.2))
+        notes += ["", "Green boxes (difference):", "the planted FC edges", "(ground truth)."]
+    axes["key"].axis("off")
+    axes["key"].text(0.0, 1.0, "\n".join(notes), va="top", ha="left", fontsize=10,
+                     transform=axes["key"].transAxes, linespacing=1.4)
     fig.suptitle(f"Mean functional connectivity by group ({len(cohort.subject_ids)} subjects)")
     _mark_simulated(fig, cohort)
     return fig
 
 
+def _reference(ax: Axes, metric: str, vertical: bool = True) -> None:
+    """A dashed line at the chance value of ``metric`` (0 for a metric without one)."""
+    value = CHANCE.get(str(metric).lower(), 0.0)
+    lo, hi = metric_range(metric)
+    if lo <= value <= hi:
+        (ax.axvline if vertical else ax.axhline)(value, color="grey", lw=0.8, ls="--")
+
+
 def plot_fold_metrics(metrics: pd.DataFrame, metric: str = "mcc") -> Figure:
     """Dot plot of one metric per fold (dots) and pooled per repeat (diamonds), by model.
+
+    The x-axis stays inside the metric's range (:func:`metric_range`); the legend is to
+    the right of the axes.
 
     Parameters
     ----------
@@ -145,17 +443,21 @@ def plot_fold_metrics(metrics: pd.DataFrame, metric: str = "mcc") -> Figure:
     rows = metrics[metrics["metric"] == metric]
     folds = rows[rows["fold"].astype(str) != "pooled"]
     pooled = rows[rows["fold"].astype(str) == "pooled"]
-    fig, ax = plt.subplots(figsize=(8, 0.6 + 0.55 * rows[key].nunique()),
-                           constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(8, 1.3 + 0.55 * rows[key].nunique()), layout="constrained")
     several = rows["selection"].nunique() > 1  # seaborn cannot dodge a single hue level
     sns.stripplot(data=folds, x="value", y=key, hue="selection", dodge=several, alpha=0.45,
                   size=4, ax=ax, jitter=0.2)
     sns.pointplot(data=pooled, x="value", y=key, hue="selection", dodge=0.4 if several
                   else False, ax=ax, markers="D", linestyles="none", errorbar=("ci", 95),
                   legend=False)
-    ax.axvline(0.0, color="grey", lw=0.8, ls="--")
+    unclip(list(ax.collections), list(ax.lines))
+    _reference(ax, metric)
+    ax.set_xlim(padded_limits(rows["value"], metric_range(metric)))
     ax.set_xlabel(f"{metric.upper()} (dots: folds; diamonds: pooled per repeat, 95% CI)")
     ax.set_ylabel("")
+    if ax.get_legend() is not None:  # seaborn's, over the data: to the right of the axes
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+                        fontsize=SMALL, title="selection", title_fontsize=SMALL)
     return fig
 
 
@@ -194,9 +496,20 @@ def summary_table(summary: pd.DataFrame, metrics: tuple[str, ...] = ("mcc", "auc
     return pd.DataFrame(rows).set_index(["model", "selection"])
 
 
+
+
 def plot_summary_intervals(summary: pd.DataFrame, metric: str = "mcc",
-                           names: dict[str, str] | None = None) -> Figure:
-    """Forest plot: mean pooled metric per model with its bootstrap and repeat intervals.
+                           names: dict[str, str] | None = None, *,
+                           show_repeats: bool = False) -> Figure:
+    """Forest plot: mean pooled metric per model with its subject-bootstrap 95% interval.
+
+    The bootstrap interval (``bootstrap_low, bootstrap_high``) is the interval drawn; with
+    ``show_repeats`` the t-interval over repeats (``repeat_low, repeat_high``) is added as a
+    thin dotted line. With few repeats that interval is very wide (2 repeats: t = 12.7), so
+    it is off by default. Every interval, and the x-axis, stays inside the metric's range
+    (:func:`metric_range`: MCC [−1, 1], AUC and the rates [0, 1]); an end clipped there
+    gets an arrowhead. The legend is below the axes. The artists carry gids
+    ``bootstrap``, ``repeat`` and ``mean``.
 
     Parameters
     ----------
@@ -206,31 +519,66 @@ def plot_summary_intervals(summary: pd.DataFrame, metric: str = "mcc",
         Which metric.
     names : dict, optional
         Display names of the models.
+    show_repeats : bool
+        Also draw the interval over repeats.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     names = names or {}
     key = _arm_column(summary)
+    bounds = metric_range(metric)
     rows = summary[summary["metric"] == metric].reset_index(drop=True)
     selections = list(dict.fromkeys(rows["selection"]))
     models = list(dict.fromkeys(rows[key]))
     colours = {"honest": "#1f77b4", "paper": "#d62728"}
-    fig, ax = plt.subplots(figsize=(8, 0.8 + 0.6 * len(models)), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(8, 1.5 + 0.55 * max(len(models), 1)), layout="constrained")
+    step = min(0.3, 0.8 / max(len(selections), 1))
+    drawn: list[np.ndarray] = []
+    handles, labels = [], []
+    clipped = clipped_repeats = False
     for k, selection in enumerate(selections):
-        offset = (k - (len(selections) - 1) / 2) * 0.25
+        offset = (k - (len(selections) - 1) / 2) * step
         part = rows[rows["selection"] == selection].set_index(key).reindex(models)
         y = np.arange(len(models)) + offset
         colour = colours.get(selection, f"C{k}")
-        ax.hlines(y, part["bootstrap_low"], part["bootstrap_high"], color=colour, lw=1.5,
-                  alpha=0.5)
-        ax.hlines(y, part["repeat_low"], part["repeat_high"], color=colour, lw=4)
-        ax.plot(part["mean"], y, "o", color=colour, label=f"{selection} selection")
+        mean = np.clip(part["mean"].to_numpy(dtype=float), *bounds)
+        raw_low, raw_high = (part[c].to_numpy(dtype=float)
+                             for c in ("bootstrap_low", "bootstrap_high"))
+        low, high = np.clip(raw_low, *bounds), np.clip(raw_high, *bounds)
+        shown = np.isfinite(low) & np.isfinite(high)
+        ax.hlines(y[shown], low[shown], high[shown], color=colour, lw=2.5, gid="bootstrap")
+        clipped |= clip_arrows(ax, y, raw_low, raw_high, bounds, colour)
+        drawn += [low, high, mean]
+        if show_repeats:
+            raw_low, raw_high = (part[c].to_numpy(dtype=float)
+                                 for c in ("repeat_low", "repeat_high"))
+            low, high = np.clip(raw_low, *bounds), np.clip(raw_high, *bounds)
+            shown = np.isfinite(low) & np.isfinite(high)
+            clipped_repeats |= bool(np.any((raw_low < bounds[0]) | (raw_high > bounds[1])))
+            ax.hlines(y[shown] + step / 4, low[shown], high[shown], color=colour, lw=1.0,
+                      alpha=0.6, linestyles=":", gid="repeat")
+            drawn += [low, high]
+        unclip(ax.plot(mean, y, "o", color=colour, markersize=6, gid="mean"))
+        handles.append(Line2D([], [], color=colour, lw=2.5, marker="o", markersize=6))
+        labels.append(f"{selection} selection")
+    if clipped:
+        handle, label = clipped_handle(bounds)
+        handles.append(handle)
+        labels.append(label)
+    if show_repeats:
+        handles.append(Line2D([], [], color="#555555", lw=1.0, ls=":"))
+        labels.append("95% t-interval over repeats"
+                      + (f" (clipped to [{bounds[0]:g}, {bounds[1]:g}])" if clipped_repeats
+                         else ""))
     ax.set_yticks(np.arange(len(models)), [names.get(m, m) for m in models])
-    ax.invert_yaxis()
-    ax.axvline(0.0, color="grey", lw=0.8, ls="--")
-    ax.set_xlabel(f"pooled out-of-fold {metric.upper()}: mean over repeats "
-                  "(thick: repeat 95% CI; thin: subject-bootstrap 95% interval)")
-    ax.legend(loc="lower right", fontsize=8, frameon=False)
+    ax.set_ylim(len(models) - 0.5, -0.5)
+    _reference(ax, metric)
+    chance = CHANCE.get(str(metric).lower())
+    ax.set_xlim(padded_limits([*drawn, [] if chance is None else [chance]], bounds))
+    ax.set_xlabel(f"pooled out-of-fold {metric.upper()}: mean over repeats (dot) and "
+                  "95% subject-bootstrap interval (line)")
+    legend_below(fig, handles, labels, ncol=min(len(handles), 2))
     return fig
 
 
@@ -242,6 +590,11 @@ def plot_contrasts(contrasts: pd.DataFrame, names: dict[str, str] | None = None,
                    paper: dict[tuple[str, str], float] | None = None) -> Figure:
     """Forest plot of paired differences (percentage points) with their bootstrap intervals.
 
+    Intervals, points and the x-axis stay inside the range of a difference of two values of
+    the metric (:func:`difference_range_pp`: [−200, 200] points for MCC); a clipped end gets
+    an arrowhead. The legend is below the axes. The artists carry gids ``interval``,
+    ``estimate`` and ``paper``.
+
     Parameters
     ----------
     contrasts : DataFrame
@@ -252,27 +605,44 @@ def plot_contrasts(contrasts: pd.DataFrame, names: dict[str, str] | None = None,
         ``(arm_a, arm_b) -> difference`` the paper reports (points), drawn as crosses.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     names, paper = names or {}, paper or {}
-    labels = [f"{names.get(a, a)} − {names.get(b, b)}"
+    metric = str(contrasts["metric"].iloc[0]) if len(contrasts) else "mcc"
+    bounds = difference_range_pp(metric)
+    rows = [f"{names.get(a, a)} − {names.get(b, b)}"
               for a, b in zip(contrasts["arm_a"], contrasts["arm_b"], strict=True)]
     y = np.arange(len(contrasts))
-    fig, ax = plt.subplots(figsize=(8, 1.0 + 0.6 * len(contrasts)), constrained_layout=True)
-    ax.hlines(y, contrasts["low_pp"], contrasts["high_pp"], color="#1f77b4", lw=2.5)
-    ax.plot(contrasts["difference_pp"], y, "o", color="#1f77b4",
-            label="this run (95% paired subject-bootstrap interval)")
-    reported = [paper.get((a, b)) for a, b in zip(contrasts["arm_a"], contrasts["arm_b"],
-                                                   strict=True)]
-    if any(v is not None for v in reported):
-        ax.plot([np.nan if v is None else v for v in reported], y, "x", color="#d62728",
-                markersize=9, label="paper (at least)")
-    ax.set_yticks(y, labels)
-    ax.invert_yaxis()
+    fig, ax = plt.subplots(figsize=(8, 1.5 + 0.55 * max(len(contrasts), 1)),
+                           layout="constrained")
+    raw_low = contrasts["low_pp"].to_numpy(dtype=float)
+    raw_high = contrasts["high_pp"].to_numpy(dtype=float)
+    low, high = np.clip(raw_low, *bounds), np.clip(raw_high, *bounds)
+    point = np.clip(contrasts["difference_pp"].to_numpy(dtype=float), *bounds)
+    shown = np.isfinite(low) & np.isfinite(high)
+    ax.hlines(y[shown], low[shown], high[shown], color="#1f77b4", lw=2.5, gid="interval")
+    clipped = clip_arrows(ax, y, raw_low, raw_high, bounds, "#1f77b4")
+    unclip(ax.plot(point, y, "o", color="#1f77b4", gid="estimate"))
+    handles = [Line2D([], [], color="#1f77b4", lw=2.5, marker="o")]
+    labels = ["this run (95% paired subject-bootstrap interval)"]
+    reported = np.array([np.nan if paper.get((a, b)) is None else paper[(a, b)]
+                         for a, b in zip(contrasts["arm_a"], contrasts["arm_b"], strict=True)],
+                        dtype=float)
+    reported = np.clip(reported, *bounds)
+    if np.isfinite(reported).any():
+        handles += unclip(ax.plot(reported, y, "x", color="#d62728", markersize=9, mew=2,
+                                  gid="paper"))
+        labels.append("paper (at least)")
+    ax.set_yticks(y, rows)
+    ax.set_ylim(len(contrasts) - 0.5, -0.5)
     ax.axvline(0.0, color="grey", lw=0.8, ls="--")
-    metric = str(contrasts["metric"].iloc[0]).upper() if len(contrasts) else "MCC"
-    ax.set_xlabel(f"paired difference of pooled {metric} (percentage points)")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35 if len(contrasts) < 3 else -0.2),
-              fontsize=8, frameon=False, ncol=2)
+    ax.set_xlim(padded_limits([low, high, point, reported, [0.0]], bounds, minimum=10.0))
+    ax.set_xlabel(f"paired difference of pooled {metric.upper()} (percentage points)")
+    if clipped:
+        handle, label = clipped_handle(bounds, " points")
+        handles.append(handle)
+        labels.append(label)
+    legend_below(fig, handles, labels, ncol=2)
     return fig
 
 
@@ -309,39 +679,53 @@ def trait_table(cohort: Cohort) -> pd.DataFrame:
     return table
 
 
+
+
 def plot_trait(cohort: Cohort) -> Figure:
     """What the first latent trait does: a slow and a fast subject, and what lag-1 and FC see."""
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     table = trait_table(cohort)
     truth = cohort.ground_truth
     members = cohort.regions["index"].isin(truth["ts_regions"]).to_numpy()
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), gridspec_kw={"width_ratios": [2, 1, 1]})
+    fig, axes = plt.subplot_mosaic([["series", "series"], ["lag1", "fc_within"]],
+                                   figsize=(9, 6.6), layout="constrained")
     order = table.sort_values("trait-1")
     for row, colour, name in ((order.iloc[0], "#1f77b4", "lowest"),
                               (order.iloc[-1], "#d62728", "highest")):
         pid = row["participant_id"]
         series = robust_scale(cohort.timeseries[pid])[:, members].mean(1)
         t = np.arange(min(len(series), 120)) * cohort.repetition_time[pid]
-        axes[0].plot(t, series[:len(t)], color=colour, lw=1.2,
-                     label=f"{pid} ({name} trait, z = {row['trait-1']:+.1f})")
-    axes[0].set(xlabel="time (s)", ylabel="mean of the trait network (scaled)",
-                title=f"{truth['ts_network']}: the trait sets its timescale")
-    axes[0].legend(fontsize=8, loc="upper right")
-    colours = (np.where(table[cohort.label_column] == 1, "#d62728", "#1f77b4")
-               if cohort.label_column else "#555555")
-    for ax, column, label in ((axes[1], "lag1", "lag-1 autocorrelation"),
-                              (axes[2], "fc_within", "mean within-network FC")):
+        axes["series"].plot(t, series[:len(t)], color=colour, lw=1.2,
+                            label=f"{pid} ({name} trait, z = {row['trait-1']:+.1f})")
+    axes["series"].set(xlabel="time (s)", ylabel="trait network, mean (scaled)")
+    axes["series"].set_title(f"{truth['ts_network']}: the trait sets its timescale", loc="left")
+    handles, labels = axes["series"].get_legend_handles_labels()
+    if cohort.label_column:
+        colours = np.where(table[cohort.label_column] == 1, "#d62728", "#1f77b4")
+        for value, colour in ((1, "#d62728"), (0, "#1f77b4")):
+            handles.append(Line2D([], [], ls="none", marker="o", color=colour, markersize=5))
+            labels.append(f"subject with {cohort.label_column} = {value}")
+    else:
+        colours = "#555555"
+    for column, label in (("lag1", "lag-1 autocorrelation"),
+                          ("fc_within", "mean within-network FC")):
+        ax = axes[column]
         ax.scatter(table["trait-1"], table[column], s=14, c=colours)
         r = np.corrcoef(table["trait-1"], table[column])[0, 1]
-        ax.set(xlabel="trait 1 (z)", ylabel=label, title=f"{label}: r = {r:.2f}")
-    fig.tight_layout()
+        ax.set(xlabel="trait 1 (z)", ylabel=label)
+        ax.set_title(f"{label}: r = {r:.2f}", loc="left")
+    legend_below(fig, handles, labels, ncol=2)
     _mark_simulated(fig, cohort)
     return fig
 
 
 def plot_probe_report(report: dict, targets: tuple[str, ...] = ("label", "trait-1")) -> Figure:
-    """Linear-probe MCC against pretraining steps, one panel per target, a line per read-out."""
+    """Linear-probe MCC against pretraining steps, one panel per target, a line per read-out.
+
+    At most two panels a row; the y-axis stays inside MCC's range [−1, 1].
+    """
     import matplotlib.pyplot as plt
 
     points = report["points"]
@@ -349,24 +733,25 @@ def plot_probe_report(report: dict, targets: tuple[str, ...] = ("label", "trait-
     readouts = list(points[0]["mcc"])
     columns = min(2, len(targets))
     rows = -(-len(targets) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 3.3 * rows), sharey=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.4 * columns, 0.6 + 2.9 * rows),
+                             sharey=True, squeeze=False, layout="constrained")
+    values = []
     for ax, target in zip(axes.flat, targets, strict=False):
         for readout in readouts:
-            ax.plot(steps, [p["mcc"][readout].get(target, np.nan) for p in points], marker="o",
-                    label=readout)
+            line = [p["mcc"][readout].get(target, np.nan) for p in points]
+            values.append(line)
+            unclip(ax.plot(steps, line, marker="o", label=readout))
         ax.axhline(0, color="#888888", lw=0.8)
-        ax.set(title=f"probe of {target}")
+        ax.set_title(f"probe of {target}", loc="left")
     for ax in axes[-1]:
-        ax.set_xlabel("pretraining step (0: random initialisation)")
+        ax.set_xlabel("pretraining step (0: random init)")
     for ax in axes[:, 0]:
         ax.set_ylabel("pooled MCC (linear probe)")
     for ax in axes.flat[len(targets):]:
         ax.set_visible(False)
-    axes.flat[0].legend(title="read-out", fontsize=8)
-    fig.tight_layout()
-    fig.text(0.995, 0.005, "SIMULATED", ha="right", va="bottom", fontsize=9, color="#b30000",
-             fontweight="bold", alpha=0.8)
+    axes[0, 0].set_ylim(padded_limits([values, [0.0]], metric_range("mcc")))
+    legend_below(fig, ncol=len(readouts), title="read-out")
+    mark_simulated(fig, True)
     return fig
 
 
@@ -375,21 +760,22 @@ def plot_pretraining_loss(log: dict) -> Figure:
     import matplotlib.pyplot as plt
 
     epochs = [e["epoch"] for e in log["epochs"]]
-    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
     ax.plot(epochs, [e["train_loss"] for e in log["epochs"]], label="training (masked patches)")
     held = log["held_out"]["loss"]
     for name, style in (("trained", "-"), ("random_init", "--"), ("zero_prediction", ":")):
         ax.axhline(held[name], ls=style, color="#444444" if name != "trained" else "#2ca02c",
                    label=f"held-out, {name.replace('_', ' ')}: {held[name]:.3f}")
     ax.set(xlabel="epoch", ylabel="masked-patch MSE")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    legend_below(fig, ncol=2)
     return fig
 
 
 def plot_sweep(sweep: pd.DataFrame, by: str, names: dict[str, str] | None = None,
                arms: list[str] | None = None) -> Figure:
     """Pooled MCC per arm across the cohorts of a simulation sweep, one panel per ``by`` value.
+
+    Panels are laid out two a row; bars, intervals and the x-axis stay inside [−1, 1].
 
     Parameters
     ----------
@@ -410,35 +796,28 @@ def plot_sweep(sweep: pd.DataFrame, by: str, names: dict[str, str] | None = None
     names = names or {}
     arms = arms or list(dict.fromkeys(sweep["arm"]))
     values = list(dict.fromkeys(sweep[by]))
-    fig, axes = plt.subplots(1, len(values), figsize=(4.2 * len(values), 0.9 + 0.55 * len(arms)),
-                             sharex=True, squeeze=False, constrained_layout=True)
-    for ax, value in zip(axes[0], values, strict=True):
+    columns = min(2, max(len(values), 1))
+    rows = -(-len(values) // columns)
+    fig, axes = plt.subplots(rows, columns,
+                             figsize=(4.2 * columns + 0.4, 0.9 + rows * (0.6 + 0.5 * len(arms))),
+                             sharey=True, squeeze=False, layout="constrained")
+    for ax, value in zip(axes.flat, values, strict=False):
         part = sweep[sweep[by] == value]
         for i, arm in enumerate(arms):
-            rows = part[part["arm"] == arm]
-            n = len(rows)
+            rows_ = part[part["arm"] == arm]
+            n = len(rows_)
             jitter = np.linspace(-0.2, 0.2, n) if n > 1 else np.zeros(n)
-            ax.barh(i, rows["value"].mean(), color="#c6dbef", height=0.7)
-            ax.hlines(i + jitter, rows["low"].clip(-1, 1), rows["high"].clip(-1, 1),
-                      color="#6b6b6b", lw=0.8)
-            ax.plot(rows["value"], i + jitter, "o", color="#1f77b4", ms=4)
-        ax.set_yticks(np.arange(len(arms)), [names.get(a, a) for a in arms])
-        ax.invert_yaxis()
+            ax.barh(i, np.clip(rows_["value"].mean(), -1, 1), color="#c6dbef", height=0.7)
+            ax.hlines(i + jitter, rows_["low"].clip(-1, 1), rows_["high"].clip(-1, 1),
+                      color="#6b6b6b", lw=0.8, gid="interval")
+            unclip(ax.plot(rows_["value"].clip(-1, 1), i + jitter, "o", color="#1f77b4", ms=4))
         ax.axvline(0.0, color="grey", lw=0.8, ls="--")
         ax.set_xlim(-1.0, 1.0)
-        ax.set_title(f"{by} = {value}", fontsize=10)
-        ax.set_xlabel("pooled MCC (bar: mean over cohorts; dots: each cohort, 95% interval)")
+        ax.set_xticks([-1.0, -0.5, 0.0, 0.5, 1.0])
+        ax.set_title(f"{by} = {value}", fontsize=10, loc="left")
+    axes[0, 0].set_yticks(np.arange(len(arms)), [names.get(a, a) for a in arms])
+    axes[0, 0].set_ylim(len(arms) - 0.5, -0.5)
+    for ax in axes.flat[len(values):]:
+        ax.set_visible(False)
+    fig.supxlabel("pooled MCC (bar: mean over cohorts; dots: each cohort, 95% interval)")
     return fig
-
-
-def simulated_notice(cohort: Cohort, encoder: str | None = None) -> str:
-    """The SIMULATED banner of a results page (Markdown), or "" for a real cohort."""
-    if not cohort.is_simulated:
-        return ""
-    truth = cohort.ground_truth
-    text = ("> **SIMULATED DATA.** These subjects were generated by `fmtc simulate` (effect size "
-            f"{truth['effect_size']:g}); they are not patients.")
-    if encoder == "simulated-pretrained":
-        text += (" The BrainLM encoder is a small BrainLM pretrained by `fmtc pretrain` on "
-                 "simulated, unlabelled recordings, **not** the official `old_13M` weights.")
-    return text

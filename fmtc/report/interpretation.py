@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from fmtc.report.figures import mark_simulated
+from fmtc.report.figures import MAX_WIDTH_IN, SMALL, legend_below, mark_simulated
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -30,6 +30,9 @@ def plot_modality_share(subjects: pd.DataFrame, arm: str | None = None,
                         by: tuple[str, ...] = ("study", "drug", "correct"),
                         cohort_column: str | None = None, simulated: bool = False) -> Figure:
     """Violins of each subject's TS share of |IG| (fused representation), by group.
+
+    Panels side by side (at most 9 inches in all, each as wide as its groups need); the
+    legend of ``cohort_column``, if any, is below them.
 
     Parameters
     ----------
@@ -54,24 +57,38 @@ def plot_modality_share(subjects: pd.DataFrame, arm: str | None = None,
     frame["correct"] = np.where(frame["correct"].astype(bool), "correct", "wrong")
     frame["label"] = np.where(frame["label"] == 1, "responder", "non-responder")
     panels = [b for b in by if b in frame.columns and frame[b].notna().any()]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), sharey=True,
-                             squeeze=False)
-    for ax, column in zip(axes[0], panels, strict=True):
+    for column in panels:
         frame[column] = frame[column].astype(str)
+    widths = [max(2.4, 1.25 * frame[column].nunique()) for column in panels]
+    width = min(MAX_WIDTH_IN, 0.9 + sum(widths))
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, 4.2), sharey=True, squeeze=False,
+                             width_ratios=widths, layout="constrained")
+    for ax, column in zip(axes[0], panels, strict=True):
         order = sorted(frame[column].unique())
         sns.violinplot(data=frame, x=column, y="ts_share", order=order, hue=cohort_column,
                        cut=0, inner="point", density_norm="width", ax=ax,
                        color=None if cohort_column else "#8fb3d9", linewidth=1)
         ax.axhline(0.5, color="#666666", lw=0.8, ls=":")
-        ax.set(xlabel=GROUPINGS.get(column, column), ylim=(0, 1),
-               ylabel="TS share of |IG| (fused representation)")
+        ax.set(xlabel=GROUPINGS.get(column, column), ylim=(0, 1), ylabel="")
         counts = frame.groupby(column).size()
         ax.set_xticks(range(len(order)), [f"{o}\n(n={counts.get(o, 0)})" for o in order])
-    fig.suptitle(f"Modality reliance of {arm}: TS share per test subject (0.5: equal)",
-                 fontsize=11)
-    fig.tight_layout()
+        if ax.get_legend() is not None:  # seaborn's, one per panel: one below them all
+            ax.get_legend().remove()
+    axes[0][0].set_ylabel("TS share of |IG| (fused representation)")
+    legend_below(fig, title=cohort_column)
+    title = f"Modality reliance of {arm}: TS share per test subject (0.5: equal)"
+    fig.suptitle(title if width >= 6 else title.replace(": ", ":\n", 1), fontsize=11)
     mark_simulated(fig, simulated)
     return fig
+
+
+def _brain_note(fig: Figure, text: str) -> None:
+    """A note in the strip below a glass brain, at the left (SIMULATED is at the right)."""
+    fig.text(0.01, 0.01, text, fontsize=SMALL, va="bottom")
+
+
+BRAIN_AXES = (0.0, 0.09, 1.0, 0.91)
+"""Where a glass brain is drawn (figure fraction): a strip below is left for the notes."""
 
 
 def plot_region_markers(regions: pd.DataFrame, arm: str, modality: str, top: int = 20,
@@ -86,19 +103,19 @@ def plot_region_markers(regions: pd.DataFrame, arm: str, modality: str, top: int
 
     table = regions.loc[(regions["arm"] == arm) & (regions["modality"] == modality)]
     table = table.nsmallest(top, "rank")
-    fig = plt.figure(figsize=(10, 3.6))
+    fig = plt.figure(figsize=(MAX_WIDTH_IN, 3.5))
     size = 40 + 160 * table["score"] / table["score"].max()
     edges = (np.where(table["planted"], "black", "none") if "planted" in table
              else "none")
     plotting.plot_markers(table["score"].to_numpy(), table[["x", "y", "z"]].to_numpy(),
                           node_size=size.to_numpy(), node_cmap="viridis", figure=fig,
-                          display_mode="ortho", colorbar=True,
+                          axes=BRAIN_AXES, display_mode="ortho", colorbar=True,
                           node_kwargs={"edgecolors": edges, "linewidths": 1.2},
                           title=f"{arm}: top {len(table)} regions, "
                                 f"{MODALITY_NAMES.get(modality, modality)}")
     if "planted" in table:
-        fig.text(0.01, 0.01, f"black edge: planted ({int(table['planted'].sum())} of "
-                 f"{len(table)})", fontsize=9)
+        _brain_note(fig, f"black edge: planted ({int(table['planted'].sum())} of "
+                    f"{len(table)})")
     mark_simulated(fig, simulated)
     return fig
 
@@ -123,45 +140,54 @@ def plot_top_edges(edges: pd.DataFrame, regions: pd.DataFrame, arm: str, top: in
     for a, b, value in zip(table["region_a"], table["region_b"], table["mean_attribution"],
                            strict=True):
         matrix[where[a], where[b]] = matrix[where[b], where[a]] = value
-    fig = plt.figure(figsize=(10, 3.6))
+    fig = plt.figure(figsize=(MAX_WIDTH_IN, 3.5))
     limit = float(np.abs(matrix).max()) or 1.0
     plotting.plot_connectome(matrix, coords, node_size=12, node_color="#444444",
                              edge_cmap="RdBu_r", edge_vmin=-limit, edge_vmax=limit,
-                             colorbar=True, figure=fig, display_mode="ortho",
-                             title=f"{arm}: top {len(table)} FC edges (class-aligned mean IG; "
-                                   "red: supports the label)")
+                             colorbar=True, figure=fig, axes=BRAIN_AXES, display_mode="ortho",
+                             title=f"{arm}: top {len(table)} FC edges (class-aligned mean IG)")
+    note = "red: the edge supports the subject's own label; blue: the other label"
     if "planted" in table:
-        fig.text(0.01, 0.01, f"planted edges among them: {int(table['planted'].sum())} of "
-                 f"{len(table)}", fontsize=9)
+        note += f". Planted edges among them: {int(table['planted'].sum())} of {len(table)}"
+    _brain_note(fig, note)
     mark_simulated(fig, simulated)
     return fig
 
 
 def plot_networks(networks: pd.DataFrame, arm: str, planted: dict[str, Any] | None = None,
                   simulated: bool = False) -> Figure:
-    """Mean region score per atlas network, with its t-interval across folds, per modality."""
+    """Mean region score per atlas network, with its t-interval across folds, per modality.
+
+    One panel per modality, one above the other. Scores are magnitudes, so each interval
+    and the x-axis start at 0 at the lowest. Planted networks (simulated cohorts) are red.
+    """
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     table = networks.loc[networks["arm"] == arm]
     modalities = [m for m in ("fc", "ts") if m in set(table["modality"])]
-    fig, axes = plt.subplots(1, len(modalities), figsize=(5.2 * len(modalities), 3.8),
-                             squeeze=False)
+    counts = [max(int((table["modality"] == m).sum()), 1) for m in modalities]
+    fig, axes = plt.subplots(len(modalities), 1, squeeze=False, height_ratios=counts,
+                             figsize=(8, 1.2 + sum(0.9 + 0.28 * n for n in counts)),
+                             layout="constrained")
     planted = planted or {}
     marked = {"fc": set(planted.get("fc_networks") or []),
               "ts": {planted["ts_network"]} if planted.get("ts_network") else set()}
-    for ax, modality in zip(axes[0], modalities, strict=True):
+    for ax, modality in zip(axes[:, 0], modalities, strict=True):
         part = table.loc[table["modality"] == modality].sort_values("mean")
         colours = ["#d62728" if n in marked[modality] else "#4c72b0" for n in part["network"]]
-        error = np.vstack([part["mean"] - part["low"], part["high"] - part["mean"]])
-        ax.barh(part["network"], part["mean"], xerr=np.nan_to_num(error), color=colours,
+        mean = part["mean"].clip(lower=0)
+        error = np.vstack([mean - part["low"].clip(lower=0), part["high"].clip(lower=0) - mean])
+        ax.barh(part["network"], mean, xerr=np.nan_to_num(error), color=colours,
                 ecolor="#333333", capsize=3)
+        ax.set_xlim(left=0)
         score = "|class-aligned mean IG|" if modality == "fc" else "mean |IG|"
-        ax.set(xlabel=f"mean region score, {score} (95% interval over folds)",
-               title=MODALITY_NAMES[modality])
+        ax.set_xlabel(f"mean region score, {score} (95% interval over folds)")
+        ax.set_title(MODALITY_NAMES[modality], loc="left")
     if any(marked.values()):
-        fig.text(0.01, 0.01, "red: planted network", fontsize=9, color="#d62728")
+        legend_below(fig, [Patch(color="#d62728"), Patch(color="#4c72b0")],
+                     ["planted network", "other network"], ncol=2)
     fig.suptitle(f"{arm}: attribution by atlas network", fontsize=11)
-    fig.tight_layout()
     mark_simulated(fig, simulated)
     return fig
 

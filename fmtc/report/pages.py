@@ -25,8 +25,12 @@ DOWNLOADS_KEY = "fmtc_downloads"
 DOWNLOADS_DIR = "downloads"
 #: The tables of a run folder offered for download, when present, with their labels.
 RUN_TABLES = (("summary.csv", "summary"), ("contrasts.csv", "paired differences"),
+              ("generalisation.csv", "transfer metrics"), ("confounds.csv", "confound checks"),
               ("metrics.csv", "per-fold metrics"), ("predictions.csv", "out-of-fold predictions"),
-              ("provenance.json", "provenance"))
+              ("subjects.csv", "per-subject TS/FC shares"), ("regions.csv", "region scores"),
+              ("networks.csv", "network table"), ("edges.csv", "strongest FC edges"),
+              ("ground_truth_recovery.json", "planted-truth recovery"),
+              ("provenance.json", "provenance"), ("interpretation.json", "provenance"))
 _GLUE_PREFIX = "application/papermill.record/"
 
 
@@ -56,6 +60,14 @@ def glue(name: str, variable: Any, display: bool = True) -> None:
         myst_glue(name, variable, display=display)
 
 
+def admonition(title: str, body: str, kind: str = "warning") -> Any:
+    """An admonition (``body`` is HTML) that renders the same in Jupyter and in the book."""
+    from IPython.display import HTML
+
+    return HTML(f'<div class="admonition {kind}"><p class="admonition-title">'
+                f"{html.escape(title)}</p><p>{body}</p></div>")
+
+
 def notice(cohort: Any, plan: Any) -> Any:
     """The page's data notice: a SIMULATED warning, or the real cohort it was computed on.
 
@@ -71,10 +83,9 @@ def notice(cohort: Any, plan: Any) -> Any:
     IPython.display.HTML
         An admonition that renders the same in Jupyter and in the book.
     """
-    from IPython.display import HTML
-
     encoder = plan.brainlm.source
-    settings = (f"Profile <code>{html.escape(plan.profile)}</code>: "
+    described = f" ({html.escape(plan.description)})" if plan.description else ""
+    settings = (f"Profile <code>{html.escape(plan.profile)}</code>{described}: "
                 f"{plan.evaluation.folds}-fold CV &times; {plan.evaluation.repeats} repeat(s), "
                 f"{plan.train.epochs} epochs, seed {plan.seed}.")
     if cohort.is_simulated:
@@ -93,8 +104,7 @@ def notice(cohort: Any, plan: Any) -> Any:
                 f"({len(cohort.subject_ids)} subjects), BrainLM encoder "
                 f"<code>{html.escape(str(encoder))}</code>.")
         kind, title = "note", "Real data"
-    return HTML(f'<div class="admonition {kind}"><p class="admonition-title">{title}</p>'
-                f"<p>{body}</p><p>{settings}</p></div>")
+    return admonition(title, f"{body}</p><p>{settings}", kind)
 
 
 def _offered_files(sources: Mapping[str, str | Path]) -> list[tuple[Path, str, str]]:
