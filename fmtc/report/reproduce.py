@@ -437,12 +437,23 @@ STAMP_KEY = "fmtc"
 """Notebook metadata key of the stamp of what an executed copy was computed from."""
 
 
+#: fmtc's own sources that never run inside a notebook: the command line, this runner and the
+#: repository settings. A change to them leaves the executed copies up to date.
+RUNNER_SOURCES = ("cli/", "report/reproduce.py", "report/launch.py")
+
+
 def _package_digest() -> str:
-    """sha256 of every source file of the installed fmtc package (figures included)."""
+    """sha256 of every source file of the installed fmtc package a notebook can run.
+
+    Figures included; :data:`RUNNER_SOURCES` excluded.
+    """
     root = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+        name = path.relative_to(root).as_posix()
+        if name.startswith(RUNNER_SOURCES):
+            continue
+        digest.update(name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 
@@ -542,7 +553,7 @@ def execute_notebooks(notebooks_dir: Path, book_dir: Path, parameters: dict[str,
     durations: dict[str, float] = {}
     with kernel_path(), tqdm(total=len(sources), unit="notebook", file=sys.stderr,
                              disable=not _show_progress(), dynamic_ncols=True) as bar:
-        for source in sources:
+        for position, source in enumerate(sources, start=1):
             bar.set_description(source.name)
             target = book_dir / source.name
             stamp = notebook_stamp(source, parameters, kernel_cwd)
@@ -551,7 +562,7 @@ def execute_notebooks(notebooks_dir: Path, book_dir: Path, parameters: dict[str,
                             "skipped", source.name)
                 bar.update(1)
                 continue
-            logger.info("executing %s (%d of %d)", source.name, bar.n + 1, len(sources))
+            logger.info("executing %s (%d of %d)", source.name, position, len(sources))
             logger.debug("executing %s in %s with %s", source.name, kernel_cwd, parameters)
             staging = executing / source.name
             start = time.perf_counter()
