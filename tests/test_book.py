@@ -83,3 +83,46 @@ def test_executed_notebooks_in_the_book_carry_no_absolute_path():
         injected = [c for c in notebook["cells"]
                     if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
         assert all("remove-cell" in c["metadata"]["tags"] for c in injected), path.name
+
+
+HIDDEN = {"remove-cell", "remove-input", "hide-input"}
+
+
+def _cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["cells"]
+
+
+def test_every_page_opens_with_its_title_then_the_data_notice():
+    for source in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        cells = _cells(source)
+        install, title, parameters, setup = cells[:4]
+        assert "remove-cell" in install["metadata"]["tags"], source.name  # the Colab cell
+        assert title["cell_type"] == "markdown", source.name
+        text = "".join(title["source"]).strip()
+        assert text.startswith("# ") and "\n" not in text, f"{source.name}: title only"
+        assert parameters["metadata"]["tags"] == ["parameters", "remove-cell"], source.name
+        code = "".join(setup["source"])
+        assert setup["metadata"]["tags"] == ["remove-input"], source.name
+        assert "pages.notice(" in code or "pages.admonition(" in code, source.name
+        assert "figures.use_book_style()" in code, source.name
+        assert "myst_nb" not in "".join("".join(c["source"]) for c in cells), source.name
+        for cell in cells:  # plumbing hidden: no code cell is shown as it is
+            if cell["cell_type"] == "code":
+                assert HIDDEN & set(cell["metadata"].get("tags", [])), (source.name, cell["source"])
+
+
+def test_executed_pages_show_the_notice_first_and_their_downloads_exist():
+    for path in sorted((ROOT / "book").glob("[0-9]*.ipynb")):
+        shown = [o for c in _cells(path) if c["cell_type"] == "code"
+                 and "remove-cell" not in c["metadata"].get("tags", [])
+                 for o in c.get("outputs", []) if o["output_type"] != "stream"]
+        first = "".join(shown[0]["data"].get("text/html", ""))
+        assert 'class="admonition' in first and ("SIMULATED" in first or "Real data" in first), \
+            f"{path.name}: the data notice is not the first output (run `make book`)"
+        for output in shown:
+            record = output.get("metadata", {}).get("fmtc_downloads")
+            if record:
+                for entry in record["files"]:
+                    assert "source" not in entry, path.name  # no path of the machine kept
+                    copy = ROOT / "book" / "downloads" / record["page"] / entry["name"]
+                    assert copy.is_file(), f"{copy} is missing (run `make book`)"

@@ -219,4 +219,21 @@ def test_progress_is_logged_per_notebook(repo: Path, caplog: pytest.LogCaptureFi
         reproduce(repo / "notebooks", repo / "book", "smoke", None, build=False, cwd=repo)
     lines = [r.getMessage() for r in caplog.records if r.name == "fmtc.report.reproduce"
              and r.levelno == logging.INFO]
-    assert len(lines) == 1 and lines[0].startswith("01_paths.ipynb done in ")
+    assert lines[0] == "executing 01_paths.ipynb (1 of 1)"  # which one runs, before it runs
+    assert len(lines) == 2 and lines[1].startswith("01_paths.ipynb done in ")
+
+
+def test_the_stamp_follows_the_code_notebooks_run_and_not_the_runner(tmp_path, monkeypatch):
+    import fmtc.report.reproduce as reproduce_module
+
+    package = tmp_path / "fmtc"
+    for name in ("pipeline.py", "cli/main.py", "report/reproduce.py", "report/figures.py"):
+        (package / name).parent.mkdir(parents=True, exist_ok=True)
+        (package / name).write_text("x = 1\n")
+    monkeypatch.setattr(reproduce_module, "__file__", str(package / "report" / "reproduce.py"))
+    before = reproduce_module._package_digest()
+    (package / "cli" / "main.py").write_text("x = 2\n")
+    (package / "report" / "reproduce.py").write_text("x = 2\n")
+    assert reproduce_module._package_digest() == before
+    (package / "report" / "figures.py").write_text("x = 2\n")
+    assert reproduce_module._package_digest() != before

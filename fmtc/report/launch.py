@@ -142,9 +142,10 @@ def badges(url: str, path_to_book: str = "book", branch: str = "main") -> str:
     notebook = f"{path_to_book}/{LANDING_NOTEBOOK}"
     binder = f"{BINDER}/v2/gh/{owner}/{name}/{branch}?urlpath=tree/{notebook}"
     colab = f"{COLAB}/github/{owner}/{name}/blob/{branch}/{notebook}"
+    label = f"{owner}/{name}".replace("-", "--").replace("_", "__").replace("/", "%2F")
     return (f"[![Binder](https://mybinder.org/badge_logo.svg)]({binder}) "
             f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
-            f"({colab}) [![Repository](https://img.shields.io/badge/code-{owner}%2F{name}-blue)]"
+            f"({colab}) [![Repository](https://img.shields.io/badge/code-{label}-blue)]"
             f"({url})")
 
 
