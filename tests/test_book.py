@@ -58,6 +58,12 @@ def test_smoke_reproduce_builds_the_book_strictly(tmp_path):
     baseline_page = (book / "_build" / "html" / "01_cohort_and_fc_baseline.html").read_text()
     assert "SIMULATED" in baseline_page and "<img" in baseline_page
     assert "MCC" in baseline_page
+    from fmtc.report.launch import github_parts, repository_url
+
+    owner, name = github_parts(repository_url(ROOT))  # launch buttons from the one setting
+    assert f"https://mybinder.org/v2/gh/{owner}/{name}/main?urlpath=tree/book/" in baseline_page
+    assert f"https://colab.research.google.com/github/{owner}/{name}/blob/" in baseline_page
+    assert 'href="_downloads/' in baseline_page and "fc-logreg_summary.csv" in baseline_page
     assert {p: p.stat().st_mtime_ns for p in (ROOT / "book").glob("*.ipynb")} == tracked
 
 
