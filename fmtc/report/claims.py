@@ -255,39 +255,16 @@ def plot_claims(table: pd.DataFrame) -> Figure:
         :func:`claims_table`.
     """
     import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
 
-    from fmtc.report.figures import (
-        SMALL,
-        clip_arrows,
-        clipped_handle,
-        legend_below,
-        padded_limits,
-        unclip,
-    )
+    from fmtc.report.figures import SMALL, draw_differences, legend_below, padded_limits
 
     n = len(table)
     y = np.arange(n)
     fig, ax = plt.subplots(figsize=(9, 1.6 + 0.65 * max(n, 1)), layout="constrained")
-    raw_low = table["low_pp"].to_numpy(dtype=float)
-    raw_high = table["high_pp"].to_numpy(dtype=float)
-    low, high = np.clip(raw_low, *PP_RANGE), np.clip(raw_high, *PP_RANGE)
-    point = np.clip(table["difference_pp"].to_numpy(dtype=float), *PP_RANGE)
-    shown = np.isfinite(low) & np.isfinite(high)
-    ax.hlines(y[shown], low[shown], high[shown], color="#1f77b4", lw=2.5, gid="interval")
-    clipped = clip_arrows(ax, y, raw_low, raw_high, PP_RANGE, "#1f77b4")
-    unclip(ax.plot(point, y, "o", color="#1f77b4", markersize=7, gid="estimate"))
-    handles = [Line2D([], [], color="#1f77b4", lw=2.5, marker="o", markersize=7)]
-    labels = ["this companion, A − B (95% paired subject-bootstrap interval)"]
-    paper = np.clip(table["paper_pp"].to_numpy(dtype=float), *PP_RANGE)
-    if np.isfinite(paper).any():
-        handles += unclip(ax.plot(paper, y, "x", color="#d62728", markersize=10, mew=2,
-                                  gid="paper"))
-        labels.append("paper (at least)")
-    if clipped:
-        handle, label = clipped_handle(PP_RANGE, " points")
-        handles.append(handle)
-        labels.append(label)
+    handles, labels, shown = draw_differences(
+        ax, table["difference_pp"], table["low_pp"], table["high_pp"], table["paper_pp"],
+        PP_RANGE, "this companion, A − B (95% paired subject-bootstrap interval)",
+        markersize=7)
     ax.axvline(0.0, color="grey", lw=0.9, ls="--")
     ax.set_yticks(y, [f"{c}\n{k}" for c, k in zip(table["claim"], table["contrast"],
                                                   strict=True)])
@@ -295,7 +272,7 @@ def plot_claims(table: pd.DataFrame) -> Figure:
     for k, word in enumerate(table["verdict"]):
         ax.annotate(word, (1.0, y[k]), xycoords=("axes fraction", "data"), xytext=(8, 0),
                     textcoords="offset points", va="center", fontsize=SMALL, color="#333333")
-    ax.set_xlim(padded_limits([low, high, point, paper, [0.0]], PP_RANGE, minimum=10.0))
+    ax.set_xlim(padded_limits([*shown, [0.0]], PP_RANGE, minimum=10.0))
     ax.set_xlabel("difference of pooled MCC, A − B (percentage points)")
     ax.set_ylabel("claim and contrast")
     legend_below(fig, handles, labels, ncol=2)

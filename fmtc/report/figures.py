@@ -272,6 +272,46 @@ def clipped_handle(bounds: tuple[float, float], unit: str = "") -> tuple[Any, st
             f"interval clipped at [{bounds[0]:g}, {bounds[1]:g}]{unit}, the possible range")
 
 
+def draw_differences(ax: Axes, difference: np.ndarray, low: np.ndarray, high: np.ndarray,
+                     paper: np.ndarray, bounds: tuple[float, float], estimate_label: str,
+                     markersize: float = 6.0) -> tuple[list, list[str], list[np.ndarray]]:
+    """Rows of paired differences: interval, estimate and the paper's number, clipped to ``bounds``.
+
+    Row ``k`` is drawn at ``y = k``: the interval ``[low, high]`` (gid ``interval``), an
+    arrowhead at each end that ``bounds`` clipped (:func:`clip_arrows`), the estimate
+    (gid ``estimate``) and, where finite, the paper's number as a cross (gid ``paper``).
+
+    Returns
+    -------
+    handles, labels : list
+        Legend entries for what was drawn (the clipped-end entry only when an end was).
+    shown : list of ndarray
+        The clipped values, for :func:`padded_limits`.
+    """
+    from matplotlib.lines import Line2D
+
+    y = np.arange(len(difference))
+    raw_low, raw_high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+    low, high = np.clip(raw_low, *bounds), np.clip(raw_high, *bounds)
+    point = np.clip(np.asarray(difference, dtype=float), *bounds)
+    paper = np.clip(np.asarray(paper, dtype=float), *bounds)
+    drawn = np.isfinite(low) & np.isfinite(high)
+    ax.hlines(y[drawn], low[drawn], high[drawn], color="#1f77b4", lw=2.5, gid="interval")
+    clipped = clip_arrows(ax, y, raw_low, raw_high, bounds, "#1f77b4")
+    unclip(ax.plot(point, y, "o", color="#1f77b4", markersize=markersize, gid="estimate"))
+    handles = [Line2D([], [], color="#1f77b4", lw=2.5, marker="o", markersize=markersize)]
+    labels = [estimate_label]
+    if np.isfinite(paper).any():
+        handles += unclip(ax.plot(paper, y, "x", color="#d62728", markersize=markersize + 3,
+                                  mew=2, gid="paper"))
+        labels.append("paper (at least)")
+    if clipped:
+        handle, label = clipped_handle(bounds, " points")
+        handles.append(handle)
+        labels.append(label)
+    return handles, labels, [low, high, point, paper]
+
+
 def mark_simulated(fig: Figure, simulated: bool) -> None:
     """Write SIMULATED in a corner of ``fig`` when ``simulated`` (10-point bold, gid ``simulated``).
 
@@ -605,43 +645,23 @@ def plot_contrasts(contrasts: pd.DataFrame, names: dict[str, str] | None = None,
         ``(arm_a, arm_b) -> difference`` the paper reports (points), drawn as crosses.
     """
     import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
 
     names, paper = names or {}, paper or {}
     metric = str(contrasts["metric"].iloc[0]) if len(contrasts) else "mcc"
     bounds = difference_range_pp(metric)
-    rows = [f"{names.get(a, a)} − {names.get(b, b)}"
-              for a, b in zip(contrasts["arm_a"], contrasts["arm_b"], strict=True)]
-    y = np.arange(len(contrasts))
+    pairs = list(zip(contrasts["arm_a"], contrasts["arm_b"], strict=True))
     fig, ax = plt.subplots(figsize=(8, 1.5 + 0.55 * max(len(contrasts), 1)),
                            layout="constrained")
-    raw_low = contrasts["low_pp"].to_numpy(dtype=float)
-    raw_high = contrasts["high_pp"].to_numpy(dtype=float)
-    low, high = np.clip(raw_low, *bounds), np.clip(raw_high, *bounds)
-    point = np.clip(contrasts["difference_pp"].to_numpy(dtype=float), *bounds)
-    shown = np.isfinite(low) & np.isfinite(high)
-    ax.hlines(y[shown], low[shown], high[shown], color="#1f77b4", lw=2.5, gid="interval")
-    clipped = clip_arrows(ax, y, raw_low, raw_high, bounds, "#1f77b4")
-    unclip(ax.plot(point, y, "o", color="#1f77b4", gid="estimate"))
-    handles = [Line2D([], [], color="#1f77b4", lw=2.5, marker="o")]
-    labels = ["this run (95% paired subject-bootstrap interval)"]
-    reported = np.array([np.nan if paper.get((a, b)) is None else paper[(a, b)]
-                         for a, b in zip(contrasts["arm_a"], contrasts["arm_b"], strict=True)],
-                        dtype=float)
-    reported = np.clip(reported, *bounds)
-    if np.isfinite(reported).any():
-        handles += unclip(ax.plot(reported, y, "x", color="#d62728", markersize=9, mew=2,
-                                  gid="paper"))
-        labels.append("paper (at least)")
-    ax.set_yticks(y, rows)
+    reported = [np.nan if paper.get(pair) is None else paper[pair] for pair in pairs]
+    handles, labels, shown = draw_differences(
+        ax, contrasts["difference_pp"], contrasts["low_pp"], contrasts["high_pp"], reported,
+        bounds, "this run (95% paired subject-bootstrap interval)")
+    ax.set_yticks(np.arange(len(pairs)), [f"{names.get(a, a)} − {names.get(b, b)}"
+                                          for a, b in pairs])
     ax.set_ylim(len(contrasts) - 0.5, -0.5)
     ax.axvline(0.0, color="grey", lw=0.8, ls="--")
-    ax.set_xlim(padded_limits([low, high, point, reported, [0.0]], bounds, minimum=10.0))
+    ax.set_xlim(padded_limits([*shown, [0.0]], bounds, minimum=10.0))
     ax.set_xlabel(f"paired difference of pooled {metric.upper()} (percentage points)")
-    if clipped:
-        handle, label = clipped_handle(bounds, " points")
-        handles.append(handle)
-        labels.append(label)
     legend_below(fig, handles, labels, ncol=2)
     return fig
 
