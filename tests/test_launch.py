@@ -153,3 +153,23 @@ def test_downloads_are_copied_under_the_book_and_their_sources_forgotten(tmp_pat
     assert str(tmp_path) not in path.read_text()  # no path of this machine is kept
     with pytest.raises(FileNotFoundError, match="offered as 'gone'"):
         pages._offered_files({"gone": tmp_path / "missing"})
+
+
+@pytest.mark.parametrize("profile", ["smoke", "quick"])
+def test_the_notice_says_simulated_and_describes_the_profile_in_a_sentence(profile):
+    from fmtc.plan import load_plan
+
+    plan = load_plan(profile=profile)
+    cohort = types.SimpleNamespace(is_simulated=True, ground_truth={"effect_size": 1.0},
+                                   name="sim", subject_ids=["sub-01"])
+    body = pages.notice(cohort, plan).data
+    assert "SIMULATED DATA" in body and "effect size 1" in body
+    assert f"Profile <code>{profile}</code>: 5-fold CV" in body
+    described = plan.description.strip()
+    assert described[:1].upper() + described[1:].rstrip(".") in body.replace("&#x27;", "'")
+    assert "))" not in body and ".." not in body
+    real = types.SimpleNamespace(is_simulated=False, name="ds000208",
+                                 subject_ids=["sub-01", "sub-02"])
+    body = pages.notice(real, plan).data
+    assert "Real data" in body and "<code>ds000208</code> (2 subjects)" in body
+    assert "SIMULATED" not in body

@@ -84,10 +84,12 @@ def notice(cohort: Any, plan: Any) -> Any:
         An admonition that renders the same in Jupyter and in the book.
     """
     encoder = plan.brainlm.source
-    described = f" ({html.escape(plan.description)})" if plan.description else ""
-    settings = (f"Profile <code>{html.escape(plan.profile)}</code>{described}: "
+    described = plan.description.strip() if plan.description else ""
+    if described:  # the profile's description as its own sentence
+        described = " " + html.escape(described[:1].upper() + described[1:].rstrip(".")) + "."
+    settings = (f"Profile <code>{html.escape(plan.profile)}</code>: "
                 f"{plan.evaluation.folds}-fold CV &times; {plan.evaluation.repeats} repeat(s), "
-                f"{plan.train.epochs} epochs, seed {plan.seed}.")
+                f"{plan.train.epochs} epochs, seed {plan.seed}.{described}")
     if cohort.is_simulated:
         truth = cohort.ground_truth or {}
         effect = truth.get("effect_size")
