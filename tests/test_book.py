@@ -132,3 +132,16 @@ def test_executed_pages_show_the_notice_first_and_their_downloads_exist():
                     assert "source" not in entry, path.name  # no path of the machine kept
                     copy = ROOT / "book" / "downloads" / record["page"] / entry["name"]
                     assert copy.is_file(), f"{copy} is missing (run `make book`)"
+
+
+GLUE_ROLE = re.compile(r"\{glue(?::\w+)?\}`([^`]+)`")
+
+
+def test_every_glued_number_a_page_quotes_is_in_its_executed_copy():
+    for path in sorted((ROOT / "book").glob("[0-9]*.ipynb")):
+        cells = _cells(path)
+        quoted = {name for c in cells if c["cell_type"] == "markdown"
+                  for name in GLUE_ROLE.findall("".join(c["source"]))}
+        glued = {o["metadata"]["scrapbook"]["name"] for c in cells if c["cell_type"] == "code"
+                 for o in c.get("outputs", []) if "scrapbook" in o.get("metadata", {})}
+        assert quoted <= glued, f"{path.name}: not glued {sorted(quoted - glued)} (run `make book`)"
