@@ -189,6 +189,19 @@ def test_claims_plot_clips_a_point_outside_the_range():
     assert estimate.get_xdata()[0] == 200.0
 
 
+def test_claims_plot_wraps_long_claim_names_and_keeps_the_axes_wide():
+    long = "simulated-4e328026b6→simulated-61bbb7dff4: FMM_TC − FC-only"
+    table = claims_table([("external-knowledge", contrast_row(0.40, 0.20, 0.05, 0.35)),
+                          ("dataset-generalisation", contrast_row(0.1, 0.1, -0.2, 0.2), long)])
+    fig = plot_claims(table)
+    fig.canvas.draw()
+    (ax,) = fig.axes
+    ticks = [t.get_text() for t in ax.get_yticklabels()]
+    assert all(len(line) <= 44 for tick in ticks for line in tick.split("\n")), ticks
+    assert ticks[1].count("\n") >= 2 and "FC-only" in ticks[1]  # wrapped, hyphens kept whole
+    assert ax.get_position().width >= 0.4  # the labels do not squeeze the data
+
+
 def generalisation_frame() -> pd.DataFrame:
     rows = []
     for scheme in ("drug", "dataset"):
@@ -202,23 +215,35 @@ def generalisation_frame() -> pd.DataFrame:
     return frame
 
 
-def test_generalisation_plot_groups_bars_and_keeps_whiskers_in_the_mcc_range():
+def test_generalisation_plot_has_a_panel_per_scheme_and_keeps_whiskers_in_the_mcc_range():
     frame = generalisation_frame()
     fig = plot_generalisation(frame)
-    (ax,) = fig.axes
-    containers = ax.containers
-    assert [c.get_label() for c in containers] == ["within-cohort", "cross"]
-    for container, expected in zip(containers, (0.35, 0.15), strict=True):
-        heights = [patch.get_height() for patch in container.patches]
-        assert heights == pytest.approx([expected] * 4)
-    (whiskers,) = [c for c in ax.collections if c.get_gid() == "interval"]
-    segments = whiskers.get_segments()
-    assert len(segments) == len(frame) - 1
-    for segment in segments:
-        assert np.all((segment[:, 1] >= -1) & (segment[:, 1] <= 1)), segment
-    assert segments[0][:, 1].tolist() == [-1.0, 1.0]
-    ticks = [t.get_text() for t in ax.get_xticklabels()]
-    assert ticks == ["fmmtc\n(drug)", "fc\n(drug)", "fmmtc\n(dataset)", "fc\n(dataset)"]
-    assert ax.get_xlabel() and "MCC" in ax.get_ylabel()
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == ["drug", "dataset"]
+    assert [t.get_text() for t in panels[0].get_yticklabels()] == ["fmmtc", "fc"]
+    for ax in panels:  # rows shared: the models' names are written once, on the left
+        assert list(ax.get_yticks()) == [0, 1]
+        dots = [line for line in ax.lines if line.get_gid() == "estimate"]
+        assert [d.get_label() for d in dots] == ["within-cohort", "cross"]
+        for dot, expected in zip(dots, (0.35, 0.15), strict=True):
+            assert np.asarray(dot.get_xdata(), dtype=float) == pytest.approx([expected] * 2)
+        for whiskers in [c for c in ax.collections if c.get_gid() == "interval"]:
+            for segment in whiskers.get_segments():
+                assert np.all((segment[:, 0] >= -1) & (segment[:, 0] <= 1)), segment
+        assert "MCC" in ax.get_xlabel()
+    drug = [c for c in panels[0].collections if c.get_gid() == "interval"]
+    assert sorted(len(c.get_segments()) for c in drug) == [1, 2]  # the NaN row draws none
+    clipped = [seg for c in drug for seg in c.get_segments() if seg[0, 0] == -1.0]
+    assert [seg[:, 0].tolist() for seg in clipped] == [[-1.0, 1.0]]
     with pytest.raises(ValueError, match="lacks columns.*'setting'"):
         plot_generalisation(frame.drop(columns="setting"))
+
+
+def test_generalisation_plot_wraps_long_scheme_names_and_hides_the_empty_panel():
+    frame = generalisation_frame()
+    long = "cross-cohort: simulated-4e328026b6→simulated-61bbb7dff4"
+    frame = pd.concat([frame, frame[frame["scheme"] == "drug"].assign(scheme=long)])
+    fig = plot_generalisation(frame)
+    assert len(fig.axes) == 4 and not fig.axes[3].get_visible()
+    title = fig.axes[2].get_title()
+    assert "\n" in title and all(len(line) <= 42 for line in title.split("\n"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,8 @@ CLAIM_COLUMNS = ("claim", "contrast", "mcc_a", "mcc_b", "difference_pp", "relati
 
 PP_RANGE = (-200.0, 200.0)
 """The range of a difference of two MCCs, in percentage points."""
+CLAIM_LABEL_WIDTH = 44
+"""Characters per line of a claim's name on the y-axis of :func:`plot_claims`."""
 
 MINUS = "\N{MINUS SIGN}"
 
@@ -260,14 +263,21 @@ def plot_claims(table: pd.DataFrame) -> Figure:
 
     n = len(table)
     y = np.arange(n)
-    fig, ax = plt.subplots(figsize=(9, 1.6 + 0.65 * max(n, 1)), layout="constrained")
+    # Long claim names (a cross-cohort row names both cohorts) are wrapped, so that the tick
+    # labels do not squeeze the axes; each row gets the height of its lines.
+    def wrap(text: object) -> list[str]:
+        return textwrap.wrap(str(text), CLAIM_LABEL_WIDTH, break_on_hyphens=False)
+
+    ticks = ["\n".join([*wrap(claim), *wrap(contrast)])
+             for claim, contrast in zip(table["claim"], table["contrast"], strict=True)]
+    height = 1.6 + sum(0.25 + 0.2 * (tick.count("\n") + 1) for tick in ticks)
+    fig, ax = plt.subplots(figsize=(9, max(height, 2.5)), layout="constrained")
     handles, labels, shown = draw_differences(
         ax, table["difference_pp"], table["low_pp"], table["high_pp"], table["paper_pp"],
         PP_RANGE, "this companion, A − B (95% paired subject-bootstrap interval)",
         markersize=7)
     ax.axvline(0.0, color="grey", lw=0.9, ls="--")
-    ax.set_yticks(y, [f"{c}\n{k}" for c, k in zip(table["claim"], table["contrast"],
-                                                  strict=True)])
+    ax.set_yticks(y, ticks)
     ax.set_ylim(max(n, 1) - 0.5, -0.5)
     for k, word in enumerate(table["verdict"]):
         ax.annotate(word, (1.0, y[k]), xycoords=("axes fraction", "data"), xytext=(8, 0),
@@ -284,7 +294,7 @@ GENERALISATION_COLUMNS = ("model", "scheme", "setting", "mcc", "low", "high")
 
 
 def plot_generalisation(frame: pd.DataFrame) -> Figure:
-    """Grouped bars of MCC within a cohort and across (drug or dataset), with whiskers.
+    """MCC within a cohort and across (drug or dataset): one panel per scheme, models as rows.
 
     Parameters
     ----------
@@ -292,57 +302,82 @@ def plot_generalisation(frame: pd.DataFrame) -> Figure:
         Tidy, one row per (scheme, model, setting), columns
         :data:`GENERALISATION_COLUMNS`:
 
-        ``scheme``  what is generalised over, e.g. ``"drug"`` or ``"dataset"``;
-        ``model``   the arm, e.g. ``"fmmtc"``;
-        ``setting`` e.g. ``"within-cohort"`` (cross-validated in one cohort) or
+        ``scheme``  what is generalised over, e.g. ``"drug: placebo→duloxetine"``;
+        ``model``   the arm, e.g. ``"FMM_TC"``;
+        ``setting`` e.g. ``"within"`` (cross-validated in one cohort) or
                     ``"cross"`` (trained on one drug or dataset, tested on the other);
         ``mcc``     pooled MCC;
         ``low``, ``high``  its interval (NaN: no whisker).
 
-        Bars are grouped by (scheme, model), in order of appearance, one colour per
-        setting. Bars, whiskers and the y-axis stay inside [−1, 1], the range of an MCC;
-        the legend is below the axes; crowded group labels are slanted. The bar containers
-        carry the settings as labels; the whiskers have gid ``interval``.
+        Panels follow the schemes' order of appearance (two columns, titles wrapped), rows
+        the models', one colour per setting (a dot, and its interval as a horizontal
+        whisker). Dots, whiskers and the x-axis stay inside [−1, 1], the range of an MCC; a
+        clipped end is marked by an arrowhead; the legend is below the panels. Dots carry the
+        gid ``estimate`` and the setting as label, whiskers the gid ``interval``.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    from fmtc.report.figures import MAX_WIDTH_IN, SMALL, legend_below, padded_limits
+    from fmtc.report.figures import (
+        MAX_WIDTH_IN,
+        clip_arrows,
+        clipped_handle,
+        legend_below,
+        padded_limits,
+        unclip,
+    )
 
     missing = [c for c in GENERALISATION_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"the frame lacks columns {missing}; expected {GENERALISATION_COLUMNS}")
-    groups = list(dict.fromkeys(zip(frame["scheme"], frame["model"], strict=True)))
+    schemes = list(dict.fromkeys(frame["scheme"]))
+    models = list(dict.fromkeys(frame["model"]))
     settings = list(dict.fromkeys(frame["setting"]))
-    width = 0.8 / max(len(settings), 1)
-    fig, ax = plt.subplots(figsize=(min(MAX_WIDTH_IN, max(6.0, 1.3 * len(groups) + 2)), 4.6),
-                           layout="constrained")
-    x_all, low_all, high_all, mcc_all = [], [], [], []
-    for k, setting in enumerate(settings):
-        part = frame[frame["setting"] == setting].set_index(["scheme", "model"])
-        part = part[~part.index.duplicated()].reindex(groups)
-        x = np.arange(len(groups)) + (k - (len(settings) - 1) / 2) * width
-        mcc = np.clip(part["mcc"].to_numpy(dtype=float), -1, 1)
-        ax.bar(x, np.nan_to_num(mcc), width * 0.92, color=f"C{k}", label=setting)
-        x_all.append(x)
-        mcc_all.append(mcc)
-        low_all.append(np.clip(part["low"].to_numpy(dtype=float), -1, 1))
-        high_all.append(np.clip(part["high"].to_numpy(dtype=float), -1, 1))
-    x, low, high = (np.concatenate(v) if v else np.array([]) for v in (x_all, low_all, high_all))
-    shown = np.isfinite(low) & np.isfinite(high)
-    whiskers = ax.vlines(x[shown], low[shown], high[shown], color="black", lw=1.4)
-    whiskers.set_gid("interval")
-    ax.axhline(0.0, color="grey", lw=0.9)
-    labels = [f"{model}\n({scheme})" for scheme, model in groups]
-    ax.set_xticks(np.arange(len(groups)), labels)
-    longest = max((len(line) for label in labels for line in label.split("\n")), default=0)
-    if len(groups) * max(longest, 6) * 0.075 > 0.8 * fig.get_figwidth():  # labels would touch
-        ax.tick_params(axis="x", labelrotation=35)
-        for label in ax.get_xticklabels():
-            label.set_horizontalalignment("right")
-            label.set_rotation_mode("anchor")
-    lowest, highest = padded_limits([low, high, *mcc_all, [0.0]], (-1.0, 1.0))
-    ax.set_ylim(min(-0.1, lowest), max(0.5, highest))
-    ax.set_ylabel("pooled MCC (whiskers: 95% interval)")
-    ax.set_xlabel("model (what it generalises over)")
-    legend_below(fig, ncol=len(settings), title="setting", fontsize=SMALL)
+    ncols = 1 if len(schemes) <= 1 else 2
+    nrows = max(1, -(-len(schemes) // ncols))
+    panel_height = 0.9 + 0.3 * len(models) * (1 + 0.25 * (len(settings) - 1))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(MAX_WIDTH_IN, 0.8 + nrows * panel_height),
+                             sharex=True, sharey=True, layout="constrained", squeeze=False)
+    step = 0.7 / max(len(settings), 1)
+    rows = np.arange(len(models), dtype=float)
+    clipped, values = False, [[0.0]]
+    for ax, scheme in zip(axes.flat, schemes, strict=False):
+        for k, setting in enumerate(settings):
+            part = frame[(frame["scheme"] == scheme) & (frame["setting"] == setting)]
+            part = part.drop_duplicates("model").set_index("model").reindex(models)
+            y = rows + (k - (len(settings) - 1) / 2) * step
+            raw_low = part["low"].to_numpy(dtype=float)
+            raw_high = part["high"].to_numpy(dtype=float)
+            low, high = np.clip(raw_low, -1, 1), np.clip(raw_high, -1, 1)
+            mcc = np.clip(part["mcc"].to_numpy(dtype=float), -1, 1)
+            drawn = np.isfinite(low) & np.isfinite(high)
+            ax.hlines(y[drawn], low[drawn], high[drawn], color=f"C{k}", lw=2, gid="interval")
+            clipped |= clip_arrows(ax, y, raw_low, raw_high, (-1.0, 1.0), f"C{k}")
+            unclip(ax.plot(mcc, y, "o", ls="none", color=f"C{k}", markersize=6,
+                           gid="estimate", label=setting))
+            values += [low, high, mcc]
+        ax.axvline(0.0, color="grey", lw=0.9, ls="--")
+        ax.set_title("\n".join(textwrap.wrap(str(scheme), 42, break_on_hyphens=False)))
+    for ax in list(axes.flat)[len(schemes):]:
+        ax.set_visible(False)
+    first = axes.flat[0]
+    first.set_yticks(rows, models)
+    first.set_ylim(len(models) - 0.5, -0.5)
+    first.set_xlim(padded_limits(values, (-1.0, 1.0)))
+    for ax in axes.flat:
+        ax.label_outer()
+    for ax in axes[-1, :]:
+        ax.set_xlabel("pooled MCC (95% interval)")
+    if len(schemes) % ncols and nrows > 1:  # the panel above the empty slot shows the x-axis
+        above = axes[-2, -1]
+        above.xaxis.set_tick_params(labelbottom=True)
+        above.set_xlabel("pooled MCC (95% interval)")
+    handles = [Line2D([], [], color=f"C{k}", lw=2, marker="o", markersize=6)
+               for k in range(len(settings))]
+    labels = list(map(str, settings))
+    if clipped:
+        handle, label = clipped_handle((-1.0, 1.0))
+        handles.append(handle)
+        labels.append(label)
+    legend_below(fig, handles, labels, ncol=len(labels), title="setting")
     return fig
