@@ -145,3 +145,12 @@ def test_every_glued_number_a_page_quotes_is_in_its_executed_copy():
         glued = {o["metadata"]["scrapbook"]["name"] for c in cells if c["cell_type"] == "code"
                  for o in c.get("outputs", []) if "scrapbook" in o.get("metadata", {})}
         assert quoted <= glued, f"{path.name}: not glued {sorted(quoted - glued)} (run `make book`)"
+
+
+def test_no_executed_page_shows_a_figure_twice():
+    for path in sorted((ROOT / "book").glob("[0-9]*.ipynb")):
+        images = [o["data"]["image/png"] for c in _cells(path) if c["cell_type"] == "code"
+                  and "remove-cell" not in c["metadata"].get("tags", [])
+                  for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+        assert len(images) == len(set(map(str, images))), \
+            f"{path.name}: a figure is shown twice (display it with pages.show; run `make book`)"

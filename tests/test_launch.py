@@ -173,3 +173,15 @@ def test_the_notice_says_simulated_and_describes_the_profile_in_a_sentence(profi
     body = pages.notice(real, plan).data
     assert "Real data" in body and "<code>ds000208</code> (2 subjects)" in body
     assert "SIMULATED" not in body
+
+
+def test_show_displays_a_figure_once_and_closes_it(monkeypatch):
+    import IPython.display
+    import matplotlib.pyplot as plt
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    fig, _ = plt.subplots()
+    pages.show(fig)
+    assert shown == [fig]
+    assert not plt.fignum_exists(fig.number)  # the inline backend will not show it again

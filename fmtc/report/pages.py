@@ -60,6 +60,18 @@ def glue(name: str, variable: Any, display: bool = True) -> None:
         myst_glue(name, variable, display=display)
 
 
+def show(fig: Any) -> None:
+    """Show a figure once, where it is called, and close it.
+
+    ``display(fig)`` alone shows it twice: matplotlib's inline backend shows every open
+    figure again when the cell ends.
+    """
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    display(fig)
+    plt.close(fig)
+
 def admonition(title: str, body: str, kind: str = "warning") -> Any:
     """An admonition (``body`` is HTML) that renders the same in Jupyter and in the book."""
     from IPython.display import HTML
