@@ -320,11 +320,10 @@ def plot_generalisation(frame: pd.DataFrame) -> Figure:
 
     from fmtc.report.figures import (
         MAX_WIDTH_IN,
-        clip_arrows,
         clipped_handle,
+        draw_intervals,
         legend_below,
         padded_limits,
-        unclip,
     )
 
     missing = [c for c in GENERALISATION_COLUMNS if c not in frame.columns]
@@ -346,16 +345,10 @@ def plot_generalisation(frame: pd.DataFrame) -> Figure:
             part = frame[(frame["scheme"] == scheme) & (frame["setting"] == setting)]
             part = part.drop_duplicates("model").set_index("model").reindex(models)
             y = rows + (k - (len(settings) - 1) / 2) * step
-            raw_low = part["low"].to_numpy(dtype=float)
-            raw_high = part["high"].to_numpy(dtype=float)
-            low, high = np.clip(raw_low, -1, 1), np.clip(raw_high, -1, 1)
-            mcc = np.clip(part["mcc"].to_numpy(dtype=float), -1, 1)
-            drawn = np.isfinite(low) & np.isfinite(high)
-            ax.hlines(y[drawn], low[drawn], high[drawn], color=f"C{k}", lw=2, gid="interval")
-            clipped |= clip_arrows(ax, y, raw_low, raw_high, (-1.0, 1.0), f"C{k}")
-            unclip(ax.plot(mcc, y, "o", ls="none", color=f"C{k}", markersize=6,
-                           gid="estimate", label=setting))
-            values += [low, high, mcc]
+            ends_clipped, shown = draw_intervals(ax, y, part["mcc"], part["low"], part["high"],
+                                                 (-1.0, 1.0), f"C{k}", label=str(setting))
+            clipped |= ends_clipped
+            values += shown
         ax.axvline(0.0, color="grey", lw=0.9, ls="--")
         ax.set_title("\n".join(textwrap.wrap(str(scheme), 42, break_on_hyphens=False)))
     for ax in list(axes.flat)[len(schemes):]:

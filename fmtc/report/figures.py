@@ -272,6 +272,33 @@ def clipped_handle(bounds: tuple[float, float], unit: str = "") -> tuple[Any, st
             f"interval clipped at [{bounds[0]:g}, {bounds[1]:g}]{unit}, the possible range")
 
 
+def draw_intervals(ax: Axes, y: np.ndarray, point: Any, low: Any, high: Any,
+                   bounds: tuple[float, float], colour: str, lw: float = 2.0,
+                   markersize: float = 6.0, label: str | None = None
+                   ) -> tuple[bool, list[np.ndarray]]:
+    """Horizontal intervals with their estimates at heights ``y``, clipped to ``bounds``.
+
+    The intervals (gid ``interval``; none where an end is NaN), an arrowhead at each end that
+    ``bounds`` clipped (:func:`clip_arrows`) and the estimates as dots (gid ``estimate``,
+    ``label``), drawn unclipped so that a dot on a bound shows whole.
+
+    Returns
+    -------
+    clipped : bool
+        Whether any end was clipped.
+    shown : list of ndarray
+        The clipped lows, highs and estimates, for :func:`padded_limits`.
+    """
+    raw_low, raw_high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+    low, high = np.clip(raw_low, *bounds), np.clip(raw_high, *bounds)
+    point = np.clip(np.asarray(point, dtype=float), *bounds)
+    drawn = np.isfinite(low) & np.isfinite(high)
+    ax.hlines(y[drawn], low[drawn], high[drawn], color=colour, lw=lw, gid="interval")
+    clipped = clip_arrows(ax, y, raw_low, raw_high, bounds, colour)
+    unclip(ax.plot(point, y, "o", ls="none", color=colour, markersize=markersize,
+                   gid="estimate", label=label))
+    return clipped, [low, high, point]
+
 def draw_differences(ax: Axes, difference: np.ndarray, low: np.ndarray, high: np.ndarray,
                      paper: np.ndarray, bounds: tuple[float, float], estimate_label: str,
                      markersize: float = 6.0) -> tuple[list, list[str], list[np.ndarray]]:
@@ -291,14 +318,9 @@ def draw_differences(ax: Axes, difference: np.ndarray, low: np.ndarray, high: np
     from matplotlib.lines import Line2D
 
     y = np.arange(len(difference))
-    raw_low, raw_high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
-    low, high = np.clip(raw_low, *bounds), np.clip(raw_high, *bounds)
-    point = np.clip(np.asarray(difference, dtype=float), *bounds)
+    clipped, shown = draw_intervals(ax, y, difference, low, high, bounds, "#1f77b4", lw=2.5,
+                                    markersize=markersize)
     paper = np.clip(np.asarray(paper, dtype=float), *bounds)
-    drawn = np.isfinite(low) & np.isfinite(high)
-    ax.hlines(y[drawn], low[drawn], high[drawn], color="#1f77b4", lw=2.5, gid="interval")
-    clipped = clip_arrows(ax, y, raw_low, raw_high, bounds, "#1f77b4")
-    unclip(ax.plot(point, y, "o", color="#1f77b4", markersize=markersize, gid="estimate"))
     handles = [Line2D([], [], color="#1f77b4", lw=2.5, marker="o", markersize=markersize)]
     labels = [estimate_label]
     if np.isfinite(paper).any():

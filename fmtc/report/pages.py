@@ -72,6 +72,7 @@ def show(fig: Any) -> None:
     display(fig)
     plt.close(fig)
 
+
 def admonition(title: str, body: str, kind: str = "warning") -> Any:
     """An admonition (``body`` is HTML) that renders the same in Jupyter and in the book."""
     from IPython.display import HTML
