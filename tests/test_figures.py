@@ -481,3 +481,15 @@ def test_the_other_interval_plots_stay_in_range(cases):
     assert_inside(cases["enrichment"]().axes[0], "y", 0.0, 1.0)
     for ax in cases["networks"]().axes:  # a score is a magnitude: intervals start at 0
         assert data_values(ax, "x").min() >= 0 and ax.get_xlim()[0] >= 0
+
+
+def test_fold_metrics_figure_is_the_same_every_time_with_its_dots_jittered(cases):
+    def offsets(fig) -> list[np.ndarray]:
+        return [np.asarray(c.get_offsets(), dtype=float) for c in fig.axes[0].collections
+                if len(c.get_offsets()) > 1]
+
+    first, second = offsets(cases["fold_metrics"]()), offsets(cases["fold_metrics"]())
+    assert first and all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    rows = [xy[:, 1] for xy in first]
+    assert all(np.ptp(y) > 0 for y in rows)  # jittered off the row's centre line
+    assert all(np.ptp(y) <= 0.4 for y in rows)  # within the row's band

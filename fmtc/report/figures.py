@@ -331,7 +331,7 @@ def draw_differences(ax: Axes, difference: np.ndarray, low: np.ndarray, high: np
         handle, label = clipped_handle(bounds, " points")
         handles.append(handle)
         labels.append(label)
-    return handles, labels, [low, high, point, paper]
+    return handles, labels, [*shown, paper]
 
 
 def mark_simulated(fig: Figure, simulated: bool) -> None:
@@ -507,11 +507,21 @@ def plot_fold_metrics(metrics: pd.DataFrame, metric: str = "mcc") -> Figure:
     pooled = rows[rows["fold"].astype(str) == "pooled"]
     fig, ax = plt.subplots(figsize=(8, 1.3 + 0.55 * rows[key].nunique()), layout="constrained")
     several = rows["selection"].nunique() > 1  # seaborn cannot dodge a single hue level
+    drawn = len(ax.collections)
     sns.stripplot(data=folds, x="value", y=key, hue="selection", dodge=several, alpha=0.45,
-                  size=4, ax=ax, jitter=0.2)
+                  size=4, ax=ax, jitter=False)
+    # seaborn's jitter draws from numpy's global generator (another figure at every run):
+    # the same spread, from a seeded generator, so that a re-executed page draws the same.
+    spread = 0.2 / (rows["selection"].nunique() if several else 1)
+    rng = np.random.default_rng(0)
+    for points in ax.collections[drawn:]:
+        xy = np.array(points.get_offsets(), dtype=float)
+        if len(xy) > 1:
+            xy[:, 1] += rng.uniform(-spread, spread, len(xy))
+            points.set_offsets(xy)
     sns.pointplot(data=pooled, x="value", y=key, hue="selection", dodge=0.4 if several
                   else False, ax=ax, markers="D", linestyles="none", errorbar=("ci", 95),
-                  legend=False)
+                  seed=0, legend=False)
     unclip(list(ax.collections), list(ax.lines))
     _reference(ax, metric)
     ax.set_xlim(padded_limits(rows["value"], metric_range(metric)))
