@@ -21,7 +21,7 @@ install: $(STAMP)
 
 # Run every notebook on the embedded simulated cohort, then build the book strictly.
 book: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/fmtc reproduce --profile $(PROFILE)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/fmtc reproduce --missing-only --profile $(PROFILE)
 
 test: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest

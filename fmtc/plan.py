@@ -276,6 +276,10 @@ class EvaluationPlan:
     reading the test fold: ``last``, the end of the declared schedule (``train.epochs``),
     trained on the whole training fold; or ``validation``, the best epoch on an inner
     validation split (``inner_validation_fraction`` of the training fold, not trained on).
+    ``models`` are the arms of ``fmtc evaluate`` without ``--model`` (empty: the registry's
+    default models, :func:`fmtc.predict.registry.default_models`). ``keep_weights`` keeps every
+    torch fit's weights (``--keep-weights``; by default only the arms an experiment names in
+    its ``keep_weights`` keep theirs, for interpretation).
     """
 
     folds: int = 5
@@ -285,8 +289,8 @@ class EvaluationPlan:
     inner_validation_fraction: float = 0.2
     permutations: int = 200
     bootstrap: int = 1000
-    models: list[str] = field(
-        default_factory=lambda: ["fmmtc", "ts", "fc", "fc-logreg", "cls-logreg"])
+    models: list[str] = field(default_factory=list)
+    keep_weights: bool = False
 
     def check(self, key: str) -> None:
         _require(self.folds >= 2, f"{key}.folds", "must be >= 2")
@@ -295,7 +299,6 @@ class EvaluationPlan:
                  "must lie in (0, 1)")
         _require(self.permutations >= 0, f"{key}.permutations", "must be >= 0")
         _require(self.bootstrap >= 0, f"{key}.bootstrap", "must be >= 0")
-        _require(bool(self.models), f"{key}.models", "must name at least one model")
 
 
 @dataclass(frozen=True)
@@ -427,7 +430,7 @@ class ArmPlan:
 
 ARM_FIXED_SECTIONS = frozenset({"seed", "data", "simulation", "evaluation", "outputs",
                                 "execution", "experiments", "profile", "root", "description",
-                                "device"})
+                                "device", "pages"})
 """Plan sections an arm cannot override (they define what the arms are paired on)."""
 
 
@@ -448,6 +451,9 @@ class ExperimentPlan:
         Also store each prediction's two logits (``logit_0``, ``logit_1``) in the predictions
         tables, so that the authors' AUC on the class-1 logit can be recomputed
         (:mod:`fmtc.evaluate.official`).
+    keep_weights : list of str
+        Arms whose fits keep their weights (what ``fmtc interpret`` reads); the others' fits
+        hold predictions only.
     """
 
     arms: dict[str, ArmPlan] = field(default_factory=dict)
@@ -455,11 +461,15 @@ class ExperimentPlan:
     selections: list[Literal["honest", "paper"]] = field(default_factory=lambda: ["honest"])
     contrasts: list[list[str]] = field(default_factory=list)
     logits: bool = False
+    keep_weights: list[str] = field(default_factory=list)
 
     def check(self, key: str) -> None:
         _require(bool(self.arms), f"{key}.arms", "must declare at least one arm")
         _require(bool(self.selections), f"{key}.selections", "must name at least one selection")
         _check_contrasts(self.contrasts, list(self.arms), f"{key}.contrasts")
+        unknown = [name for name in self.keep_weights if name not in self.arms]
+        _require(not unknown, f"{key}.keep_weights",
+                 f"unknown arm(s) {unknown}; known: {list(self.arms)}")
 
 
 def _check_contrasts(contrasts: list[list[str]], names: list[str], key: str) -> None:
@@ -471,6 +481,34 @@ def _check_contrasts(contrasts: list[list[str]], names: list[str], key: str) -> 
 
 
 @dataclass(frozen=True)
+class PagesPlan:
+    """How much the book's pages compute beyond the plan's experiments (never read from the
+    profile's name: a profile sets these).
+
+    Attributes
+    ----------
+    stability_seeds : list of int
+        Simulator seeds of the stability sweep (none of them used to choose a setting; the
+        calibration seeds were 1 and 2).
+    stability_effects : list of float
+        Effect sizes of the stability sweep.
+    null_replicates : int
+        Label-permuted replicates of the authors' selection on a null cohort.
+    """
+
+    stability_seeds: list[int] = field(default_factory=lambda: [41, 42, 43, 44, 45])
+    stability_effects: list[float] = field(default_factory=lambda: [1.0, 3.0])
+    null_replicates: int = 8
+
+    def check(self, key: str) -> None:
+        _require(bool(self.stability_seeds), f"{key}.stability_seeds",
+                 "must list at least one seed")
+        _require(bool(self.stability_effects), f"{key}.stability_effects",
+                 "must list at least one effect size")
+        _require(self.null_replicates >= 1, f"{key}.null_replicates", "must be >= 1")
+
+
+@dataclass(frozen=True)
 class OutputPlan:
     """Where data, caches and runs are written (relative paths: to the plan's folder)."""
 
@@ -478,6 +516,7 @@ class OutputPlan:
     cohorts_dir: str = "data/cohorts"
     features_dir: str = "data/features"
     models_dir: str = "data/models"
+    fits_dir: str = "data/fits"
     runs_dir: str = "data/runs"
     book_dir: str = "book"
 
@@ -503,6 +542,7 @@ class Plan:
     execution: ExecutionPlan = field(default_factory=ExecutionPlan)
     experiments: dict[str, ExperimentPlan] = field(default_factory=dict)
     model_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pages: PagesPlan = field(default_factory=PagesPlan)
     outputs: OutputPlan = field(default_factory=OutputPlan)
     root: str = "."
 

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     from fmtc.cohort.folder import load_cohort
     from fmtc.device import resolve_device
-    from fmtc.pipeline import cohort_path
+    from fmtc.pipeline import cohort_path, encoder_spec, feature_settings
     from fmtc.represent.features import cohort_features
 
     plan = plan_from_args(args, {"brainlm": {"readout": args.readout}} if args.readout else None)
@@ -47,11 +47,12 @@ def run(args: argparse.Namespace) -> int:
     began = time.perf_counter()
     folder = args.cohort if args.cohort is not None else cohort_path(plan, progress=bars())
     cohort = load_cohort(folder, label=plan.data.label, require_label=False)
-    features = cohort_features(cohort, plan, device=device, source=args.brainlm, progress=bars())
+    features = cohort_features(cohort, feature_settings(plan),
+                               encoder_spec(plan, args.brainlm), device=device, progress=bars())
     seconds = time.perf_counter() - began
     print(f"BrainLM {plan.brainlm.readout} features of {len(features.subject_ids)} subjects "
           f"from {features.encoder['source']} ({features.encoder['token_order']} token order)")
     print(f"  shape {tuple(features.cls.shape)} (subjects, windows, features)"
-          f"{', cache hit' if features.cache_hit else ''}, {seconds:.1f} s")
-    print(f"  {features.cache_path}")
+          f"{', read back' if features.reused else ''}, {seconds:.1f} s")
+    print(f"  {features.folder}")
     return 0

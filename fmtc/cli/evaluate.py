@@ -36,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="cohort folder (default: the plan's data.cohort)")
     parser.add_argument("--model", action="append", default=None, metavar="NAME",
                         help=f"model to evaluate, one of {', '.join(model_names())}; repeat "
-                             "for several (default: evaluation.models)")
+                             "for several (default: evaluation.models, else the registry's "
+                             "default models)")
     parser.add_argument("--selection", action="append", choices=SELECTIONS, default=None,
                         help="epoch selection; repeat for both (default: evaluation.selection)")
     parser.add_argument("--label", default=None, help="label column (default: the plan's)")
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table, say where the run folder is."""
     from fmtc.cohort.folder import load_cohort
     from fmtc.pipeline import cohort_path, evaluate, executor_for
-    from fmtc.predict.registry import check_models
+    from fmtc.predict.registry import check_models, default_models
 
     overrides = run_overrides(args)
     if args.label is not None:
@@ -64,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     if args.readout is not None:
         overrides["brainlm"] = {"readout": args.readout}
     plan = plan_from_args(args, overrides=overrides)
-    models = check_models(dict.fromkeys(args.model or plan.evaluation.models), "--model")
+    models = check_models(dict.fromkeys(args.model or plan.evaluation.models or default_models()),
+                          "--model")
     root = args.cohort if args.cohort is not None else cohort_path(plan, progress=bars())
     cohort = load_cohort(root, label=plan.data.label)
     print_cohort(cohort)

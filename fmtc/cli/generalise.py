@@ -33,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="cohort folder (default: the plan's data.cohort)")
     parser.add_argument("--model", action="append", default=None, metavar="NAME",
                         help=f"model, one of {', '.join(model_names())}; repeat for several "
-                             "(default: evaluation.models)")
+                             "(default: evaluation.models, else the registry's default "
+                             "models)")
     parser.add_argument("--scheme", action="append", choices=SCHEMES, default=None,
                         help="generalisation scheme; repeat for several (default: drug and "
                              "study)")
@@ -55,12 +56,13 @@ def run(args: argparse.Namespace) -> int:
     from fmtc.cohort.folder import load_cohort
     from fmtc.errors import UsageError
     from fmtc.pipeline import cohort_path, executor_for, run_generalisation
-    from fmtc.predict.registry import check_models
+    from fmtc.predict.registry import check_models, default_models
 
     if args.permute_labels:
         raise UsageError("fmtc generalise has no --permute-labels (use fmtc evaluate)")
     plan = plan_from_args(args, overrides=run_overrides(args))
-    models = check_models(dict.fromkeys(args.model or plan.evaluation.models), "--model")
+    models = check_models(dict.fromkeys(args.model or plan.evaluation.models or default_models()),
+                          "--model")
     schemes = list(dict.fromkeys(args.scheme or ["drug", "study"]))
     changes = {k: v for k, v in (("seed", args.test_seed),
                                  ("study_shift", args.test_study_shift)) if v is not None}

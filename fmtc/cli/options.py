@@ -43,6 +43,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                              "hash of everything that defines the result)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace --out when it holds another run")
+    parser.add_argument("--keep-weights", action="store_true",
+                        help="keep every torch fit's weights (what `fmtc interpret` reads; "
+                             "default: only the arms the plan's experiment names)")
 
 
 def run_overrides(args: argparse.Namespace) -> dict:
@@ -50,8 +53,11 @@ def run_overrides(args: argparse.Namespace) -> dict:
     overrides: dict = {}
     if args.seed is not None:
         overrides["seed"] = args.seed
-    if args.repeats is not None:
-        overrides["evaluation"] = {"repeats": args.repeats}
+    evaluation = {k: v for k, v in (("repeats", args.repeats),
+                                     ("keep_weights", True if args.keep_weights else None))
+                  if v is not None}
+    if evaluation:
+        overrides["evaluation"] = evaluation
     execution = {k: v for k, v in (("n_jobs", args.jobs), ("dask_scheduler", args.dask_scheduler))
                  if v is not None}
     if execution:  # validated with the plan, before anything runs
@@ -87,6 +93,10 @@ def print_run(run, plan: Plan, permuted: bool) -> None:
     for row in selection_optimism(run.metrics).itertuples():
         print(f"optimism of the paper selection, {row.arm}: MCC {row.paper:.3f} (paper) - "
               f"{row.honest:.3f} (honest) = {row.optimism:+.3f}")
-    total = run.tables["provenance"]["timings"]["total_s"]
-    state = "reused: same identity" if run.reused else f"{total:.0f} s"
+    provenance = run.tables["provenance"]
+    total = provenance["timings"]["total_s"]
+    fits = provenance.get("fits", {})
+    state = ("reused: same identity" if run.reused else
+             f"{total:.0f} s; {fits.get('computed', 0)} fit(s) computed, "
+             f"{fits.get('read_back', 0)} read back")
     print(f"run folder: {run.run_dir} ({state})")

@@ -15,10 +15,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "pretrain", help="pretrain BrainLM with its masked-patch objective",
         description="Pretrain BrainLM (masked-patch reconstruction, settings from the plan's "
                     "'pretrain' section) and save it as a checkpoint folder that --brainlm "
-                    "and brainlm.source accept. Training runs in .CKPT_DIR.partial beside "
+                    "and brainlm.source accept. Training runs in a partial folder beside "
                     "--out and is published when finished; an interrupted run resumes there "
-                    "from its last epoch. Without --cohort, --out and --init this builds the "
-                    "plan's simulated-pretrained encoder.")
+                    "from its last epoch, and a finished one is read back. Without --cohort, "
+                    "--out and --init this builds the plan's simulated-pretrained encoder.")
     parser.add_argument("--cohort", type=Path, default=None, metavar="DIR",
                         help="cohort folder, labels not needed (default: the plan's SIMULATED "
                              "pain-agnostic pretraining cohort)")
@@ -55,56 +55,41 @@ def run(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from fmtc.cohort.folder import load_cohort
     from fmtc.device import resolve_device
-    from fmtc.errors import OutputExistsError, UsageError
+    from fmtc.errors import UsageError
+    from fmtc.lifecycle import materialise
+    from fmtc.pipeline import encoder_spec
     from fmtc.represent.encoder import (
-        build_simulated_encoder,
+        PretrainedEncoder,
         pretraining_cohort_settings,
-        resolve_encoder,
-        simulated_probe_set,
+        simulated_encoder,
     )
-    from fmtc.represent.pretrain import CHECKPOINT_FILE, LOG_FILE, pretrain_brainlm
-    from fmtc.represent.probe import probe_set
-    from fmtc.simulate.embedded import embedded_cohort
-    from fmtc.storage import check_replaceable, check_writable, publish_folder
+    from fmtc.represent.pretrain import LOG_FILE
 
     plan = plan_from_args(args)
     device = resolve_device(plan.device)
     began = time.perf_counter()
-    if args.out is None:
-        if args.cohort is not None or args.init is not None or args.probe_cohort is not None:
-            raise UsageError("--out is required with --cohort, --init or --probe-cohort (only "
-                             "the plan's simulated-pretrained encoder has a default folder)")
-        out = build_simulated_encoder(plan, device, progress=bars())
-        log = json.loads((out / LOG_FILE).read_text(encoding="utf-8"))
+    spec = encoder_spec(plan)
+    if args.out is None and (args.cohort is not None or args.init is not None
+                             or args.probe_cohort is not None):
+        raise UsageError("--out is required with --cohort, --init or --probe-cohort (only "
+                         "the plan's simulated-pretrained encoder has a default folder)")
+    if args.probe_cohort is not None and not plan.pretrain.probe_points:
+        raise UsageError("--probe-cohort needs pretrain.probe_points >= 1 in the plan")
+    if args.cohort is None and args.init is None and args.probe_cohort is None:
+        encoder = simulated_encoder(spec, device, progress=bars())
     else:
-        out = args.out
-        check_replaceable(out, ("config.json", CHECKPOINT_FILE, LOG_FILE),
-                          "BrainLM checkpoint folder")
-        if out.exists() and not args.overwrite:
-            raise OutputExistsError(f"{out} already holds a BrainLM checkpoint; choose another "
-                                    "--out, or pass --overwrite to replace it")
-        staging = out.parent / f".{out.name}.partial"  # resumed by the same command
-        check_writable(out.parent, "the checkpoint", "Choose another --out")
-        if args.cohort is None:
-            folder = embedded_cohort(plan, pretraining_cohort_settings(plan), unlabelled=True,
-                                     progress=bars())
-        else:
-            folder = args.cohort
-        cohort = load_cohort(folder, label=plan.data.label, require_label=False)
-        init = resolve_encoder(plan, device, args.init) if args.init is not None else None
-        probes = None
-        if args.probe_cohort is not None:
-            if not plan.pretrain.probe_points:
-                raise UsageError("--probe-cohort needs pretrain.probe_points >= 1 in the plan")
-            probes = probe_set(load_cohort(args.probe_cohort, label=plan.data.label),
-                               plan.windows)
-        elif args.cohort is None and plan.pretrain.probe_points:
-            probes = simulated_probe_set(plan, progress=bars())
-        log = pretrain_brainlm(cohort, staging, plan.pretrain, init=init, device=device,
-                               windows=plan.windows, progress=bars(), probes=probes)
-        publish_folder(staging, out)
+        probe = args.probe_cohort
+        if probe is None and args.cohort is None and plan.pretrain.probe_points:
+            probe = spec.probe
+        encoder = PretrainedEncoder(
+            plan.pretrain, plan.windows, spec.store,
+            args.cohort if args.cohort is not None else pretraining_cohort_settings(spec),
+            probe, spec.with_source(args.init) if args.init is not None else None,
+            device=device, label=plan.data.label, progress=bars())
+    found = materialise(encoder, args.out, overwrite=args.overwrite)
+    out = found.folder
+    log = json.loads((out / LOG_FILE).read_text(encoding="utf-8"))
     held_out = log["held_out"]
     losses = ", ".join(f"{name} {value:.4f}" for name, value in held_out["loss"].items())
     print(f"held-out masked-patch loss ({len(held_out['subjects'])} subjects, "

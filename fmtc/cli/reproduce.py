@@ -28,7 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-build", action="store_true", help="execute notebooks only")
     parser.add_argument("--force", action="store_true",
                         help="re-execute notebooks whose executed copy is up to date (same "
-                             "source, parameters, plan and fmtc code)")
+                             "source, parameters, plan profile and result versions)")
+    parser.add_argument("--missing-only", action="store_true",
+                        help="execute only the notebooks that have no executed copy; keep "
+                             "stale ones as they are and list them (what `make book` does)")
     parser.set_defaults(handler=run)
 
 
@@ -49,10 +52,16 @@ def run(args: argparse.Namespace) -> int:
     plan_file = Path(args.plan).resolve() if args.plan else None
     # A failing notebook raises NotebookError: one line and exit 1 (fmtc.cli.main).
     report = reproduce(notebooks, book, plan.profile, plan_file, names=args.only,
-                       build=not args.no_build, cwd=root, force=args.force)
+                       build=not args.no_build, cwd=root, force=args.force,
+                       missing_only=args.missing_only)
     total = sum(report.notebooks.values())
     print(f"[fmtc reproduce] {len(report.notebooks)} notebook(s) executed on profile "
-          f"'{plan.profile}' in {total:.0f} s; {len(report.skipped)} up to date")
+          f"'{plan.profile}' in {total:.0f} s; {len(report.skipped)} kept")
+    if report.stale:
+        print(f"[fmtc reproduce] {len(report.stale)} page(s) are stale (their notebook, plan "
+              "profile or result versions changed since they were executed): "
+              f"{', '.join(report.stale)}; `fmtc reproduce --profile {plan.profile}` "
+              "re-executes them")
     if report.html_index is not None:
         print(f"[fmtc reproduce] book built in {report.build_seconds:.0f} s: "
               f"open {report.html_index.resolve()}")

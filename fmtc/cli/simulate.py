@@ -56,11 +56,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Simulate, then print where the cohort is."""
-    from fmtc.acquire.atlas import get_atlas
+    from fmtc.lifecycle import materialise
+    from fmtc.pipeline import store_for
     from fmtc.plan import PlanError
-    from fmtc.simulate.embedded import embedded_cohort
-    from fmtc.simulate.generator import simulate_cohort
-    from fmtc.storage import check_replaceable, staged_folder
+    from fmtc.simulate.embedded import SimulatedCohort
 
     plan = plan_from_args(args)
     changes = {field: getattr(args, field) for _, field, _, _ in _SETTINGS
@@ -74,34 +73,13 @@ def run(args: argparse.Namespace) -> int:
             text = text.replace(f"plan key 'simulation.{field}'",
                                 f"{flag} (plan key 'simulation.{field}')")
         raise PlanError(text) from None
-    if args.out is None:
-        out = embedded_cohort(plan, settings, unlabelled=args.unlabelled, progress=bars())
-    elif _same_simulation(args.out, settings, args.unlabelled) and not args.overwrite:
-        print(f"SIMULATED cohort with these settings already in {args.out}; kept as it is")
+    cohort = SimulatedCohort(settings, store_for(plan), args.unlabelled, progress=bars())
+    found = materialise(cohort, args.out, overwrite=args.overwrite, load=False)
+    if found.reused:
+        print(f"SIMULATED cohort with these settings already in {found.folder}; kept as it is")
         return 0
-    else:
-        atlas = get_atlas("SIM424", cache_dir=plan.path(plan.outputs.data_dir) / "atlases")
-        check_replaceable(args.out, ("dataset_description.json",), "cohort folder")
-        with staged_folder(args.out, overwrite=args.overwrite, what="cohort") as staging:
-            simulate_cohort(staging, settings, atlas, unlabelled=args.unlabelled,
-                            progress=bars())
-        out = args.out
+    out = found.folder
     kind = "unlabelled pain-agnostic" if args.unlabelled else "labelled"
     print(f"SIMULATED {kind} cohort of {settings.n_subjects} subjects written to {out}")
     return 0
 
-
-def _same_simulation(folder: Path, settings: object, unlabelled: bool) -> bool:
-    """Whether ``folder`` is a complete simulated cohort made with exactly these settings."""
-    import json
-
-    from fmtc.simulate.generator import GENERATOR_VERSION
-
-    try:
-        description = json.loads((folder / "dataset_description.json").read_text("utf-8"))
-        recorded = description["SimulationParameters"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    wanted = settings.identity() | {"unlabelled": unlabelled,
-                                    "generator_version": GENERATOR_VERSION}
-    return recorded == wanted

@@ -17,9 +17,9 @@ drop (``within - cross``) is what moving to the new group costs; within CV train
 A cross MCC comes with a 95% subject bootstrap interval over its test subjects
 (:func:`fmtc.evaluate.uncertainty.bootstrap_interval`; the fitted model held fixed).
 
-Every fit is a :class:`~fmtc.evaluate.protocol.FoldTask` run by
-:func:`~fmtc.evaluate.protocol.run_fold` through an :class:`~fmtc.execution.Executor`,
-so any registered model works. Torch models use the honest last-epoch rule (the end of
+Every fit is a :class:`~fmtc.evaluate.fits.Fit` run by :func:`~fmtc.evaluate.fits.run_fits`
+(read back when published, computed on an :class:`~fmtc.execution.Executor` otherwise), so any
+registered model works. Torch models use the honest last-epoch rule (the end of
 ``train.epochs``, trained on the whole training group; no test subject chooses anything),
 whatever ``evaluation.honest_epoch`` says.
 
@@ -33,13 +33,15 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from fmtc.evaluate.fits import Arm, Fit, FoldTask, run_fits
 from fmtc.evaluate.metrics import binary_metrics
-from fmtc.evaluate.protocol import Arm, FoldTask, _run_fold_shared, fold_seed
+from fmtc.evaluate.protocol import fold_seed
 from fmtc.evaluate.splits import Split, stratified_splits
 from fmtc.evaluate.uncertainty import bootstrap_interval
 from fmtc.execution import Executor
@@ -271,38 +273,44 @@ def _datasets(datasets: dict[str, ExperimentData] | ExperimentData) -> dict[str,
 def run_jobs(datasets: dict[str, ExperimentData] | ExperimentData, arms: Sequence[Arm],
              jobs: Sequence[GeneralisationJob], seed: int, *, n_bootstrap: int = 1000,
              executor: Executor | None = None, progress: bool | None = None,
-             predictions: list[dict[str, Any]] | None = None) -> pd.DataFrame:
+             predictions: list[dict[str, Any]] | None = None, fits: Path | None = None,
+             device: str = "cpu") -> pd.DataFrame:
     """Fit every arm on every job's splits and return the tidy table (:data:`COLUMNS`).
 
     ``datasets`` are keyed by ``Arm.data`` (a single dataset is ``"default"``); a job whose
     ``data`` is not empty reads ``datasets[f"{arm.data}{job.data}"]``. When ``predictions``
     is a list, one row per test subject of every cross fit is appended to it (``arm, model,
     scheme, train_on, test_on, participant_id, probability, label``), so that two models can
-    be compared paired on the same test subjects (:data:`PREDICTION_COLUMNS`).
+    be compared paired on the same test subjects (:data:`PREDICTION_COLUMNS`). ``fits`` is
+    where fits are published and read back from (None: computed in memory); ``device`` the
+    device type torch fits train on.
     """
     datasets = _datasets(datasets)
     for arm in arms:
         if arm.data not in datasets:
             raise ValueError(f"arm {arm.name!r} reads dataset {arm.data!r}, which was not given")
         datasets[arm.data].require(arm.model_spec.inputs, arm.model)
-    tasks, owners = [], []
+    executor = executor or Executor()
+    planned, owners, identities = [], [], {}
     for arm in arms:
         for j, job in enumerate(jobs):
             key = f"{arm.data}{job.data}"
             task_arm = dataclasses.replace(arm, data=key, spec=arm.model_spec)
+            if key not in identities:
+                identities[key] = datasets[key].identity(arm.model_spec.inputs)
             for split in job.splits:  # honest last epoch: fit on the whole training group
-                tasks.append((FoldTask(task_arm, split, split.train, split.train[:0],
-                                       fold_seed(seed, split) + 100_000 * j, ("honest",),
-                                       "last"), None))
-                owners.append((arm.name, j))
-    logger.info("%d generalisation fit(s): %d arm(s), %d job(s)", len(tasks), len(arms),
+                task = FoldTask(task_arm, split, split.train, split.train[:0],
+                                fold_seed(seed, split) + 100_000 * j, "last")
+                planned.append(Fit(task, identities[key], Path(fits or "."), device,
+                                   executor.threads_per_worker, dataset=key))
+                owners.append((arm.name, j, split))
+    logger.info("%d generalisation fit(s): %d arm(s), %d job(s)", len(planned), len(arms),
                 len(jobs))
-    executor = executor or Executor()
-    outcomes: dict[tuple[str, int], list[Any]] = {}
-    for owner, outcome in zip(owners, executor.map(_run_fold_shared, tasks, datasets,
-                                                   desc="generalisation fits",
-                                                   progress=progress), strict=True):
-        outcomes.setdefault(owner, []).append(outcome)
+    batch = run_fits(planned, datasets, executor=executor, publish=fits is not None,
+                     progress=progress, desc="generalisation fits")
+    outcomes: dict[tuple[str, int], list[tuple[Split, Any]]] = {}
+    for (name, j, split), record in zip(owners, batch.records, strict=True):
+        outcomes.setdefault((name, j), []).append((split, record))
 
     rows = []
     for arm in arms:
@@ -314,7 +322,7 @@ def run_jobs(datasets: dict[str, ExperimentData] | ExperimentData, arms: Sequenc
             n_train = len(job.splits[0].train) if job.splits else 0
             base = {"arm": arm.name, "model": arm.model, "scheme": job.scheme, "kind": job.kind,
                     "train_on": job.train_on, "test_on": job.test_on, "folds": job.folds,
-                    "note": job.note, "epoch": _epoch(found)}
+                    "note": job.note, "epoch": _epoch([r for _, r in found])}
             if job.kind == "within":
                 values = _within_metrics(found, labels)
                 within[(job.scheme, job.train_on)] = values
@@ -322,15 +330,15 @@ def run_jobs(datasets: dict[str, ExperimentData] | ExperimentData, arms: Sequenc
                     if job.splits else 0
                 rows.append({**base, "n_train": n_train, "n_test": n_test, **values})
                 continue
-            (outcome,) = found
-            probs = outcome.probabilities["honest"]
-            truth = labels[outcome.test]
+            ((_, record),) = found
+            probs = record.probabilities
+            truth = labels[record.test]
             if predictions is not None:
                 predictions.extend(
                     {"arm": arm.name, "model": arm.model, "scheme": job.scheme,
                      "train_on": job.train_on, "test_on": job.test_on,
                      "participant_id": data.subject_ids[i], "probability": float(p),
-                     "label": int(y)} for i, p, y in zip(outcome.test, probs, truth, strict=True))
+                     "label": int(y)} for i, p, y in zip(record.test, probs, truth, strict=True))
             values = binary_metrics(truth, probs)
             low, high = bootstrap_interval(truth, probs[None, :], n_bootstrap,
                                            seed + j)["mcc"]
@@ -350,24 +358,24 @@ def run_jobs(datasets: dict[str, ExperimentData] | ExperimentData, arms: Sequenc
     return table
 
 
-def _epoch(outcomes: list[Any]) -> float:
-    epochs = {o.epochs["honest"] for o in outcomes if o.epochs is not None}
+def _epoch(records: list[Any]) -> float:
+    epochs = {r.epoch for r in records if r.epoch is not None}
     return float(max(epochs)) if epochs else np.nan
 
 
-def _within_metrics(outcomes: list[Any], labels: np.ndarray) -> dict[str, float]:
+def _within_metrics(found: list[tuple[Split, Any]], labels: np.ndarray) -> dict[str, float]:
     """Mean over repeats of the pooled out-of-fold metrics of a within CV."""
-    if not outcomes:
+    if not found:
         return {"mcc": np.nan, "auc": np.nan, "bacc": np.nan, "folds": 0}
     per_repeat: dict[int, list[Any]] = {}
-    for outcome in outcomes:
-        per_repeat.setdefault(outcome.repeat, []).append(outcome)
+    for split, record in found:
+        per_repeat.setdefault(split.repeat, []).append(record)
     values = []
     for parts in per_repeat.values():
-        test = np.concatenate([o.test for o in parts])
-        probs = np.concatenate([o.probabilities["honest"] for o in parts])
+        test = np.concatenate([r.test for r in parts])
+        probs = np.concatenate([r.probabilities for r in parts])
         values.append(binary_metrics(labels[test], probs))
-    folds = max(o.fold for o in outcomes) + 1
+    folds = max(split.fold for split, _ in found) + 1
     return {"mcc": float(np.mean([v["mcc"] for v in values])),
             "auc": float(np.nanmean([v["auc"] for v in values])),
             "bacc": float(np.nanmean([v["bacc"] for v in values])), "folds": folds}
@@ -377,7 +385,8 @@ def generalise(datasets: dict[str, ExperimentData] | ExperimentData, arms: Seque
                groups: dict[str, Sequence[Any]], evaluation: EvaluationPlan, seed: int, *,
                within: bool = True, executor: Executor | None = None,
                progress: bool | None = None,
-               predictions: list[dict[str, Any]] | None = None) -> pd.DataFrame:
+               predictions: list[dict[str, Any]] | None = None, fits: Path | None = None,
+               device: str = "cpu") -> pd.DataFrame:
     """Within-cohort generalisation across groups: one scheme per entry of ``groups``.
 
     Parameters
@@ -390,6 +399,8 @@ def generalise(datasets: dict[str, ExperimentData] | ExperimentData, arms: Seque
     evaluation : EvaluationPlan
         ``folds``, ``repeats`` of the within references; ``bootstrap`` resamples.
     seed : int
+    fits, device
+        See :func:`run_jobs`.
 
     Returns
     -------
@@ -401,7 +412,8 @@ def generalise(datasets: dict[str, ExperimentData] | ExperimentData, arms: Seque
             for job in group_jobs(_check_length(values, labels, scheme), labels, scheme,
                                   evaluation, seed, within)]
     return run_jobs(datasets, arms, jobs, seed, n_bootstrap=evaluation.bootstrap,
-                    executor=executor, progress=progress, predictions=predictions)
+                    executor=executor, progress=progress, predictions=predictions, fits=fits,
+                    device=device)
 
 
 def cross_cohort(train: dict[str, ExperimentData] | ExperimentData,
@@ -409,12 +421,13 @@ def cross_cohort(train: dict[str, ExperimentData] | ExperimentData,
                  evaluation: EvaluationPlan, seed: int, *, names: tuple[str, str] = ("A", "B"),
                  within: bool = True, executor: Executor | None = None,
                  progress: bool | None = None,
-                 predictions: list[dict[str, Any]] | None = None) -> pd.DataFrame:
+                 predictions: list[dict[str, Any]] | None = None, fits: Path | None = None,
+                 device: str = "cpu") -> pd.DataFrame:
     """Train on every subject of cohort ``train``, test on every subject of cohort ``test``.
 
     ``train`` and ``test`` hold the same dataset keys (each arm's ``data``) with the same
     per-subject input shapes (:func:`combine_cohorts` says which differs). The within
-    reference is CV inside ``train``.
+    reference is CV inside ``train``; ``fits`` and ``device`` as in :func:`run_jobs`.
     """
     train, test = _datasets(train), _datasets(test)
     missing = sorted({a.data for a in arms} - set(test))
@@ -438,7 +451,8 @@ def cross_cohort(train: dict[str, ExperimentData] | ExperimentData,
         jobs.append(GeneralisationJob("cross-cohort", "within", names[0], names[0], splits,
                                       folds=folds, note=note))
     return run_jobs(combined, arms, jobs, seed, n_bootstrap=evaluation.bootstrap,
-                    executor=executor, progress=progress, predictions=predictions)
+                    executor=executor, progress=progress, predictions=predictions, fits=fits,
+                    device=device)
 
 
 def _check_length(values: Sequence[Any], labels: np.ndarray, scheme: str) -> list[Any]:

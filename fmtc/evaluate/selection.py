@@ -29,6 +29,8 @@ what lets the training loop keep only the chosen weights in memory.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 SELECTIONS = ("honest", "paper")
@@ -131,31 +133,34 @@ def snapshot_rule(selections: list[str], val_labels: np.ndarray, test_labels: np
     return rule
 
 
-def trajectory_table(val_labels: np.ndarray, val_probabilities: np.ndarray,
-                     test_labels: np.ndarray, test_probabilities: np.ndarray,
+def trajectory_table(val_labels: np.ndarray, val_probabilities: np.ndarray | None,
+                     test_labels: np.ndarray, test_probabilities: np.ndarray | None,
                      train_loss: list[float], lr: list[float]) -> dict[str, np.ndarray]:
-    """Per-epoch columns of ``trajectories.csv``: losses, MCC and AUC on validation and test."""
+    """Per-epoch columns of ``trajectories.csv``: losses, MCC and AUC on validation and test.
+
+    Validation columns are NaN without an inner validation split (``honest_epoch: last``), test
+    columns without the fit's test trajectory (it is logged only when the paper's selection
+    needs it).
+    """
     from sklearn.metrics import roc_auc_score
+
+    epochs = len(train_loss)
+    missing = np.full(epochs, np.nan)
 
     def auc(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
         if len(np.unique(labels)) < 2:
-            return np.full(len(probs), np.nan)
+            return missing
         return np.array([roc_auc_score(labels, row) for row in probs])
 
-    if len(val_labels) == 0:  # honest_epoch "last": no inner validation split
-        val = {"val_loss": np.full(len(test_probabilities), np.nan)}
-        val["val_mcc"] = val["val_auc"] = val["val_loss"]
-    else:
-        val = {"val_loss": _cross_entropy_per_epoch(val_labels, val_probabilities),
-               "val_mcc": _mcc_per_epoch(val_labels, val_probabilities),
-               "val_auc": auc(val_labels, val_probabilities)}
+    def scores(prefix: str, labels: np.ndarray, probs: np.ndarray | None) -> dict[str, Any]:
+        if probs is None or len(labels) == 0:
+            return {f"{prefix}_loss": missing, f"{prefix}_mcc": missing,
+                    f"{prefix}_auc": missing}
+        return {f"{prefix}_loss": _cross_entropy_per_epoch(labels, probs),
+                f"{prefix}_mcc": _mcc_per_epoch(labels, probs),
+                f"{prefix}_auc": auc(labels, probs)}
 
-    return {
-        "epoch": np.arange(len(test_probabilities)),
-        "lr": np.asarray(lr),
-        "train_loss": np.asarray(train_loss),
-        **val,
-        "test_loss": _cross_entropy_per_epoch(test_labels, test_probabilities),
-        "test_mcc": _mcc_per_epoch(test_labels, test_probabilities),
-        "test_auc": auc(test_labels, test_probabilities),
-    }
+    return {"epoch": np.arange(epochs), "lr": np.asarray(lr),
+            "train_loss": np.asarray(train_loss),
+            **scores("val", val_labels, val_probabilities),
+            **scores("test", test_labels, test_probabilities)}

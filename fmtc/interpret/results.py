@@ -4,7 +4,6 @@ An interpretation folder (``fmtc interpret``; by default ``interpret_<run>_<key>
 run folder, which is never modified) holds::
 
     interpretation.json          settings, run key, cohort, encoder, device, versions, timings
-    run.json                     its identity and key (marks the folder complete)
     subjects.csv                 per arm and attributed subject: TS share, evidences, deltas
     regions.csv                  per arm, modality (fc, ts) and region: score, rank, network
     region_folds.csv             the same per fold (the source of every interval)
@@ -14,18 +13,24 @@ run folder, which is never modified) holds::
                                  ``<arm>__mean_abs`` mean symmetrised attributions
     ground_truth_recovery.json   simulated cohorts: recall@k of the planted regions, references
     figures/*.png, *.svg         :mod:`fmtc.report.interpretation`
+
+It is a result of kind ``interpretation`` (:class:`Interpretation`, :mod:`fmtc.lifecycle`):
+its identity is the run's key, the keys of the attributed fits, the settings and the device.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from fmtc.interpret.aggregate import network_table, recall_at_k
+from fmtc.lifecycle import Result
 
 TOP_EDGES = 200
 """Edges kept per arm in ``edges.csv`` (by the magnitude of the class-aligned mean)."""
@@ -266,7 +271,7 @@ def summarise(results: dict[str, Any], cohort: Any, fc: dict[str, np.ndarray | N
 
 def write_tables(folder: Path, summary: dict[str, Any], record: dict[str, Any]) -> None:
     """Write the tables of :func:`summarise` and ``interpretation.json`` into ``folder``."""
-    from fmtc.runs import write_csv
+    from fmtc.evaluate.runs import write_csv
     from fmtc.storage import write_json
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -284,3 +289,133 @@ def write_tables(folder: Path, summary: dict[str, Any], record: dict[str, Any]) 
         with atomic_open(folder / "edges.npz", "wb") as handle:
             np.savez_compressed(handle, **arrays)
     write_json(folder / "interpretation.json", record)
+
+
+# --------------------------------------------------------------------------- the result
+
+
+@dataclass
+class InterpretationRun:
+    """A finished (or re-read) interpretation of a run (:func:`fmtc.pipeline.interpret_run`).
+
+    Attributes
+    ----------
+    folder : Path
+    key : str
+    reused : bool
+    tables : dict
+        :func:`read_interpretation` of ``folder``.
+    """
+
+    folder: Path
+    key: str
+    reused: bool
+    tables: dict[str, Any]
+
+
+@dataclass(frozen=True, eq=False)
+class Interpretation(Result):
+    """Integrated gradients of every fold model of some arms of a run, as a result.
+
+    Parameters
+    ----------
+    context : RunContext
+        The run, its plan, cohort, arms and device (:func:`fmtc.interpret.inputs.run_context`).
+    cv : CrossValidation
+        The run's experiment rebuilt from its plan (arms, splits, datasets).
+    records : list of FitRecord
+        One per task of ``cv``, each holding its weights.
+    feature_plans : dict
+        Per data key, ``(FeatureSettings, EncoderSpec, connectivity kind, input scaling)``.
+    settings : IGSettings, optional
+        Default: :class:`~fmtc.interpret.analysis.IGSettings` (every test subject's TS path
+        on a GPU, :data:`~fmtc.interpret.analysis.CPU_TS_SUBJECTS` per fold on a CPU).
+    """
+
+    kind: ClassVar[str] = "interpretation"
+
+    context: Any
+    cv: Any
+    records: list[Any]
+    feature_plans: dict[str, Any]
+    settings: Any = None
+    progress: bool = field(default=False, compare=False)
+
+    @property
+    def ig(self) -> Any:
+        """The IG settings in force."""
+        from fmtc.interpret.analysis import CPU_TS_SUBJECTS, IGSettings
+
+        if self.settings is not None:
+            return self.settings
+        on_gpu = self.context.device.type == "cuda"
+        return IGSettings(ts_subjects=None if on_gpu else CPU_TS_SUBJECTS)
+
+    def _tasks(self) -> list[tuple[Any, Any]]:
+        return [(t, r) for t, r in zip(self.cv.tasks, self.records, strict=True)
+                if t.arm.name in self.context.arms]
+
+    def config(self) -> dict[str, Any]:
+        return {"arms": self.context.arms, "settings": self.ig.to_dict(),
+                "device": self.context.device.type}
+
+    def inputs(self) -> dict[str, Any]:
+        return {"run": self.context.key, "fits": [r.key for _, r in self._tasks()]}
+
+    def input_folders(self) -> list[Path]:
+        return [self.context.run_dir, Path(self.context.cohort.root)]
+
+    def default_folder(self) -> Path:
+        run_dir = self.context.run_dir
+        return run_dir.parent / f"interpret_{run_dir.name}_{self.key[:12]}"
+
+    def compute(self, staging: Path, extras: frozenset[str]) -> None:
+        from fmtc.device import describe_device
+        from fmtc.errors import InvalidDataError
+        from fmtc.interpret.analysis import interpret_arm
+        from fmtc.interpret.inputs import cohort_inputs, fold_models
+        from fmtc.provenance import provenance_record
+        from fmtc.report.interpretation import write_figures
+
+        start = time.perf_counter()
+        context, settings, device = self.context, self.ig, self.context.device
+        cohort, splits = context.cohort, context.tables["splits"]["splits"]
+        arms = [a for a in self.cv.arms if a.name in context.arms]
+        labels = np.asarray(self.cv.labels)
+        results, encoders = {}, {}
+        for arm in arms:
+            data = self.cv.datasets[arm.data]
+            if data.window_fc:
+                raise InvalidDataError(f"arm {arm.name!r} reads one FC matrix per window "
+                                       "(gram_raw_window); fmtc interpret attributes "
+                                       "subject-level FC only")
+            spec = arm.model_spec
+            inputs, encoders[arm.name] = cohort_inputs(cohort, data, self.feature_plans[arm.data],
+                                                       spec.inputs, settings, device,
+                                                       self.progress)
+            pairs = [(t, r) for t, r in self._tasks() if t.arm.name == arm.name]
+            build = fold_models([r for _, r in pairs], [t for t, _ in pairs], device)
+            results[arm.name] = interpret_arm(build, splits, inputs, labels, settings, device,
+                                              spec.inputs, fused=spec.fused,
+                                              progress=self.progress)
+        plan = context.plan
+        summary = summarise(results, cohort, {a.name: self.cv.datasets[a.data].fc for a in arms},
+                            labels, splits, plan.logistic, context.tables["predictions"],
+                            plan.seed)
+        record = provenance_record(
+            command="interpret", key=self.key,
+            run={"folder": context.run_dir.name, "key": context.key,
+                 "experiment": context.provenance.get("experiment")},
+            settings=settings.to_dict(), arms={a.name: a.model for a in arms},
+            cohort={"name": cohort.name, "content_hash": cohort.content_hash,
+                    "simulated": cohort.is_simulated, "folder": Path(cohort.root).name},
+            encoders=encoders, device=describe_device(device),
+            label_permuted=bool(context.models.get("label_permuted")),
+            selection=context.provenance["selections"][0],
+            seconds={a: r.seconds for a, r in results.items()},
+            timings={"total_s": time.perf_counter() - start})
+        write_tables(staging, summary, record)
+        write_figures(staging / "figures", summary, cohort)
+
+    def load(self, folder: Path, record: dict[str, Any]) -> InterpretationRun:
+        return InterpretationRun(folder, record["key"], False, read_interpretation(folder))

@@ -113,6 +113,8 @@ class ModelSpec:
     has_epochs : bool, optional
         Whether the estimator logs per-epoch probabilities (default: ``module`` is set).
     description : str
+    default : bool
+        Among the models ``fmtc evaluate`` runs without ``--model`` (:func:`default_models`).
     """
 
     name: str
@@ -124,6 +126,7 @@ class ModelSpec:
     section: str | None = None
     has_epochs: bool | None = None
     description: str = ""
+    default: bool = False
 
     def __post_init__(self) -> None:
         unknown = [i for i in self.inputs if i not in INPUTS]
@@ -140,6 +143,17 @@ class ModelSpec:
     def epochs(self) -> bool:
         """True when the model logs per-epoch probabilities (selection rules apply)."""
         return self.module is not None if self.has_epochs is None else self.has_epochs
+
+    @property
+    def interpretable(self) -> bool:
+        """Whether ``fmtc interpret`` can attribute its fold models (torch models)."""
+        return self.module is not None
+
+    @property
+    def fused(self) -> bool:
+        """Whether the model exposes a fused representation (``representation`` and ``head``),
+        whose TS and FC halves interpretation attributes (FMM_TC)."""
+        return self.module is not None and hasattr(self.module_class(), "representation")
 
     @property
     def params_section(self) -> str:
@@ -220,6 +234,11 @@ def check_models(names: Any, where: str = "model") -> list[str]:
     return names
 
 
+def default_models() -> list[str]:
+    """The models ``fmtc evaluate`` runs when neither ``--model`` nor ``evaluation.models`` says."""
+    return [name for name, spec in _REGISTRY.items() if spec.default]
+
+
 def display_names() -> dict[str, str]:
     """Model name -> display name, for figures and tables."""
     return {name: spec.display_name for name, spec in _REGISTRY.items()}
@@ -227,19 +246,22 @@ def display_names() -> dict[str, str]:
 
 # --------------------------------------------------------------------------- built-in models
 register(ModelSpec("fmmtc", "FMM_TC", ("cls", "fc"), module="fmtc.predict.models:FMMTC",
-                   description="BrainLM CLS ⊕ ResNet-18(FC) -> linear head (the paper's model)"))
+                   description="BrainLM CLS ⊕ ResNet-18(FC) -> linear head (the paper's model)",
+                   default=True))
 register(ModelSpec("ts", "TS-only", ("cls",), module="fmtc.predict.models:TSOnly",
-                   description="BrainLM CLS -> linear head"))
+                   description="BrainLM CLS -> linear head", default=True))
 register(ModelSpec("fc", "FC-only", ("fc",), module="fmtc.predict.models:FCOnly",
-                   description="ResNet-18(FC) from scratch -> linear head"))
+                   description="ResNet-18(FC) from scratch -> linear head", default=True))
 register(ModelSpec("fc-logreg", "FC logistic", ("fc",),
                    factory="fmtc.predict.baselines:fc_logistic",
                    params="fmtc.plan:LogisticPlan", section="logistic",
-                   description="FC upper triangle -> standardise -> L2 logistic (C by inner CV)"))
+                   description="FC upper triangle -> standardise -> L2 logistic (C by inner CV)",
+                   default=True))
 register(ModelSpec("cls-logreg", "CLS logistic", ("cls",),
                    factory="fmtc.predict.baselines:cls_logistic",
                    params="fmtc.plan:LogisticPlan", section="logistic",
-                   description="window-mean BrainLM CLS -> standardise -> L2 logistic"))
+                   description="window-mean BrainLM CLS -> standardise -> L2 logistic",
+                   default=True))
 register(ModelSpec("ts-handcrafted", "TS handcrafted", ("temporal",),
                    factory="fmtc.predict.baselines:temporal_logistic",
                    params="fmtc.plan:LogisticPlan", section="logistic",

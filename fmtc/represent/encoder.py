@@ -1,14 +1,18 @@
-"""The plan's frozen BrainLM encoder: a checkpoint folder, a Hub id, or simulated-pretrained.
+"""The frozen BrainLM encoder: a checkpoint folder, a Hub id, simulated-pretrained or random-init.
 
 ``brainlm.source: simulated-pretrained`` names a small BrainLM (the architecture of
 ``pretrain.architecture``; every other config field as in the official ``old_13M`` config.json:
 20-time-point patches, 65-tap token convolution, LayerNorm eps 1e-12) pretrained with the
 masked-patch objective of BrainLM (Ortega Caro et al., ICLR 2024) on the simulator's pain-agnostic
-cohort by :func:`fmtc.represent.pretrain.pretrain_brainlm`. It is built once, on first use, into
-``outputs.models_dir/brainlm-simulated-<key>`` (``key``: hash of every setting that shapes it) and
-read from there afterwards; nothing touches the network. Any other source goes to
+cohort by :func:`fmtc.represent.pretrain.pretrain_brainlm`. It is a result of kind ``encoder``
+(:class:`PretrainedEncoder`, :mod:`fmtc.lifecycle`): built once, on first use, into
+``<models>/brainlm-simulated-<key>``, resumable, and read back afterwards; nothing touches the
+network. ``random-init`` is the same architecture untrained. Any other source goes to
 :func:`fmtc.represent.loading.load_brainlm`, which fetches from the Hugging Face Hub only when the
 source is a repo id rather than a folder.
+
+Every function here receives an :class:`EncoderSpec` (the plan's ``brainlm``, ``pretrain`` and
+``windows`` sections and where results live), never the whole plan.
 """
 
 from __future__ import annotations
@@ -17,14 +21,14 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
-import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from fmtc.plan import Plan, SimulationPlan
+from fmtc.lifecycle import Result, Store, materialise
+from fmtc.plan import PretrainPlan, SimulationPlan, WindowPlan
 from fmtc.represent.brainlm import BrainLM, BrainLMConfig
 from fmtc.represent.loading import (
     WEIGHT_FILES,
@@ -33,7 +37,7 @@ from fmtc.represent.loading import (
     load_brainlm,
     looks_like_path,
 )
-from fmtc.storage import check_writable, sha256_file, write_json
+from fmtc.storage import sha256_file
 
 if TYPE_CHECKING:  # pragma: no cover
     from fmtc.represent.probe import ProbeSet
@@ -46,111 +50,279 @@ RANDOM_INIT_SOURCE = "random-init"
 the ablation that shows what pretraining adds."""
 RANDOM_INIT_REGIONS = 424
 """``num_brain_voxels`` recorded in the random-init config (informational, as for A424)."""
-#: Bump when the pretraining recipe changes in a way the settings do not show.
-SIMULATED_RECIPE = 2
-SETTINGS_FILE = "simulated_settings.json"
 PROBE_SEED_OFFSET = 7919
 
 
-def resolve_encoder(
-    plan: Plan,
-    device: torch.device,
-    source: str | None = None,
-    progress: bool = True,
-) -> BrainLM:
-    """Return the plan's frozen BrainLM encoder in eval mode on ``device``.
+@dataclass(frozen=True)
+class EncoderSpec:
+    """Which frozen BrainLM encoder, and what builds it when it is fmtc's own.
+
+    Attributes
+    ----------
+    source : str
+        ``simulated-pretrained``, ``random-init``, a local checkpoint folder, or a Hugging Face
+        repo id with optional subfolder (``brainlm.source``).
+    revision, sha256 : str or None
+        Pin of a Hub checkpoint (``brainlm.revision``, ``brainlm.sha256``).
+    pretrain : PretrainPlan
+        Architecture and recipe of the simulated-pretrained and random-init encoders.
+    windows : WindowPlan
+        ``length`` is the pretraining window.
+    tr : float
+        Repetition time of the simulated pretraining corpus (``simulation.tr``).
+    probe : SimulationPlan or None
+        The labelled simulated cohort that probes the pretraining (``pretrain.probe_points``
+        > 0; :func:`probe_cohort_settings`).
+    store : Store
+        Where cohorts and encoders are published.
+    """
+
+    source: str
+    pretrain: PretrainPlan
+    windows: WindowPlan
+    store: Store
+    tr: float = 2.5
+    probe: SimulationPlan | None = None
+    revision: str | None = None
+    sha256: str | None = None
+
+    def with_source(self, source: str | None) -> EncoderSpec:
+        """The same spec with another ``source`` (None: unchanged)."""
+        return self if source is None else dataclasses.replace(self, source=source)
+
+
+def probe_cohort_settings(simulation: SimulationPlan, pretrain: PretrainPlan) -> SimulationPlan:
+    """The labelled simulated cohort that probes the pretraining (``pretrain.probe_points``).
+
+    A labelled cohort of the plan's size, length and TR at the default effects (effect size 1,
+    no study shift), drawn with seed ``pretrain.seed + PROBE_SEED_OFFSET``: other subjects than
+    the cohorts the claims are measured on (their seeds are small numbers), and independent of
+    the labelled cohort's seed and effect settings, so choosing another labelled cohort does not
+    retrain the encoder.
+    """
+    return SimulationPlan(n_subjects=simulation.n_subjects, n_volumes=simulation.n_volumes,
+                          tr=simulation.tr, seed=pretrain.seed + PROBE_SEED_OFFSET)
+
+
+def pretraining_cohort_settings(spec: EncoderSpec) -> SimulationPlan:
+    """Simulation settings of the pain-agnostic pretraining corpus of ``spec``.
+
+    Only the acquisition (``tr``) and ``pretrain``'s size, length and seed matter; every label-,
+    study- and covariate-related setting keeps its default (an unlabelled corpus has none of
+    them), so cohorts simulated with other effects, studies or seeds share one encoder.
+    """
+    return SimulationPlan(n_subjects=spec.pretrain.n_subjects,
+                          n_volumes=spec.pretrain.n_volumes, tr=spec.tr,
+                          seed=spec.pretrain.seed)
+
+
+@dataclass(frozen=True, eq=False)
+class PretrainedEncoder(Result):
+    """A BrainLM pretrained by :func:`~fmtc.represent.pretrain.pretrain_brainlm` (resumable).
 
     Parameters
     ----------
-    plan : Plan
-        Supplies ``brainlm`` (source, revision), and for the simulated-pretrained encoder
-        ``pretrain``, ``windows``, ``simulation`` and ``outputs``.
+    settings : PretrainPlan
+    windows : WindowPlan
+    store : Store
+        ``models`` is where it is published by default.
+    corpus : SimulationPlan or Path
+        The unlabelled corpus: simulated settings (the default encoder), or a cohort folder.
+    probe : SimulationPlan or Path or None
+        The labelled probe cohort (simulated settings or a folder), with
+        ``settings.probe_points`` > 0.
+    init : EncoderSpec or None
+        Continue from this encoder's weights instead of a random initialisation.
     device : torch.device
-        Where the model lives (and where a first-use pretraining runs).
-    source : str, optional
-        Overrides ``plan.brainlm.source`` (the CLI's ``--brainlm``): ``"simulated-pretrained"``,
-        a local checkpoint folder, or a Hugging Face repo id with optional subfolder.
-    progress : bool, default=True
+        Where to train (CUDA trains in bf16 autocast: another result).
+    label : str or None
+        Label column of a probe cohort folder.
+    """
+
+    kind: ClassVar[str] = "encoder"
+    resumable: ClassVar[bool] = True
+
+    settings: PretrainPlan
+    windows: WindowPlan
+    store: Store
+    corpus: SimulationPlan | Path
+    probe: SimulationPlan | Path | None = None
+    init: EncoderSpec | None = None
+    device: Any = None
+    label: str | None = None
+    progress: bool = field(default=False, compare=False)
+
+    def _cohort(self, source: SimulationPlan | Path, unlabelled: bool) -> Any:
+        if isinstance(source, SimulationPlan):
+            from fmtc.simulate.embedded import SimulatedCohort
+
+            return SimulatedCohort(source, self.store, unlabelled, self.progress)
+        return Path(source)
+
+    def config(self) -> dict[str, Any]:
+        return {"pretrain": self.settings, "windows": self.windows,
+                "device": _device(self.device).type}
+
+    def inputs(self) -> dict[str, Any]:
+        def identity(source: SimulationPlan | Path | None, unlabelled: bool) -> Any:
+            if source is None:
+                return None
+            found = self._cohort(source, unlabelled)
+            if isinstance(found, Path):
+                from fmtc.cohort.folder import load_cohort
+
+                return load_cohort(found, label=self.label,
+                                   require_label=not unlabelled).content_hash
+            return found.key
+
+        init = None
+        if self.init is not None:
+            init = encoder_identity(self.init, _device(self.device))
+        return {"corpus": identity(self.corpus, True), "probe": identity(self.probe, False),
+                "init": init}
+
+    def input_folders(self) -> list[Path]:
+        return [Path(p) for p in (self.corpus, self.probe) if isinstance(p, Path)]
+
+    def default_folder(self) -> Path:
+        return self.store.models / f"brainlm-simulated-{self.key[:12]}"
+
+    def compute(self, staging: Path, extras: frozenset[str]) -> None:
+        from fmtc.cohort.folder import load_cohort
+        from fmtc.lifecycle import materialise
+        from fmtc.represent.pretrain import pretrain_brainlm
+        from fmtc.represent.probe import probe_set
+
+        def folder(source: SimulationPlan | Path, unlabelled: bool) -> Path:
+            found = self._cohort(source, unlabelled)
+            return found if isinstance(found, Path) else materialise(found).folder
+
+        device = _device(self.device)
+        cohort = load_cohort(folder(self.corpus, True), label=self.label, require_label=False)
+        probes = None
+        if self.probe is not None and self.settings.probe_points:
+            probes = probe_set(load_cohort(folder(self.probe, False), label=self.label),
+                               self.windows)
+        init = resolve_encoder(self.init, device) if self.init is not None else None
+        pretrain_brainlm(cohort, staging, self.settings, init=init, device=device,
+                         windows=self.windows, progress=self.progress, probes=probes)
+
+    def load(self, folder: Path, record: dict[str, Any]) -> Path:
+        return folder
+
+
+def _device(device: Any) -> torch.device:
+    return torch.device("cpu") if device is None else torch.device(device)
+
+
+def simulated_encoder(spec: EncoderSpec, device: Any = None,
+                      progress: bool = False) -> PretrainedEncoder:
+    """The :class:`PretrainedEncoder` of the ``simulated-pretrained`` source of ``spec``."""
+    return PretrainedEncoder(spec.pretrain, spec.windows, spec.store,
+                             pretraining_cohort_settings(spec),
+                             spec.probe if spec.pretrain.probe_points else None,
+                             device=_device(device), progress=progress)
+
+
+def build_simulated_encoder(spec: EncoderSpec, device: Any = None,
+                            progress: bool = False) -> Path:
+    """The folder of the simulated-pretrained encoder, pretrained on first use (resumable)."""
+    return materialise(simulated_encoder(spec, device, progress)).folder
+
+
+def simulated_encoder_folder(spec: EncoderSpec, device: Any = None) -> Path:
+    """Where the simulated-pretrained encoder of ``spec`` is (or will be) published."""
+    return simulated_encoder(spec, device).default_folder()
+
+
+def resolve_encoder(spec: EncoderSpec, device: Any = None, progress: bool = False) -> BrainLM:
+    """Return the frozen BrainLM encoder of ``spec`` in eval mode on ``device``.
+
+    Parameters
+    ----------
+    spec : EncoderSpec
+    device : torch.device, optional
+        Where the model lives (and where a first-use pretraining runs). Default: the CPU.
+    progress : bool
         Show progress bars if the simulated-pretrained encoder has to be built.
 
     Returns
     -------
     BrainLM
         ``model.source_info`` records ``source``, ``commit`` and ``weights_sha256``; for the
-        simulated-pretrained encoder also its ``folder`` and pretraining ``settings``.
+        simulated-pretrained encoder also its ``folder`` and ``key``.
     """
-    source = source or plan.brainlm.source
-    if source == RANDOM_INIT_SOURCE:
-        return random_init_encoder(plan).to(device).eval()
-    if source != SIMULATED_SOURCE:
-        return load_brainlm(source, plan.brainlm.revision, device=device,
-                            sha256=plan.brainlm.sha256)
-    folder = simulated_encoder_folder(plan)
-    if not _is_complete(folder):
-        build_simulated_encoder(plan, device, progress=progress)
+    device = _device(device)
+    if spec.source == RANDOM_INIT_SOURCE:
+        return random_init_encoder(spec).to(device).eval()
+    if spec.source != SIMULATED_SOURCE:
+        return load_brainlm(spec.source, spec.revision, device=device, sha256=spec.sha256)
+    encoder = simulated_encoder(spec, device, progress)
     try:
-        model = load_brainlm(folder, device=device)
-    except BrainLMLoadError as error:  # a damaged cache is reported, then rebuilt, not trusted
+        found = materialise(encoder)
+        model = load_brainlm(found.folder, device=device)
+    except BrainLMLoadError as error:  # a damaged result is reported, then rebuilt, not trusted
         logger.warning("the cached simulated-pretrained encoder is damaged (%s); rebuilding it",
                        error)
-        damaged = folder.with_name(f".{folder.name}.damaged-{os.getpid()}")
-        folder.rename(damaged)
-        shutil.rmtree(damaged, ignore_errors=True)
-        build_simulated_encoder(plan, device, progress=progress)
-        model = load_brainlm(folder, device=device)
-    model.source_info.update(
-        source=SIMULATED_SOURCE, folder=str(folder), settings=simulated_settings(plan)
-    )
+        found = materialise(encoder, overwrite=True)
+        model = load_brainlm(found.folder, device=device)
+    model.source_info.update(source=SIMULATED_SOURCE, folder=str(found.folder),
+                             key=encoder.key)
     return model
 
 
-def encoder_fingerprint(plan: Plan, source: str | None = None) -> dict[str, str] | None:
-    """Identify the encoder's weights and config without building or loading the model.
+def encoder_identity(spec: EncoderSpec, device: Any = None) -> dict[str, Any]:
+    """What identifies the encoder of ``spec``, known before its weights are built or fetched.
 
-    Used to look up a feature cache before paying for an encoder. Hub sources are looked up in
-    the local Hugging Face cache only (no network), at ``plan.brainlm.revision`` or ``main``.
+    The simulated-pretrained encoder is its result key (kind, version, recipe, corpus); the
+    random-init encoder and checkpoints are their weights and config hashes. A Hub checkpoint
+    that is not in the local cache is fetched first.
+    """
+    device = _device(device)
+    if spec.source == SIMULATED_SOURCE:
+        return {"source": SIMULATED_SOURCE, "key": simulated_encoder(spec, device).key}
+    if spec.source == RANDOM_INIT_SOURCE:
+        return {"source": RANDOM_INIT_SOURCE, **model_fingerprint(random_init_encoder(spec))}
+    found = encoder_fingerprint(spec)
+    if found is None:
+        found = model_fingerprint(resolve_encoder(spec, device))
+    return {"source": spec.source, **found}
 
-    Parameters
-    ----------
-    plan : Plan
-    source : str, optional
-        As in :func:`resolve_encoder`.
+
+def encoder_fingerprint(spec: EncoderSpec) -> dict[str, str] | None:
+    """Weights and config hashes of a checkpoint source without loading the model.
+
+    Hub sources are looked up in the local Hugging Face cache only (no network), at
+    ``spec.revision`` or ``main``.
 
     Returns
     -------
     dict or None
-        ``{"weights_sha256", "config_sha256"}``, or ``None`` when the files are not on disk yet
-        (the simulated encoder is not built, or the Hub files are not cached).
+        ``{"weights_sha256", "config_sha256"}``, or ``None`` when the files are not on disk yet.
     """
-    source = source or plan.brainlm.source
-    if source == SIMULATED_SOURCE:
-        folder = simulated_encoder_folder(plan)
-        return _folder_fingerprint(folder) if _is_complete(folder) else None
-    if source == RANDOM_INIT_SOURCE:  # built in a moment, never stored
-        return model_fingerprint(random_init_encoder(plan))
-    folder = Path(source).expanduser()
-    check_not_a_file(source)
+    folder = Path(spec.source).expanduser()
+    check_not_a_file(spec.source)
     if folder.is_dir():
         return _folder_fingerprint(folder)
-    if looks_like_path(source):
-        raise BrainLMLoadError(f"BrainLM checkpoint folder {source!r} does not exist; check the "
-                               "path (--brainlm, plan key brainlm.source)")
-    return _hub_cache_fingerprint(source, plan.brainlm.revision)
+    if looks_like_path(spec.source):
+        raise BrainLMLoadError(f"BrainLM checkpoint folder {spec.source!r} does not exist; check "
+                               "the path (--brainlm, plan key brainlm.source)")
+    return _hub_cache_fingerprint(spec.source, spec.revision)
 
 
-def random_init_encoder(plan: Plan) -> BrainLM:
+def random_init_encoder(spec: EncoderSpec) -> BrainLM:
     """The ``random-init`` encoder: the simulated-pretrained architecture, untrained.
 
     Initialised as :func:`~fmtc.represent.pretrain.pretrain_brainlm` initialises a model
     before its first step (seed ``pretrain.seed``), so "pretrained minus random-init" is
-    exactly what pretraining changed. Deterministic: the same plan gives the same weights
-    (``source_info["weights_sha256"]`` hashes every tensor), so its features are cached.
+    exactly what pretraining changed. Deterministic: the same settings give the same weights
+    (``source_info["weights_sha256"]`` hashes every tensor).
     """
     from fmtc.represent.pretrain import pretraining_config
 
-    config = pretraining_config(plan.pretrain, plan.windows, RANDOM_INIT_REGIONS)
+    config = pretraining_config(spec.pretrain, spec.windows, RANDOM_INIT_REGIONS)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(plan.pretrain.seed)
+        torch.manual_seed(spec.pretrain.seed)
         model = BrainLM(config)
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
@@ -159,13 +331,13 @@ def random_init_encoder(plan: Plan) -> BrainLM:
         digest.update(value.numpy().tobytes())
     model.source_info = {"source": RANDOM_INIT_SOURCE, "revision": None, "commit": None,
                          "weights_sha256": digest.hexdigest(), "files": [],
-                         "seed": plan.pretrain.seed,
-                         "architecture": dataclasses.asdict(plan.pretrain.architecture)}
+                         "seed": spec.pretrain.seed,
+                         "architecture": dataclasses.asdict(spec.pretrain.architecture)}
     return model.eval()
 
 
 def model_fingerprint(model: BrainLM) -> dict[str, str]:
-    """The :func:`encoder_fingerprint` of a model already in memory."""
+    """Weights and config hashes of a model already in memory."""
     weights = model.source_info.get("weights_sha256")
     if not weights:
         raise ValueError(
@@ -182,112 +354,16 @@ def config_sha256(config: BrainLMConfig) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-# ------------------------------------------------------------------------ simulated-pretrained
-
-
-def pretraining_cohort_settings(plan: Plan) -> SimulationPlan:
-    """Simulation settings of the pain-agnostic pretraining cohort of ``plan``.
-
-    Only the acquisition (``simulation.tr``) and ``pretrain``'s size, length and seed come from
-    the plan; every label-, study- and covariate-related setting keeps its default (an
-    unlabelled corpus has none of them), so cohorts simulated with other effects, studies or
-    seeds share one encoder (:func:`fmtc.pipeline.simulation_sweep`; with
-    ``pretrain.probe_points``, the probe cohort's size and length enter the encoder's key
-    too).
-    """
-    return SimulationPlan(n_subjects=plan.pretrain.n_subjects, n_volumes=plan.pretrain.n_volumes,
-                          tr=plan.simulation.tr, seed=plan.pretrain.seed)
-
-
-def probe_cohort_settings(plan: Plan) -> SimulationPlan:
-    """The labelled simulated cohort that probes the pretraining (``pretrain.probe_points``).
-
-    A labelled cohort of the plan's size, length and TR at the default effects (effect size 1,
-    one study shift of 0), drawn with seed ``pretrain.seed + PROBE_SEED_OFFSET``: other subjects
-    than the cohorts the claims are measured on (their seeds are small numbers), and
-    independent of the labelled cohort's seed and effect settings, so choosing another
-    labelled cohort does not retrain the encoder.
-    """
-    return SimulationPlan(n_subjects=plan.simulation.n_subjects,
-                          n_volumes=plan.simulation.n_volumes, tr=plan.simulation.tr,
-                          seed=plan.pretrain.seed + PROBE_SEED_OFFSET)
-
-
-def simulated_probe_set(plan: Plan, progress: bool = True) -> ProbeSet:
-    """The plan's simulated probe cohort (:func:`probe_cohort_settings`), ready to probe."""
+def simulated_probe_set(spec: EncoderSpec, progress: bool = False) -> ProbeSet:
+    """The simulated probe cohort of ``spec``, ready to probe (``spec.probe`` must be set)."""
     from fmtc.cohort.folder import load_cohort
     from fmtc.represent.probe import probe_set
-    from fmtc.simulate.embedded import embedded_cohort
+    from fmtc.simulate.embedded import simulated_cohort
 
-    folder = embedded_cohort(plan, probe_cohort_settings(plan), progress=progress)
-    return probe_set(load_cohort(folder), plan.windows)
-
-
-def simulated_settings(plan: Plan) -> dict[str, Any]:
-    """Every setting that shapes the simulated-pretrained encoder (its cache key's content)."""
-    from fmtc.simulate.generator import GENERATOR_VERSION
-
-    return {
-        "recipe": SIMULATED_RECIPE,
-        "pretrain": dataclasses.asdict(plan.pretrain),
-        "windows": dataclasses.asdict(plan.windows),
-        "cohort": pretraining_cohort_settings(plan).identity(),
-        "probe_cohort": (probe_cohort_settings(plan).identity()
-                         if plan.pretrain.probe_points else None),
-        "generator": GENERATOR_VERSION,
-    }
-
-
-def simulated_encoder_folder(plan: Plan) -> Path:
-    """``outputs.models_dir/brainlm-simulated-<key>``, whether or not it is built yet."""
-    payload = json.dumps(simulated_settings(plan), sort_keys=True)
-    key = hashlib.sha256(payload.encode()).hexdigest()[:12]
-    return plan.path(plan.outputs.models_dir) / f"brainlm-simulated-{key}"
-
-
-def build_simulated_encoder(plan: Plan, device: torch.device, progress: bool = True) -> Path:
-    """Pretrain the simulated-pretrained encoder into its cache folder (resumable, atomic).
-
-    Training runs in ``.<folder>.partial`` beside the destination, which is renamed when training
-    has finished, so the destination is either complete or absent. An interrupted build resumes
-    from the partial folder's last epoch on the next call.
-
-    Returns
-    -------
-    Path
-        The complete folder, readable by :func:`fmtc.represent.loading.load_brainlm`.
-    """
-    from fmtc.cohort.folder import load_cohort
-    from fmtc.represent.pretrain import pretrain_brainlm
-    from fmtc.simulate.embedded import embedded_cohort
-
-    folder = simulated_encoder_folder(plan)
-    if _is_complete(folder):
-        return folder
-    check_writable(folder.parent, "the pretrained encoder",
-                   "Choose another outputs.models_dir in the plan")  # before pretraining
-    cohort_dir = embedded_cohort(
-        plan, pretraining_cohort_settings(plan), unlabelled=True, progress=progress
-    )
-    cohort = load_cohort(cohort_dir, require_label=False)
-    probes = simulated_probe_set(plan, progress) if plan.pretrain.probe_points else None
-    staging = folder.with_name(f".{folder.name}.partial")
-    pretrain_brainlm(
-        cohort, staging, plan.pretrain, init=None, device=device, windows=plan.windows,
-        progress=progress, probes=probes,
-    )
-    write_json(staging / SETTINGS_FILE, simulated_settings(plan))  # last: marks completion
-    try:
-        os.replace(staging, folder)
-    except OSError:  # another process finished first: keep its folder
-        if not _is_complete(folder):
-            raise
-        shutil.rmtree(staging, ignore_errors=True)
-    return folder
-
-
-def _is_complete(folder: Path) -> bool:
-    return (folder / SETTINGS_FILE).is_file() and (folder / "config.json").is_file()
+    if spec.probe is None:
+        raise ValueError("this encoder spec has no probe cohort (pretrain.probe_points is 0)")
+    folder = simulated_cohort(spec.probe, spec.store, progress=progress)
+    return probe_set(load_cohort(folder), spec.windows)
 
 
 # ------------------------------------------------------------------------------- fingerprints

@@ -1,50 +1,80 @@
-"""The embedded default: the simulated cohort a plan asks for, generated once and cached."""
+"""The embedded default: simulated cohorts as results, generated once and read back."""
 
 from __future__ import annotations
 
-import hashlib
-import json
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
 
-from fmtc.acquire.atlas import get_atlas
-from fmtc.plan import Plan, SimulationPlan
-from fmtc.simulate.generator import GENERATOR_VERSION, simulate_cohort
-from fmtc.storage import staged_folder
-
-
-def simulation_key(settings: SimulationPlan, unlabelled: bool = False) -> str:
-    """Short, stable name of a simulated cohort: hash of its settings and generator version."""
-    payload = json.dumps(settings.identity() | {"unlabelled": unlabelled,
-                                             "generator": GENERATOR_VERSION}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:10]
+from fmtc.lifecycle import Result, Store, materialise
+from fmtc.plan import SimulationPlan
 
 
-def embedded_cohort(plan: Plan, settings: SimulationPlan | None = None,
-                    unlabelled: bool = False, progress: bool = False) -> Path:
-    """Return the folder of the simulated cohort of ``plan``, generating it on first use.
-
-    The cohort is written into a temporary folder beside its destination and
-    renamed when complete, so an interrupted run never leaves a half cohort.
+@dataclass(frozen=True, eq=False)
+class SimulatedCohort(Result):
+    """A simulated cohort folder (:func:`fmtc.simulate.generator.simulate_cohort`).
 
     Parameters
     ----------
-    plan : Plan
-        Supplies ``outputs.cohorts_dir``, the atlas cache and (by default) ``simulation``.
-    settings : SimulationPlan, optional
-        Other simulation settings (e.g. the pretraining cohort's size).
+    settings : SimulationPlan
+        Size, seeds, effects.
+    store : Store
+        ``cohorts`` is where it is published, ``atlases`` where the SIM424 atlas is cached.
+    unlabelled : bool
+        The pain-agnostic pretraining cohort instead of a labelled one.
+    progress : bool
+        Show a progress bar while generating (not part of the identity).
+    """
+
+    kind: ClassVar[str] = "cohort"
+
+    settings: SimulationPlan
+    store: Store
+    unlabelled: bool = False
+    progress: bool = field(default=False, compare=False)
+
+    def config(self) -> dict[str, Any]:
+        return {"simulation": self.settings.identity(), "unlabelled": self.unlabelled,
+                "atlas": "SIM424"}
+
+    def default_folder(self) -> Path:
+        prefix = "simulated-unlabelled" if self.unlabelled else "simulated"
+        return self.store.cohorts / f"{prefix}-{self.key[:10]}"
+
+    def compute(self, staging: Path, extras: frozenset[str]) -> None:
+        from fmtc.acquire.atlas import get_atlas
+        from fmtc.simulate.generator import simulate_cohort
+
+        atlas = get_atlas("SIM424", cache_dir=self.store.atlases)
+        simulate_cohort(staging, self.settings, atlas, unlabelled=self.unlabelled,
+                        progress=self.progress)
+
+    def load(self, folder: Path, record: dict[str, Any]) -> Path:
+        return folder
+
+    def provenance(self) -> dict[str, Any]:
+        return {"simulation": dataclasses.asdict(self.settings)}
+
+
+def simulated_cohort(settings: SimulationPlan, store: Store, unlabelled: bool = False,
+                     progress: bool = False, out: str | Path | None = None,
+                     overwrite: bool = False) -> Path:
+    """The folder of the simulated cohort of ``settings``, generated on first use.
+
+    Parameters
+    ----------
+    settings : SimulationPlan
+    store : Store
+        Where cohorts and the atlas cache live.
     unlabelled : bool
         The pain-agnostic pretraining cohort instead of the labelled one.
     progress : bool
         Show a progress bar while generating.
+    out : path-like, optional
+        Another folder than the store's (``fmtc simulate --out``).
+    overwrite : bool
+        Replace a different cohort in ``out``.
     """
-    settings = settings or plan.simulation
-    kind = "simulated-unlabelled" if unlabelled else "simulated"
-    name = f"{kind}-{simulation_key(settings, unlabelled)}"
-    destination = plan.path(plan.outputs.cohorts_dir) / name
-    if (destination / "dataset_description.json").is_file():
-        return destination
-    atlas = get_atlas("SIM424", cache_dir=plan.path(plan.outputs.data_dir) / "atlases")
-    # A folder without a description is debris of an older, interrupted writer: replace it.
-    with staged_folder(destination, overwrite=destination.exists(), what="cohort") as staging:
-        simulate_cohort(staging, settings, atlas, unlabelled=unlabelled, progress=progress)
-    return destination
+    cohort = SimulatedCohort(settings, store, unlabelled, progress)
+    return materialise(cohort, out, overwrite=overwrite).folder

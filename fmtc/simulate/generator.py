@@ -73,10 +73,11 @@ from fmtc.cohort.folder import (
 )
 from fmtc.plan import SimulationPlan
 from fmtc.storage import write_json
+from fmtc.versions import version
 
-#: Bump whenever the same arguments would generate different data: cached simulated
-#: cohorts and the encoders pretrained on them are keyed by it.
-GENERATOR_VERSION = 4  # 4: participants gain mean_fd; study shift and covariate effect
+#: The declared version of the simulator (:data:`fmtc.versions.VERSIONS` ``cohort``; 4:
+#: participants gain mean_fd, study shift and covariate effect), recorded in every cohort.
+GENERATOR_VERSION = version("cohort")
 LABEL_COLUMN = "Response"
 FC_BLOCK_SIZE = 30
 """Regions per planted connectivity block (networks A and B each hold one)."""

@@ -1,0 +1,41 @@
+"""The declared version of every computation whose result fmtc stores.
+
+A result's identity (:mod:`fmtc.lifecycle`) holds its kind's version, never a hash of fmtc's
+source: a refactor that leaves results identical changes no identity and no page stamp. A
+change that alters what a kind computes must bump its version here; the golden tests
+(``tests/test_golden.py``) pin each kind's output on a tiny input and fail until the version
+is bumped and the golden value regenerated (``python tests/golden.py --regenerate KIND``).
+
+Each entry names the code it covers.
+"""
+
+from __future__ import annotations
+
+VERSIONS: dict[str, int] = {
+    # fmtc.simulate (generator, embedded cohort) and fmtc.acquire.simulated_atlas
+    "cohort": 4,
+    # fmtc.represent.pretrain + brainlm (the simulated-pretrained encoder)
+    "encoder": 3,
+    # fmtc.represent.features / readout / brainlm forward / preprocess.transforms windows
+    "features": 2,
+    # fmtc.predict (models, training, baselines), fmtc.evaluate.selection, fold seeds
+    "fit": 1,
+    # fmtc.evaluate.protocol tables, metrics, uncertainty, paired differences
+    "run": 1,
+    # fmtc.evaluate.generalisation (jobs, within references, confounds)
+    "generalisation": 1,
+    # fmtc.interpret (integrated gradients, aggregation, recovery)
+    "interpretation": 1,
+    # fmtc.report: what an executed page shows from the results above (tables, figures, text)
+    "page": 1,
+}
+"""Kind -> version of its computation."""
+
+
+def version(kind: str) -> int:
+    """The declared version of ``kind`` (a key of :data:`VERSIONS`)."""
+    try:
+        return VERSIONS[kind]
+    except KeyError:
+        raise KeyError(f"no declared version for result kind {kind!r}; add it to "
+                       "fmtc.versions.VERSIONS") from None
