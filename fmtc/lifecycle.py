@@ -315,7 +315,8 @@ def _check_replaceable(destination: Path, result: Result, explicit: bool,
         raise OutputExistsError(f"{destination} holds a {record['kind']}, not a {result.kind}; "
                                 "a result is never replaced by one of another kind. Choose "
                                 "another output folder")
-    if record["key"] != result.key and not overwrite:
+    if record["key"] != result.key and not overwrite and explicit:  # (a folder of the store
+        # is named by the key: another key there is debris of another version, replaced)
         raise OutputExistsError(f"{destination} holds another {result.kind} (key "
                                 f"{record['key']}); this one's key is {result.key}. Choose "
                                 "another output folder, or pass --overwrite to replace it")

@@ -340,17 +340,24 @@ def run_experiments(requests: Sequence[ExperimentRequest], *, device: Any = None
 
         check_writable(runs, "run folders")
     results = [_prepare(r, device, executor, progress) for r in requests]
-    fits, needs, datasets = [], [], {}
+    fits, needs, datasets, owners = [], [], {}, []
     for i, (request, result) in enumerate(zip(requests, results, strict=True)):
         if not request.overwrite and find(result, request.out) is not None:
             continue
         for fit, need in zip(result.fits, result.cv.needs(), strict=True):
             fits.append(dataclasses.replace(fit, dataset=f"{i}/{fit.dataset}"))
             needs.append(need)
+            owners.append(i)
         datasets.update({f"{i}/{k}": d for k, d in result.cv.datasets.items()})
     if fits:
-        logger.info("%d experiment(s) need %d fit(s)", len(results), len(fits))
-        run_fits(fits, datasets, need=needs, executor=executor, progress=progress or None)
+        logger.info("%d experiment(s): %d fit(s)", len(results), len(fits))
+        batch = run_fits(fits, datasets, need=needs, executor=executor,
+                         progress=progress or None)
+        for i, result in enumerate(results):  # what each run's own fits cost
+            fresh = [f for f, o in zip(batch.computed_at, owners, strict=True) if o == i]
+            result.provenance_fields["fits"] = {"total": len(result.fits),
+                                                "computed": sum(fresh),
+                                                "read_back": len(fresh) - sum(fresh)}
     out = []
     for request, result in zip(requests, results, strict=True):
         found = materialise(result, request.out, overwrite=request.overwrite)
@@ -526,10 +533,11 @@ def run_generalisation(plan: Plan, models: Sequence[str],
         arms, schemes, datasets, groups, test_datasets,
         (cohort.root.name, test_cohort.root.name) if crossing else ("A", "B"),
         plan.evaluation, plan.seed, _cohort_record(cohort),
-        _cohort_record(test_cohort) if crossing else None, store.fits, store.runs,
-        "generalise_" + "+".join(models), plan.profile, device.type,
-        {"plan": plan.to_dict(), "device": _describe(device), "execution": executor.describe(),
-         "test_simulation": test_simulation if crossing else None}, executor)
+        _cohort_record(test_cohort) | {"simulation_changes": test_simulation}
+        if crossing else None, store.fits, store.runs, "generalise_" + "+".join(models),
+        plan.profile, device.type,
+        {"plan": plan.to_dict(), "device": _describe(device), "execution": executor.describe()},
+        executor)
     found = materialise(result, out, overwrite=overwrite)
     logger.info("generalisation run folder %s", found.folder)
     return dataclasses.replace(found.value, reused=found.reused)

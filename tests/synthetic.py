@@ -12,7 +12,6 @@ from fmtc.evaluate.protocol import ExperimentData, cross_validate
 from fmtc.execution import Executor
 from fmtc.pipeline import resolve_arms
 from fmtc.plan import ArmPlan, load_plan
-from fmtc.runs import save_weights
 
 CPU = torch.device("cpu")
 
@@ -44,13 +43,13 @@ TINY_PLAN = load_plan("smoke").replace(
 
 
 def run_experiment(data: ExperimentData, plan, models, selections=("honest",), *,
-                   weights_dir: Path | None = None, executor: Executor | None = None):
-    """Cross-validate ``models`` (one arm each, named after the model) on ``data``."""
+                   fits: Path | None = None, keep_weights=(), executor: Executor | None = None):
+    """Cross-validate ``models`` (one arm each, named after the model) on ``data``.
+
+    With ``fits`` the fits are published there (``keep_weights``: arms keeping their weights);
+    without, computed in memory.
+    """
     arms, _ = resolve_arms(plan, {m: ArmPlan(model=m) for m in models}, CPU)
     arms = [dataclasses.replace(a, data="default") for a in arms]
-
-    def save(outcome):
-        save_weights(weights_dir, outcome.arm, outcome.repeat, outcome.fold, outcome.snapshots)
-
     return cross_validate(data, arms, plan.evaluation, plan.seed, selections, executor=executor,
-                          on_weights=save if weights_dir is not None else None)
+                          fits=fits, keep_weights=keep_weights)

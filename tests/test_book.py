@@ -45,7 +45,7 @@ def test_smoke_reproduce_builds_the_book_strictly(tmp_path):
         "profiles:\n  smoke:\n    train: {epochs: 6}\n    outputs:\n"
         + "".join(f"      {key}: {tmp_path / 'data' / sub}\n" for key, sub in (
             ("data_dir", ""), ("cohorts_dir", "cohorts"), ("features_dir", "features"),
-            ("models_dir", "models"), ("runs_dir", "runs")))
+            ("models_dir", "models"), ("fits_dir", "fits"), ("runs_dir", "runs")))
         + f"      book_dir: {ROOT / 'book'}\n")
     book = tmp_path / "book"
     result = subprocess.run(

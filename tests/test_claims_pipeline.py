@@ -14,15 +14,11 @@ from synthetic import TINY_PLAN, synthetic_data
 from fmtc.evaluate.generalisation import cross_differences
 from fmtc.evaluate.official import reported_metrics, reporting_effects
 from fmtc.evaluate.paired import paired_difference
-from fmtc.pipeline import simulation_sweep
+from fmtc.pipeline import encoder_spec, simulation_sweep
 from fmtc.plan import PlanError, load_plan
 from fmtc.predict.models import ModelConfig, TSOnly
 from fmtc.predict.training import ModelInputs, train_fold
-from fmtc.represent.encoder import (
-    pretraining_cohort_settings,
-    probe_cohort_settings,
-    simulated_settings,
-)
+from fmtc.represent.encoder import pretraining_cohort_settings, simulated_encoder
 from fmtc.represent.features import token_order_spread
 
 CPU = torch.device("cpu")
@@ -184,18 +180,20 @@ def test_the_simulated_encoder_does_not_depend_on_the_labelled_cohorts_effects()
     plan = load_plan("smoke")
     swept = plan.replace(simulation={"seed": 41, "effect_size": 3.0, "ts_effect": 0.0,
                                      "study_shift": 1.0, "responder_fraction": 0.3})
-    assert simulated_settings(swept) == simulated_settings(plan)
-    assert pretraining_cohort_settings(swept).seed == plan.pretrain.seed
-    assert probe_cohort_settings(swept).effect_size == 1.0
+    assert (simulated_encoder(encoder_spec(swept)).key
+            == simulated_encoder(encoder_spec(plan)).key)
+    assert pretraining_cohort_settings(encoder_spec(swept)).seed == plan.pretrain.seed
+    assert encoder_spec(swept).probe.effect_size == 1.0
     longer = plan.replace(simulation={"n_volumes": 400})  # acquisition settings do count
-    assert probe_cohort_settings(longer).n_volumes == 400
+    assert encoder_spec(longer).probe.n_volumes == 400
 
 
 def test_simulation_sweep_runs_one_cohort_per_setting(tmp_path):
     plan = TINY_PLAN.replace(
         simulation={"n_subjects": 16, "n_volumes": 200},
         outputs={k: str(tmp_path / k) for k in ("data_dir", "cohorts_dir", "features_dir",
-                                               "models_dir", "runs_dir", "book_dir")},
+                                               "models_dir", "fits_dir", "runs_dir",
+                                               "book_dir")},
         experiments={"fc-only": {"arms": {"fc-logreg": {"model": "fc-logreg"}}}})
     sweep = simulation_sweep(plan, "fc-only", [{"seed": 1, "effect_size": 3.0},
                                                {"seed": 1, "effect_size": 0.0}])

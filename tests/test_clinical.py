@@ -203,7 +203,8 @@ def null_and_planted(sim_atlas, tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("clinical")
     plan = load_plan("smoke").replace(
-        device="cpu", execution={"n_jobs": 1}, outputs={"runs_dir": str(folder / "runs")},
+        device="cpu", execution={"n_jobs": 1},
+        outputs={"runs_dir": str(folder / "runs"), "fits_dir": str(folder / "fits")},
         evaluation={"repeats": 1, "permutations": 10, "bootstrap": 20})
     out = {}
     for name, effect in (("null", 0.0), ("planted", 3.0)):
@@ -241,13 +242,17 @@ def test_with_a_strong_planted_effect_both_show_a_gain(null_and_planted):
 
 
 def test_drug_specificity_zero_leaves_the_cohort_byte_identical(sim_atlas, tmp_path):
+    from fmtc.lifecycle import Store
     from fmtc.plan import SimulationPlan
-    from fmtc.simulate.embedded import simulation_key
+    from fmtc.simulate.embedded import SimulatedCohort
     from fmtc.simulate.generator import simulate_cohort
 
+    def key(settings):
+        return SimulatedCohort(settings, Store.under(tmp_path)).key
+
     base = replace(SimulationPlan(), n_subjects=8, n_volumes=40)
-    assert simulation_key(base) == simulation_key(replace(base, drug_specificity=0.0))
-    assert simulation_key(base) != simulation_key(replace(base, drug_specificity=0.5))
+    assert key(base) == key(replace(base, drug_specificity=0.0))
+    assert key(base) != key(replace(base, drug_specificity=0.5))
     assert "drug_specificity" not in base.identity()
     a = simulate_cohort(tmp_path / "a", base, sim_atlas)
     b = simulate_cohort(tmp_path / "b", replace(base, drug_specificity=0.0), sim_atlas)

@@ -16,12 +16,12 @@ from torch import nn
 
 from fmtc.cli import main
 from fmtc.cohort.folder import load_cohort
+from fmtc.evaluate.runs import load_run
 from fmtc.execution import Executor
 from fmtc.pipeline import evaluate, resolve_arms
 from fmtc.pipeline import run_experiment as run_named_experiment
 from fmtc.plan import ArmPlan, PlanError, load_plan
 from fmtc.predict.registry import ModelSpec, UnknownModelError, register, unregister
-from fmtc.runs import load_run
 
 CPU = torch.device("cpu")
 TABLES = ("metrics.csv", "predictions.csv", "summary.csv", "trajectories.csv")
@@ -104,7 +104,7 @@ def test_a_new_torch_model_and_a_new_baseline_run_like_the_built_in_ones(toy_mod
     data = synthetic_data(n=30, effect=2.0, seed=4)
     plan = TINY_PLAN.replace(model_params={"toy-centroid": {"temperature": 0.5}})
     result = run_experiment(data, plan, ["toy-net", "toy-centroid", "ts"], ["honest", "paper"],
-                            weights_dir=tmp_path / "weights")
+                            fits=tmp_path, keep_weights=["toy-net"])
     pooled = result.metrics[(result.metrics["fold"] == "pooled")
                             & (result.metrics["metric"] == "auc")].set_index(
                                 ["arm", "selection"])["value"]
@@ -113,8 +113,9 @@ def test_a_new_torch_model_and_a_new_baseline_run_like_the_built_in_ones(toy_mod
     assert np.isfinite(probs["toy-net"]).all() and len(probs["toy-net"]) == 30
     # The torch toy has epochs: a trajectory, selections and saved weights per fold.
     assert set(result.trajectories["arm"]) == {"toy-net", "ts"}
-    assert sorted(p.name for p in (tmp_path / "weights" / "toy-net").glob("*.pt")) == [
-        f"repeat-0_fold-{f}.pt" for f in range(3)]
+    assert sorted(p.parent.name for p in tmp_path.glob("fit-toy-net-*/weights.pt")) == sorted(
+        f"fit-toy-net-{f['key']}" for f in result.models["toy-net"]["fits"])
+    assert len(result.models["toy-net"]["fits"]) == 3
     # The baseline has none: the same predictions under both selections.
     honest, paper = (result.predictions[s] for s in ("honest", "paper"))
     np.testing.assert_array_equal(honest.loc[honest["arm"] == "toy-centroid", "probability"],
@@ -179,7 +180,7 @@ def test_paired_experiment_gives_zero_for_identical_arms_and_a_gain_for_an_oracl
     plan = load_plan("smoke").replace(
         device="cpu", execution={"n_jobs": 1},
         evaluation={"folds": 3, "repeats": 2, "permutations": 50, "bootstrap": 100},
-        outputs={"runs_dir": str(tmp_path / "runs")},
+        outputs={"runs_dir": str(tmp_path / "runs"), "fits_dir": str(tmp_path / "fits")},
         experiments={"check": {
             "arms": {"a": {"model": "fc-logreg"}, "b": {"model": "fc-logreg"},
                      "oracle": {"model": "oracle"},
@@ -215,7 +216,7 @@ def test_the_main_comparison_is_an_experiment_of_every_profile():
 
 def write_plan(folder: Path, n_jobs: int = 1) -> Path:
     outputs = {key: str(folder / "data" / key) for key in
-               ("data_dir", "cohorts_dir", "features_dir", "models_dir", "runs_dir")}
+               ("data_dir", "cohorts_dir", "features_dir", "models_dir", "fits_dir", "runs_dir")}
     document = {"profiles": {"smoke": {
         "device": "cpu", "outputs": outputs, "execution": {"n_jobs": n_jobs},
         "train": {"epochs": 2},
@@ -233,7 +234,7 @@ def test_runs_with_other_settings_get_their_own_folder_and_identical_ones_are_re
     assert main([*command, "--repeats", "3"]) == 0
     assert main([*command, "--repeats", "5"]) == 0
     runs = tmp_path / "data" / "runs_dir"
-    folders = sorted(p for p in runs.iterdir())
+    folders = sorted(p for p in runs.iterdir() if not p.name.startswith("."))
     assert len(folders) == 2
     assert all(re.fullmatch(r"evaluate_fc-logreg_smoke_[0-9a-f]{12}", p.name) for p in folders)
     repeats = sorted(load_run(p)["metrics"]["repeat"].max() + 1 for p in folders)
@@ -243,7 +244,7 @@ def test_runs_with_other_settings_get_their_own_folder_and_identical_ones_are_re
     assert main([*command, "--repeats", "3"]) == 0
     assert "reused: same identity" in capsys.readouterr().out
     assert {p: (p / "metrics.csv").stat().st_mtime_ns for p in folders} == stamps
-    assert sorted(runs.iterdir()) == folders  # no staging folder left behind
+    assert sorted(p for p in runs.iterdir() if p.name != ".locks") == folders  # no staging left
 
 
 def test_results_are_byte_identical_in_process_on_local_workers_and_on_dask(small_cohort,
@@ -257,9 +258,10 @@ def test_results_are_byte_identical_in_process_on_local_workers_and_on_dask(smal
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster:
         executors["dask"] = Executor(dask_scheduler=cluster.scheduler_address)
-        runs = {name: evaluate(plan, ["fc-logreg", "fc"], ["honest", "paper"],
-                               out=tmp_path / name, executor=executor, device=CPU,
-                               cohort=cohort)
+        # Each backend computes every fit itself (its own fit store), none is read back.
+        runs = {name: evaluate(plan.replace(outputs={"fits_dir": str(tmp_path / f"fits-{name}")}),
+                               ["fc-logreg", "fc"], ["honest", "paper"], out=tmp_path / name,
+                               executor=executor, device=CPU, cohort=cohort, keep_weights=True)
                 for name, executor in executors.items()}
     assert len({run.key for run in runs.values()}) == 1
     for name in (*TABLES, "predictions_paper.csv"):
@@ -267,8 +269,10 @@ def test_results_are_byte_identical_in_process_on_local_workers_and_on_dask(smal
         assert len(set(contents.values())) == 1, name
     backends = {n: r.tables["provenance"]["execution"]["backend"] for n, r in runs.items()}
     assert backends == {"jobs-1": "sequential", "jobs-2": "loky", "dask": "dask"}
-    weights = [sorted((tmp_path / n / "weights" / "fc").glob("*.pt")) for n in runs]
+    assert all(r.tables["provenance"]["fits"]["read_back"] == 0 for r in runs.values())
+    weights = [sorted((tmp_path / f"fits-{n}").glob("fit-fc-*/weights.pt")) for n in runs]
     assert all(len(w) == 3 for w in weights)  # one fold model per fold, each backend
+    assert len({tuple(p.parent.name for p in w) for w in weights}) == 1  # the same fits
 
 
 def test_a_task_leaves_the_callers_threads_and_random_state_alone():

@@ -1,4 +1,4 @@
-"""BrainLM CLS features: deterministic, cached under a complete key, written atomically."""
+"""BrainLM TS features: deterministic, a result keyed by what they depend on, published whole."""
 
 from __future__ import annotations
 
@@ -12,14 +12,15 @@ import torch
 from tiny_cohorts import load_quietly, write_tiny_cohort
 
 from fmtc.errors import CacheError, OutputError
+from fmtc.lifecycle import RECORD, find, read_record
+from fmtc.pipeline import encoder_spec, feature_settings
 from fmtc.plan import load_plan
 from fmtc.represent import encoder as encoder_module
 from fmtc.represent import features as features_module
 from fmtc.represent.brainlm import BrainLM, BrainLMConfig
-from fmtc.represent.encoder import SETTINGS_FILE, simulated_encoder_folder, simulated_settings
-from fmtc.represent.features import cached_feature_path, cohort_features, read_features
+from fmtc.represent.encoder import simulated_encoder, simulated_encoder_folder
+from fmtc.represent.features import BrainLMFeatures, cohort_features, read_features
 from fmtc.represent.loading import load_brainlm, save_brainlm
-from fmtc.storage import write_json
 
 N_REGIONS = 12
 TINY = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
@@ -53,68 +54,98 @@ def _fail(*args, **kwargs):
     raise AssertionError("a cache hit must not build, load or run the encoder")
 
 
+def features(cohort, plan, source=None, model=None):
+    """The plan's features of ``cohort`` (``source`` overrides brainlm.source)."""
+    return cohort_features(cohort, feature_settings(plan), encoder_spec(plan, source),
+                           model=model)
+
+
+def published(cohort, plan, source=None):
+    """The published folder of the plan's features, or None (nothing is built or encoded)."""
+    found = find(BrainLMFeatures(cohort, feature_settings(plan), encoder_spec(plan, source)))
+    return None if found is None else found.folder
+
+
+def _finished_simulated_encoder(plan, seed=0):
+    """A tiny encoder published as the plan's simulated-pretrained one (no pretraining)."""
+    import json
+
+    from fmtc.lifecycle import materialise
+
+    encoder = simulated_encoder(encoder_spec(plan))
+
+    class Stand(type(encoder)):  # computes a tiny random encoder instead of pretraining
+        def compute(self, staging, extras):
+            _tiny_encoder(staging, seed)
+            (staging / "training_log.json").write_text(json.dumps({"stand-in": True}))
+
+    import dataclasses
+
+    stand = Stand(**{f.name: getattr(encoder, f.name) for f in dataclasses.fields(encoder)})
+    return materialise(stand).folder
+
+
 def test_two_calls_give_identical_features(setup):
     cohort, plan = setup
-    cold = cohort_features(cohort, plan, progress=False)
-    warm = cohort_features(cohort, plan, progress=False)
+    cold = features(cohort, plan)
+    warm = features(cohort, plan)
     assert cold.subject_ids == warm.subject_ids == cohort.subject_ids
-    assert not cold.cache_hit and warm.cache_hit
+    assert not cold.reused and warm.reused
     n_networks = cohort.regions["network"].nunique()  # smoke reads token means per network
     assert cold.cls.shape == (5, 2, TINY["hidden_size"] * n_networks)
     assert cold.cls.dtype == np.float32
     assert cold.cls.tobytes() == warm.cls.tobytes()
     assert np.array_equal(cold.n_windows, warm.n_windows)
-    assert cold.encoder == warm.encoder and cold.cache_path == warm.cache_path
+    assert cold.encoder == warm.encoder and cold.folder == warm.folder
     assert len(cold.encoder["weights_sha256"]) == 64
 
 
 def test_cold_run_returns_the_values_read_back_from_the_cache(setup):
     cohort, plan = setup
-    cold = cohort_features(cohort, plan, progress=False)
-    with np.load(cold.cache_path) as stored:
+    cold = features(cohort, plan)
+    with np.load(cold.folder / "features.npz") as stored:
         assert cold.cls.tobytes() == stored["cls"].tobytes()
 
 
 def test_second_embed_hits_the_cache(setup, monkeypatch):
     cohort, plan = setup
-    first = cohort_features(cohort, plan, progress=False)
+    first = features(cohort, plan)
     for name in ("resolve_encoder", "_encode_cohort"):
         monkeypatch.setattr(features_module, name, _fail)
     monkeypatch.setattr(encoder_module, "load_brainlm", _fail)
-    assert cached_feature_path(cohort, plan) == first.cache_path
-    second = cohort_features(cohort, plan, progress=False)
+    assert published(cohort, plan) == first.folder
+    second = features(cohort, plan)
     assert np.array_equal(first.cls, second.cls)
 
 
 def test_given_encoder_and_plan_source_share_one_cache_entry(setup, monkeypatch):
     cohort, plan = setup
     model = load_brainlm(plan.brainlm.source)
-    first = cohort_features(cohort, plan, encoder=model, progress=False)
+    first = features(cohort, plan, model=model)
     monkeypatch.setattr(features_module, "_encode_cohort", _fail)
-    assert cohort_features(cohort, plan, progress=False).cache_path == first.cache_path
+    assert features(cohort, plan).folder == first.folder
 
 
 def test_cache_key_changes_with_token_order_and_windows(setup):
     cohort, plan = setup
-    base = cohort_features(cohort, plan, progress=False).cache_path
+    base = features(cohort, plan).folder
     shuffled = plan.replace(brainlm={"token_order": "shuffle-mean", "n_shuffles": 2})
     strided = plan.replace(windows={"stride": 50})
     other_seed = shuffled.replace(seed=1)
-    paths = {cohort_features(cohort, p, progress=False).cache_path
-             for p in (shuffled, strided, other_seed)}
+    paths = {features(cohort, p).folder for p in (shuffled, strided, other_seed)}
     assert len(paths | {base}) == 4
     # n_shuffles does not change identity-order features, so it does not change their key
     unshuffled = plan.replace(brainlm={"n_shuffles": 3})
-    assert cached_feature_path(cohort, unshuffled) == base
+    assert published(cohort, unshuffled) == base
 
 
 def test_cache_key_changes_with_encoder_weights_and_cohort(setup, tmp_path):
     cohort, plan = setup
-    base = cohort_features(cohort, plan, progress=False).cache_path
+    base = features(cohort, plan).folder
     other = _tiny_encoder(tmp_path / "other-encoder", seed=1)
-    assert cohort_features(cohort, plan, source=str(other), progress=False).cache_path != base
+    assert features(cohort, plan, source=str(other)).folder != base
     other_cohort = load_quietly(write_tiny_cohort(tmp_path / "cohort2", [220] * 5, seed=1))
-    assert cohort_features(other_cohort, plan, progress=False).cache_path != base
+    assert features(other_cohort, plan).folder != base
 
 
 def test_interrupted_cache_write_leaves_no_file(setup, monkeypatch):
@@ -126,29 +157,29 @@ def test_interrupted_cache_write_leaves_no_file(setup, monkeypatch):
 
     monkeypatch.setattr(features_module.np, "savez", crash)
     with pytest.raises(OSError, match="disk full"):
-        cohort_features(cohort, plan, progress=False)
+        features(cohort, plan)
     folder = plan.path(plan.outputs.features_dir)
-    assert [p.name for p in folder.iterdir()] == []
-    assert cached_feature_path(cohort, plan) is None
+    assert [p.name for p in folder.iterdir() if p.name != ".locks"] == []
+    assert published(cohort, plan) is None
     monkeypatch.undo()
-    assert cohort_features(cohort, plan, progress=False).cls.shape[0] == 5
+    assert features(cohort, plan).cls.shape[0] == 5
 
 
-def test_arrays_without_their_key_file_are_a_cache_miss(setup):
+def test_features_without_their_record_are_computed_again(setup):
     cohort, plan = setup
-    first = cohort_features(cohort, plan, progress=False)
-    first.cache_path.with_suffix(".json").unlink()  # as if the run died between the two files
-    assert cached_feature_path(cohort, plan) is None
-    assert cohort_features(cohort, plan, progress=False).cls.tobytes() == first.cls.tobytes()
+    first = features(cohort, plan)
+    (first.folder / RECORD).unlink()  # as if the run died before the folder was whole
+    assert published(cohort, plan) is None
+    assert features(cohort, plan).cls.tobytes() == first.cls.tobytes()
 
 
 def test_subjects_of_different_lengths_are_nan_padded(tmp_path, setup):
     _, plan = setup
     cohort = load_quietly(write_tiny_cohort(tmp_path / "mixed", [220, 150, 300]))
-    features = cohort_features(cohort, plan, progress=False)
-    assert features.n_windows.tolist() == [2, 1, 2]
-    assert np.isnan(features.cls[1, 1]).all()
-    assert np.isfinite(features.cls[0]).all() and np.isfinite(features.cls[1, 0]).all()
+    found = features(cohort, plan)
+    assert found.n_windows.tolist() == [2, 1, 2]
+    assert np.isnan(found.cls[1, 1]).all()
+    assert np.isfinite(found.cls[0]).all() and np.isfinite(found.cls[1, 0]).all()
 
 
 def test_features_match_encoding_each_window_alone(setup):
@@ -159,7 +190,7 @@ def test_features_match_encoding_each_window_alone(setup):
     for order in ("identity", "shuffle-mean"):
         p = plan.replace(brainlm={"token_order": order, "n_shuffles": 3, "readout": "cls"},
                          seed=5)
-        features = cohort_features(cohort, p, progress=False)
+        found = features(cohort, p)
         spec = p.windows
         for row in (0, 4):  # the last subject shares a batch of 3 with another
             windows = make_windows(robust_scale(cohort.timeseries[cohort.subject_ids[row]]),
@@ -169,31 +200,30 @@ def test_features_match_encoding_each_window_alone(setup):
                     alone = model.encode(torch.from_numpy(window[None]),
                                          torch.from_numpy(cohort.xyz[None]), token_order=order,
                                          n_shuffles=3, seed=5)
-                    np.testing.assert_allclose(features.cls[row, col], alone[0].numpy(),
+                    np.testing.assert_allclose(found.cls[row, col], alone[0].numpy(),
                                                atol=1e-5)
 
 
-def test_simulated_source_hits_the_cache_without_pretraining(setup, tmp_path, monkeypatch):
+def test_simulated_source_is_read_back_without_pretraining(setup, monkeypatch):
     cohort, plan = setup
     plan = plan.replace(brainlm={"source": "simulated-pretrained"})
-    folder = simulated_encoder_folder(plan)  # stand in for a finished pretraining run
-    _tiny_encoder(folder)
-    write_json(folder / SETTINGS_FILE, simulated_settings(plan))
-    first = cohort_features(cohort, plan, progress=False)
+    folder = _finished_simulated_encoder(plan)  # stands in for a finished pretraining
+    assert folder == simulated_encoder_folder(encoder_spec(plan))
+    first = features(cohort, plan)
     assert first.encoder["source"] == "simulated-pretrained"
     assert first.encoder["folder"] == str(folder)
-    assert first.encoder["settings"] == simulated_settings(plan)
+    assert first.encoder["key"] == read_record(folder)["key"]
     for name in ("build_simulated_encoder", "load_brainlm"):
         monkeypatch.setattr(encoder_module, name, _fail)
     monkeypatch.setattr(features_module, "resolve_encoder", _fail)
-    assert cohort_features(cohort, plan, progress=False).cache_path == first.cache_path
+    assert features(cohort, plan).folder == first.folder
 
 
 @pytest.mark.parametrize("damage", ["truncated", "foreign", "shape"])
 def test_a_damaged_cache_is_reported_and_rebuilt_not_trusted(setup, caplog, damage):
     cohort, plan = setup
-    first = cohort_features(cohort, plan, progress=False)
-    path = first.cache_path
+    first = features(cohort, plan)
+    path = first.folder / "features.npz"
     if damage == "truncated":
         path.write_bytes(path.read_bytes()[:100])
     elif damage == "foreign":
@@ -203,13 +233,13 @@ def test_a_damaged_cache_is_reported_and_rebuilt_not_trusted(setup, caplog, dama
             arrays = dict(stored)
         np.savez(path, **{**arrays, "cls": arrays["cls"][:2]})
     with pytest.raises(CacheError, match=re.escape(str(path))):
-        read_features(path)
+        read_features(first.folder)
     with caplog.at_level(logging.WARNING, logger="fmtc"):
-        rebuilt = cohort_features(cohort, plan, progress=False)
-    assert any(str(path) in r.getMessage() and "rebuilding" in r.getMessage()
+        rebuilt = features(cohort, plan)
+    assert any(str(first.folder) in r.getMessage() and "recomputing" in r.getMessage()
                for r in caplog.records)
-    assert rebuilt.cls.tobytes() == first.cls.tobytes() and not rebuilt.cache_hit
-    assert read_features(path).cls.tobytes() == first.cls.tobytes()  # the file is whole again
+    assert rebuilt.cls.tobytes() == first.cls.tobytes() and not rebuilt.reused
+    assert read_features(first.folder).cls.tobytes() == first.cls.tobytes()  # whole again
 
 
 def test_an_unwritable_cache_folder_is_reported_before_any_encoding(setup, tmp_path, monkeypatch):
@@ -219,28 +249,28 @@ def test_an_unwritable_cache_folder_is_reported_before_any_encoding(setup, tmp_p
     plan = plan.replace(outputs={"features_dir": str(blocker / "features")})
     monkeypatch.setattr(features_module, "_encode_cohort", _fail)
     monkeypatch.setattr(features_module, "resolve_encoder", _fail)
-    with pytest.raises(OutputError, match="a-file/features: cannot write the feature cache"):
-        cohort_features(cohort, plan, progress=False)
+    with pytest.raises(OutputError, match="a-file/features: cannot write the features"):
+        features(cohort, plan)
 
 
-def test_a_damaged_cached_encoder_is_rebuilt(setup, monkeypatch, caplog):
+def test_a_damaged_published_encoder_is_rebuilt(setup, monkeypatch, caplog):
     _, plan = setup
     plan = plan.replace(brainlm={"source": "simulated-pretrained"})
-    folder = simulated_encoder_folder(plan)
-    _tiny_encoder(folder)
-    write_json(folder / SETTINGS_FILE, simulated_settings(plan))
+    folder = _finished_simulated_encoder(plan)
     (folder / "pytorch_model.bin").write_bytes(b"\x00" * 64)  # a truncated download / disk error
     builds = []
+    real = encoder_module.materialise
 
-    def build(plan, device, progress=True):  # stands in for the (slow) pretraining
-        builds.append(folder)
-        _tiny_encoder(folder, seed=1)
-        write_json(folder / SETTINGS_FILE, simulated_settings(plan))
-        return folder
+    def materialise(result, *args, overwrite=False, **kwargs):  # rebuilds the stand-in
+        if overwrite:
+            builds.append(result.default_folder())
+            _tiny_encoder(result.default_folder(), seed=1)
+            return real(result, *args, **kwargs)
+        return real(result, *args, **kwargs)
 
-    monkeypatch.setattr(encoder_module, "build_simulated_encoder", build)
+    monkeypatch.setattr(encoder_module, "materialise", materialise)
     with caplog.at_level(logging.WARNING, logger="fmtc"):
-        model = encoder_module.resolve_encoder(plan, torch.device("cpu"), progress=False)
+        model = encoder_module.resolve_encoder(encoder_spec(plan), torch.device("cpu"))
     assert builds == [folder]
     assert "damaged" in caplog.text and "pytorch_model.bin" in caplog.text
     assert model.source_info["folder"] == str(folder)
@@ -251,16 +281,16 @@ def test_the_random_init_encoder_is_the_untrained_architecture_and_is_cached(set
     tiny = {k: v for k, v in TINY.items() if k not in ("conv_kernel_size", "model_type")}
     plan = plan.replace(brainlm={"source": "random-init"},
                         pretrain={"architecture": tiny, "seed": 3})
-    model = encoder_module.resolve_encoder(plan, torch.device("cpu"), progress=False)
-    again = encoder_module.random_init_encoder(plan)
+    model = encoder_module.resolve_encoder(encoder_spec(plan), torch.device("cpu"))
+    again = encoder_module.random_init_encoder(encoder_spec(plan))
     assert model.source_info["weights_sha256"] == again.source_info["weights_sha256"]
     for key, value in model.state_dict().items():  # the same seed, the same weights
         assert torch.equal(value, again.state_dict()[key])
-    other = encoder_module.random_init_encoder(plan.replace(pretrain={"seed": 4}))
+    other = encoder_module.random_init_encoder(encoder_spec(plan.replace(pretrain={"seed": 4})))
     assert other.source_info["weights_sha256"] != model.source_info["weights_sha256"]
     assert model.config.hidden_size == TINY["hidden_size"]
 
-    first = cohort_features(cohort, plan, progress=False)
+    first = features(cohort, plan)
     assert first.encoder["source"] == "random-init"
     monkeypatch.setattr(features_module, "_encode_cohort", _fail)
-    assert cohort_features(cohort, plan, progress=False).cache_path == first.cache_path
+    assert features(cohort, plan).folder == first.folder

@@ -54,7 +54,7 @@ def _digest(folder: Path) -> str:
 def _plan(tmp_path: Path, **simulation):
     return load_plan("smoke", overrides={
         "outputs": {"data_dir": str(tmp_path / "data"), "cohorts_dir": str(tmp_path / "cohorts"),
-                    "runs_dir": str(tmp_path / "runs")},
+                    "runs_dir": str(tmp_path / "runs"), "fits_dir": str(tmp_path / "fits")},
         "simulation": simulation, "evaluation": {"folds": 3, "repeats": 1, "bootstrap": 200},
         "execution": {"n_jobs": 1}, "device": "cpu"})
 
@@ -281,8 +281,8 @@ def test_generalise_and_cross_cohort_tables(tmp_path, sim_atlas):
 
 def test_cross_cohort_torch_model_uses_the_last_epoch(tmp_path, one_thread):
     from fmtc.evaluate.protocol import Arm
-    from fmtc.pipeline import cohort_connectivity
     from fmtc.plan import TrainPlan
+    from fmtc.predict.data import cohort_connectivity
     from fmtc.predict.registry import ModelContext
     from tests.tiny_cohorts import load_quietly, write_tiny_cohort
 

@@ -12,7 +12,7 @@ import torch
 
 from fmtc.cli import main
 from fmtc.cohort.folder import load_cohort
-from fmtc.errors import InvalidDataError
+from fmtc.errors import InvalidDataError, OutputExistsError
 from fmtc.interpret.aggregate import (
     class_aligned,
     edge_totals,
@@ -34,7 +34,6 @@ from fmtc.pipeline import evaluate, interpret_run
 from fmtc.plan import load_plan
 from fmtc.predict.models import FMMTC, ModelConfig
 from fmtc.represent.brainlm import BrainLM, BrainLMConfig
-from fmtc.runs import RunExistsError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -207,7 +206,8 @@ def interpreted_run(small_cohort, tmp_path_factory):
     """A 3-fold fmmtc + fc + fc-logreg run on the small simulated cohort, interpreted."""
     folder = tmp_path_factory.mktemp("interpret")
     outputs = {k: str(folder / "data" / k) for k in ("data_dir", "cohorts_dir",
-                                                     "features_dir", "models_dir", "runs_dir")}
+                                                     "features_dir", "models_dir", "fits_dir",
+                                                     "runs_dir")}
     plan = load_plan("smoke").replace(
         device="cpu", outputs=outputs, execution={"n_jobs": 1},
         brainlm={"source": "random-init", "readout": "cls"}, connectivity={"pool_size": 16},
@@ -215,7 +215,7 @@ def interpreted_run(small_cohort, tmp_path_factory):
         evaluation={"folds": 3, "repeats": 1, "permutations": 10, "bootstrap": 20},
         logistic={"c_grid": [0.1], "inner_folds": 2})
     run = evaluate(plan, ["fmmtc", "fc", "fc-logreg"], cohort=load_cohort(small_cohort),
-                   out=folder / "run", device=CPU)
+                   out=folder / "run", device=CPU, keep_weights=True)
     settings = IGSettings(n_steps=8, ts_steps=4, ts_subjects=1, internal_batch_size=16)
     result = interpret_run(run.run_dir, settings=settings, device=CPU)
     return run, result, settings
@@ -274,7 +274,7 @@ def test_interpret_reuses_an_identical_interpretation_and_protects_other_folders
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
-    with pytest.raises(RunExistsError, match="--out"):
+    with pytest.raises(OutputExistsError, match="not an fmtc result"):
         interpret_run(run.run_dir, settings=settings, device=CPU, out=other)
     assert (other / "notes.txt").read_text() == "mine"
 
@@ -282,7 +282,7 @@ def test_interpret_reuses_an_identical_interpretation_and_protects_other_folders
 def test_interpret_names_the_arm_or_cohort_that_is_wrong(interpreted_run, small_cohort,
                                                          tmp_path):
     run, _, settings = interpreted_run
-    with pytest.raises(InvalidDataError, match="fc-logreg.*no fold weights"):
+    with pytest.raises(InvalidDataError, match="fc-logreg.*no fold models"):
         interpret_run(run.run_dir, arms=["fc-logreg"], settings=settings, device=CPU)
     with pytest.raises(InvalidDataError, match="no arm 'svm'"):
         interpret_run(run.run_dir, arms=["svm"], settings=settings, device=CPU)

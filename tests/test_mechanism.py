@@ -17,6 +17,7 @@ from fmtc.plan import BrainLMArchitecture, PlanError, SimulationPlan, load_plan
 from fmtc.preprocess.transforms import lag_autocorrelation
 from fmtc.represent import pretrain as pretrain_module
 from fmtc.represent.brainlm import BrainLM
+from fmtc.pipeline import encoder_spec, feature_settings
 from fmtc.represent.features import _encode_batch, cohort_features
 from fmtc.represent.pretrain import (
     PROBE_FILE,
@@ -156,11 +157,12 @@ def test_shuffled_token_orders_are_put_back_before_the_readout(tiny_model):
     plan = load_plan("smoke")
     shuffled = plan.replace(brainlm={"token_order": "shuffle-mean", "n_shuffles": 3})
     with torch.no_grad():
-        identity = _encode_batch(order_free, signal, xyz, plan)
-        restored = _encode_batch(order_free, signal, xyz, shuffled)
-        changed = _encode_batch(tiny_model, signal, xyz, shuffled)
+        identity = _encode_batch(order_free, signal, xyz, feature_settings(plan))
+        restored = _encode_batch(order_free, signal, xyz, feature_settings(shuffled))
+        changed = _encode_batch(tiny_model, signal, xyz, feature_settings(shuffled))
     assert torch.allclose(identity, restored, atol=1e-4)
-    assert not torch.allclose(_encode_batch(tiny_model, signal, xyz, plan), changed, atol=1e-4)
+    assert not torch.allclose(_encode_batch(tiny_model, signal, xyz, feature_settings(plan)),
+                              changed, atol=1e-4)
 
 
 def test_network_readout_without_networks_names_the_cohort_and_the_fix(tmp_path):
@@ -175,14 +177,15 @@ def test_the_feature_cache_is_keyed_by_the_readout(tmp_path, small_cohort, tiny_
     cohort = load_cohort(small_cohort)
     plan = load_plan("smoke").replace(outputs={"features_dir": str(tmp_path / "f")})
     tiny_model.source_info = {"source": "test", "weights_sha256": "0" * 64}
-    sets = {readout: cohort_features(cohort, plan.replace(brainlm={"readout": readout}),
-                                     encoder=tiny_model, progress=False)
+    sets = {readout: cohort_features(cohort,
+                                     feature_settings(plan.replace(brainlm={"readout": readout})),
+                                     encoder_spec(plan), model=tiny_model)
             for readout in ("cls", "mean", "network-mean")}
     n_networks = cohort.regions["network"].nunique()
     assert sets["cls"].cls.shape[-1] == sets["mean"].cls.shape[-1] == 16
     assert sets["network-mean"].cls.shape[-1] == 16 * n_networks
     assert {s.encoder["readout"] for s in sets.values()} == set(sets)
-    assert len({s.cache_path for s in sets.values()}) == 3
+    assert len({s.folder for s in sets.values()}) == 3
     assert plan.brainlm.readout == "network-mean"  # the embedded default's read-out
 
 

@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from synthetic import TINY_PLAN, synthetic_data
-from synthetic import run_experiment as run_synthetic
 from test_features import _tiny_encoder
 from tiny_cohorts import load_quietly, write_tiny_cohort
 
 from fmtc.evaluate.metrics import binary_metrics
 from fmtc.evaluate.official import reported_metrics, reporting_table
+from fmtc.evaluate.protocol import CrossValidation
 from fmtc.evaluate.selection import paper_selection
 from fmtc.evaluate.splits import outer_splits, stratified_splits, unshuffled_splits
-from fmtc.pipeline import _arm_identity, cohort_connectivity, gather_datasets, resolve_arms
+from fmtc.pipeline import encoder_spec, feature_settings, gather_datasets, resolve_arms
 from fmtc.plan import ArmPlan, PlanError, TrainPlan, load_plan
+from fmtc.predict.data import cohort_connectivity
 from fmtc.predict.models import FMMTC, ModelConfig, TSOnly
 from fmtc.predict.training import (
     ModelInputs,
@@ -35,7 +35,7 @@ from fmtc.preprocess.transforms import (
     window_connectivity,
 )
 from fmtc.represent import features as features_module
-from fmtc.represent.features import cohort_features
+from fmtc.represent.features import BrainLMFeatures, cohort_features
 
 CPU = torch.device("cpu")
 
@@ -65,42 +65,34 @@ def test_protocol_defaults_are_honest_and_values_are_validated():
     assert all(b == "honest" for _, b in official.contrasts) and official.logits
 
 
-def test_official_arms_differ_only_in_their_switch_and_honest_identity_is_unchanged():
+def test_official_arms_differ_only_in_their_switch_and_the_honest_fits_are_fmmtcs():
     plan = load_plan("smoke")
     arms, requests = resolve_arms(plan, plan.experiments["official"].arms, CPU)
     by_name = {a.name: a for a in arms}
-    plain, plain_requests = resolve_arms(plan, {"fmmtc": ArmPlan(model="fmmtc")}, CPU)
-    assert by_name["honest"].data == plain[0].data  # same data key as before the switches
+    plain, _ = resolve_arms(plan, {"fmmtc": ArmPlan(model="fmmtc")}, CPU)
+    assert by_name["honest"].data == plain[0].data  # same data as a plain FMM_TC arm
     assert by_name["zero-grad-per-epoch"].context.zero_grad == "per_epoch"
     assert by_name["zero-grad-per-epoch"].data == plain[0].data  # training only
     assert by_name["eval-crops-random"].context.eval_crops == "random"
-    assert requests[by_name["eval-crops-random"].data][1].fc_options == {
-        "fc_windows": dataclasses.asdict(plan.windows)}
-    assert requests[by_name["input-scaling-none"].data][1].features["input_scaling"] == "none"
+    assert dict(requests[by_name["eval-crops-random"].data].fc_options) == {
+        "fc_windows": plan.windows}
+    assert requests[by_name["input-scaling-none"].data].features.input_scaling == "none"
     assert by_name["gram-raw-window"].context.fc_kind == "gram_raw_window"
     assert len({a.data for a in arms}) == 6  # zero-grad shares honest's data
-    request = plain_requests[plain[0].data][1]
-    from fmtc.predict.data import ExperimentData
-
-    data = ExperimentData(["a"], np.zeros(1))
-    assert "protocol" not in _arm_identity(plain[0], data, request)
-    assert _arm_identity(by_name["zero-grad-per-epoch"], data, request)["protocol"] == {
-        "zero_grad": "per_epoch"}
-
-
-# ------------------------------------------------------------------------- defaults
-
-
-def test_defaults_leave_results_byte_identical_to_before_the_switches():
-    """Probabilities of a tiny run, hashed with the code before the switches (commit 2108b47)."""
-    data = synthetic_data(n=18, regions=16, hidden=8)
-    # aux_weight 0: the objective of 2108b47 (the smoke profile trains with auxiliary losses).
-    result = run_synthetic(data, TINY_PLAN.replace(train={"epochs": 2, "aux_weight": 0.0}),
-                           ["fmmtc"],
-                           ("honest", "paper"))
-    digest = {s: hashlib.sha256(result.predictions[s]["probability"].to_numpy().tobytes())
-              .hexdigest()[:16] for s in ("honest", "paper")}
-    assert digest == {"honest": "94e51b8795177143", "paper": "8bf25bcfb76b8937"}
+    # Fit identities: the honest arm's fits are a plain FMM_TC arm's (read back, not retrained);
+    # a switch changes the identity of its arm's fits only.
+    data = synthetic_data(n=12, regions=16, hidden=8)
+    keys = {}
+    for name, arm in (("plain", plain[0]), ("honest", by_name["honest"]),
+                      ("zero", by_name["zero-grad-per-epoch"])):
+        cv = CrossValidation(data, [dataclasses.replace(arm, name="x", data="default")],
+                             TINY_PLAN.evaluation, 0)
+        (fit, *_) = cv.fits(None)
+        keys[name] = fit.key
+        if name == "zero":
+            assert fit.config()["protocol"] == {"zero_grad": "per_epoch",
+                                                "eval_crops": "all_windows"}
+    assert keys["plain"] == keys["honest"] != keys["zero"]
 
 
 # ------------------------------------------------------------------------- zero_grad
@@ -203,20 +195,17 @@ def test_input_scaling_none_feeds_unscaled_windows_and_fc(tiny):
     spec = plan.windows
     for scaling, series in (("robust", robust_scale(raw)), ("none", raw)):
         p = plan.replace(protocol={"input_scaling": scaling})
-        _, _, batch = next(features_module._batches(cohort, p, 2))
+        _, _, batch = next(features_module._batches(cohort, feature_settings(p), 2))
         np.testing.assert_array_equal(batch, make_windows(series, spec.length, spec.stride,
                                                           spec.max_windows)[:2])
         np.testing.assert_allclose(cohort_connectivity(cohort, "gram", scaling)[0],
                                    fc_gram(series), rtol=1e-5)
     assert not np.allclose(cohort_connectivity(cohort, "gram", "none"),
                            cohort_connectivity(cohort, "gram", "robust"))
-    key = features_module.feature_key(cohort, plan, {"weights_sha256": "w", "config_sha256": "c"},
-                                      CPU)
-    assert "input_scaling" not in key  # default: cache keys unchanged
     none = plan.replace(protocol={"input_scaling": "none"})
-    assert features_module.feature_key(cohort, none, {"weights_sha256": "w",
-                                                      "config_sha256": "c"},
-                                       CPU)["input_scaling"] == "none"
+    configs = [BrainLMFeatures(cohort, feature_settings(p), encoder_spec(p)).config()
+               for p in (plan, none)]
+    assert [c["input_scaling"] for c in configs] == ["robust", "none"]
 
 
 def test_gram_raw_window_is_the_raw_crops_gram(tiny):
@@ -255,11 +244,10 @@ def test_gram_mean_share_measures_the_mean_intensity_term():
 
 def test_random_each_call_stores_the_shuffle_means_draws(tiny):
     cohort, plan = tiny
-    mean = cohort_features(cohort, plan.replace(brainlm={"token_order": "shuffle-mean"}),
-                           progress=False)
-    each = cohort_features(cohort, plan.replace(brainlm={"token_order": "random_each_call"}),
-                           progress=False)
-    assert mean.cls_draws is None and each.cache_path != mean.cache_path
+    plans = [plan.replace(brainlm={"token_order": order})
+             for order in ("shuffle-mean", "random_each_call")]
+    mean, each = (cohort_features(cohort, feature_settings(p), encoder_spec(p)) for p in plans)
+    assert mean.cls_draws is None and each.folder != mean.folder
     assert each.cls_draws.shape == (*each.cls.shape[:2], 3, each.cls.shape[2])
     assert np.ptp(each.cls_draws, axis=2).max() > 1e-4  # the orders give different features
     np.testing.assert_allclose(each.cls_draws.mean(axis=2), mean.cls, rtol=1e-4, atol=1e-5)

@@ -13,6 +13,7 @@ from fmtc.device import resolve_device
 from fmtc.plan import BrainLMArchitecture, load_plan
 from fmtc.represent import encoder as encoder_module
 from fmtc.represent import pretrain as pretrain_module
+from fmtc.pipeline import encoder_spec
 from fmtc.represent.encoder import resolve_encoder, simulated_encoder_folder
 from fmtc.represent.loading import load_brainlm
 from fmtc.represent.pretrain import CHECKPOINT_FILE, LOG_FILE, pretrain_brainlm
@@ -109,12 +110,16 @@ def test_checkpoint_of_other_settings_is_refused(tiny, tmp_path):
 def test_pretrained_encoder_beats_random_init_on_held_out_loss(tmp_path, monkeypatch):
     plan = load_plan("smoke").replace(outputs={
         name: str(tmp_path / name) for name in ("data_dir", "cohorts_dir", "models_dir")})
-    model = resolve_encoder(plan, resolve_device("cpu"), progress=False)
-    folder = simulated_encoder_folder(plan)
+    spec = encoder_spec(plan)
+    model = resolve_encoder(spec, resolve_device("cpu"))
+    folder = simulated_encoder_folder(spec)
     assert model.source_info["folder"] == str(folder)
     held_out = json.loads((folder / LOG_FILE).read_text())["held_out"]
     assert held_out["loss"]["trained"] <= 0.8 * held_out["loss"]["random_init"]
 
-    monkeypatch.setattr(encoder_module, "build_simulated_encoder", pytest.fail)
-    again = resolve_encoder(plan, resolve_device("cpu"), progress=False)  # from the cache
+    monkeypatch.setattr(encoder_module, "pretrain_brainlm", pytest.fail, raising=False)
+    from fmtc.represent import pretrain
+
+    monkeypatch.setattr(pretrain, "pretrain_brainlm", pytest.fail)
+    again = resolve_encoder(spec, resolve_device("cpu"))  # read back
     assert again.source_info["weights_sha256"] == model.source_info["weights_sha256"]

@@ -18,7 +18,7 @@ from tiny_cohorts import write_tiny_cohort
 
 from fmtc.cli import main
 from fmtc.cohort.folder import load_cohort
-from fmtc.errors import InvalidDataError
+from fmtc.errors import InvalidDataError, OutputExistsError
 from fmtc.evaluate.metrics import METRICS, binary_metrics, binary_metrics_batch
 from fmtc.evaluate.protocol import (
     ExperimentData,
@@ -26,6 +26,7 @@ from fmtc.evaluate.protocol import (
     selection_optimism,
     summarise,
 )
+from fmtc.evaluate.runs import load_run, write_run
 from fmtc.evaluate.selection import (
     honest_selection,
     paper_selection,
@@ -34,11 +35,11 @@ from fmtc.evaluate.selection import (
 )
 from fmtc.evaluate.splits import stratified_splits
 from fmtc.evaluate.uncertainty import bootstrap_interval, permutation_pvalue, repeat_interval
-from fmtc.pipeline import cohort_connectivity, evaluate
+from fmtc.pipeline import evaluate
 from fmtc.predict import training
+from fmtc.predict.data import cohort_connectivity
 from fmtc.predict.models import ModelConfig, build_model
 from fmtc.predict.training import ModelInputs, predict_logits, probabilities, train_fold
-from fmtc.runs import RunExistsError, load_run, staged_run, write_run
 
 CPU = torch.device("cpu")
 TORCH_MODELS = ("fmmtc", "ts", "fc")
@@ -73,13 +74,15 @@ def experiment(one_thread, tmp_path_factory):
         return real(build, train, inputs, fit, val, test, **kwargs)
 
     run_dir = tmp_path_factory.mktemp("run")
+    fits = tmp_path_factory.mktemp("fits")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(training, "train_fold", spy)
-        result = run_experiment(data, TINY_PLAN, MODELS, BOTH, weights_dir=run_dir / "weights")
+        result = run_experiment(data, TINY_PLAN, MODELS, BOTH, fits=fits,
+                                keep_weights=TORCH_MODELS)
     result.summary = summarise(result, TINY_PLAN.evaluation, TINY_PLAN.seed, data.subject_ids)
     write_run(run_dir, result, {"command": "test"})
     return SimpleNamespace(data=data, plan=TINY_PLAN, result=result, calls=calls,
-                           run_dir=run_dir)
+                           run_dir=run_dir, fits=fits)
 
 
 # --------------------------------------------------------------------------- metrics
@@ -554,81 +557,81 @@ def test_load_run_on_an_empty_folder_says_what_a_run_folder_is(tmp_path):
         load_run(tmp_path)
 
 
-def test_a_run_is_published_whole_or_not_at_all(experiment, tmp_path):
-    destination = tmp_path / "run"
-    with pytest.raises(RuntimeError, match="interrupted"), staged_run(destination) as staging:
-        write_run(staging, experiment.result, {})
-        raise RuntimeError("interrupted")
-    assert not destination.exists() and list(tmp_path.iterdir()) == []
-    with staged_run(destination) as staging:
-        write_run(staging, experiment.result, {}, identity={"a": 1}, key="k1")
-    assert (destination / "metrics.csv").is_file() and (destination / "run.json").is_file()
-    before = {p.name: p.read_bytes() for p in destination.iterdir() if p.is_file()}
-    with pytest.raises(RunExistsError, match="--overwrite"), staged_run(destination):
-        pass
-    assert {p.name: p.read_bytes() for p in destination.iterdir() if p.is_file()} == before
-
-
 # --------------------------------------------------------------------------- weights
 
 
-def test_saved_weights_reproduce_the_test_predictions_of_their_fold(experiment):
+def test_saved_weights_reproduce_the_honest_test_predictions_of_their_fold(experiment):
     run = load_run(experiment.run_dir)
     data = experiment.data
     position = {s: i for i, s in enumerate(data.subject_ids)}
-    paper = pd.read_csv(experiment.run_dir / "predictions_paper.csv")
+    saved = run["predictions"]
+    splits = {(s["repeat"], s["fold"]): s for s in run["splits"]["splits"]}
     for model in TORCH_MODELS:
         record = run["models"][model]
         inputs = model_inputs(data, model)
-        for selection, saved in (("honest", run["predictions"]), ("paper", paper)):
-            for split in run["splits"]["splits"]:
-                name = Path(record["weights"].format(repeat=split["repeat"], fold=split["fold"]))
-                if selection != record["weights_selection"]:
-                    name = name.parent / selection / name.name
-                state = torch.load(experiment.run_dir / name, weights_only=True)
-                net = build_model(ModelConfig(**record["config"]))
-                net.load_state_dict(state)
-                test = np.array([position[s] for s in split["test"]])
-                probs = probabilities(predict_logits(net, inputs, test, CPU))
-                rows = saved[(saved["model"] == model) & (saved["repeat"] == split["repeat"])
-                             & (saved["fold"] == split["fold"])]
-                assert list(rows["participant_id"]) == split["test"]
-                np.testing.assert_allclose(probs, rows["probability"], rtol=1e-5, atol=1e-7,
-                                           err_msg=f"{model} {selection} {name}")
-                memory = experiment.result.predictions[selection]
-                memory = memory[(memory["model"] == model) & (memory["fold"] == split["fold"])]
-                np.testing.assert_allclose(probs, memory["probability"], rtol=1e-6, atol=1e-9)
+        assert len(record["fits"]) == len(splits)
+        for fit in record["fits"]:
+            folder = experiment.fits / f"fit-{model}-{fit['key']}"
+            split = splits[(fit["repeat"], fit["fold"])]
+            state = torch.load(folder / "weights.pt", weights_only=True)
+            net = build_model(ModelConfig(**record["config"]))
+            net.load_state_dict(state)
+            test = np.array([position[s] for s in split["test"]])
+            probs = probabilities(predict_logits(net, inputs, test, CPU))
+            rows = saved[(saved["model"] == model) & (saved["repeat"] == split["repeat"])
+                         & (saved["fold"] == split["fold"])]
+            assert list(rows["participant_id"]) == split["test"]
+            np.testing.assert_allclose(probs, rows["probability"], rtol=1e-5, atol=1e-7,
+                                       err_msg=f"{model} {folder}")
+            memory = experiment.result.predictions["honest"]
+            memory = memory[(memory["model"] == model) & (memory["fold"] == split["fold"])]
+            np.testing.assert_allclose(probs, memory["probability"], rtol=1e-6, atol=1e-9)
         # The standardisation statistics travel inside the state_dict.
         buffer = "cls_standardise.mean" if model == "ts" else "fc_encoder.standardise.mean"
         assert state[buffer].abs().sum() > 0
 
 
-def test_evaluate_weights_rebuild_from_the_run_folder_alone(tmp_path):
+def test_fits_keep_weights_only_where_asked(experiment, tmp_path):
+    run = run_experiment(experiment.data, TINY_PLAN, ["ts", "fc-logreg"], ["honest"],
+                         fits=tmp_path, keep_weights=[])
+    folders = sorted(tmp_path.glob("fit-*"))
+    assert len(folders) == 2 * TINY_PLAN.evaluation.folds
+    assert not list(tmp_path.glob("fit-*/weights.pt"))  # predictions only
+    listed = {f"fit-{m}-{fit['key']}" for m in ("ts", "fc-logreg")
+              for fit in run.models[m]["fits"]}
+    assert listed == {f.name for f in folders}
+
+
+def test_evaluate_weights_rebuild_from_the_run_folder_and_its_fits(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cohort = load_cohort(write_tiny_cohort(tmp_path / "cohort", [220] * 12,
                                                   random_walk=False))
     plan = TINY_PLAN.replace(train={"epochs": 2}, connectivity={"pool_size": None},
-                             outputs={"runs_dir": str(tmp_path / "runs")})
+                             outputs={"runs_dir": str(tmp_path / "runs"),
+                                      "fits_dir": str(tmp_path / "fits")})
     out = tmp_path / "run"
-    stale = out / "weights" / "fc" / "repeat-7_fold-7.pt"
-    stale.parent.mkdir(parents=True)
-    stale.write_bytes(b"an earlier run")
-    with pytest.raises(RunExistsError, match="--overwrite"):
-        evaluate(plan, ["fc"], ["honest"], cohort=cohort, out=out, device=CPU)
-    assert stale.read_bytes() == b"an earlier run"  # refused before anything was computed
-    evaluate(plan, ["fc"], ["honest"], cohort=cohort, out=out, device=CPU, overwrite=True)
-    assert not stale.exists()
-    assert sorted(p.name for p in (out / "weights" / "fc").iterdir()) == [
-        f"repeat-0_fold-{f}.pt" for f in range(3)]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("not a run")
+    with pytest.raises(OutputExistsError, match="not an fmtc result"):
+        evaluate(plan, ["fc"], ["honest"], cohort=cohort, out=other, device=CPU,
+                 overwrite=True)
+    assert (other / "notes.txt").read_text() == "not a run"  # never deleted, even with overwrite
+    evaluate(plan, ["fc"], ["honest"], cohort=cohort, out=out, device=CPU, keep_weights=True)
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        evaluate(plan.replace(seed=1), ["fc"], ["honest"], cohort=cohort, out=out, device=CPU)
     run = load_run(out)
     record = run["models"]["arms"]["fc"]
-    fc = cohort_connectivity(cohort, run["models"]["connectivity"]["kind"])
+    fc = cohort_connectivity(cohort, run["models"]["arms"]["fc"]["config"]["fc_kind"])
     inputs = ModelInputs.from_arrays(cohort.labels.copy(), CPU, fc=fc)
     position = {s: i for i, s in enumerate(cohort.subject_ids)}
-    for split in run["splits"]["splits"]:
+    splits = {(s["repeat"], s["fold"]): s for s in run["splits"]["splits"]}
+    for fit in record["fits"]:
+        split = splits[(fit["repeat"], fit["fold"])]
         net = build_model(ModelConfig(**record["config"]))
-        net.load_state_dict(torch.load(out / record["weights"].format(**split), weights_only=True))
+        weights = tmp_path / "fits" / f"fit-fc-{fit['key']}" / "weights.pt"
+        net.load_state_dict(torch.load(weights, weights_only=True))
         test = np.array([position[s] for s in split["test"]])
         probs = probabilities(predict_logits(net, inputs, test, CPU))
         rows = run["predictions"][run["predictions"]["fold"] == split["fold"]]
@@ -691,7 +694,8 @@ def test_probabilities_are_the_softmax_of_class_one_even_for_huge_logits():
 def write_plan(folder: Path, folds: int = 3) -> Path:
     """A plan file whose smoke profile is small and writes every output inside ``folder``."""
     outputs = {key: str(folder / "data" / key) for key in
-               ("data_dir", "cohorts_dir", "features_dir", "models_dir", "runs_dir", "book_dir")}
+               ("data_dir", "cohorts_dir", "features_dir", "models_dir", "fits_dir", "runs_dir",
+                "book_dir")}
     document = {"profiles": {"smoke": {
         "device": "cpu", "outputs": outputs, "execution": {"n_jobs": 1},
         "evaluation": {"folds": folds, "repeats": 1, "permutations": 20, "bootstrap": 50}}}}
@@ -735,7 +739,7 @@ def test_cli_evaluate_with_permuted_labels_runs_into_its_own_folder(small_cohort
     printed = capsys.readouterr().out
     assert status == 0 and "PERMUTED" in printed
     runs = tmp_path / "data" / "runs_dir"
-    (folder,) = runs.iterdir()
+    (folder,) = [p for p in runs.iterdir() if not p.name.startswith(".")]
     assert re.fullmatch(r"evaluate_fc-logreg_permuted-labels_smoke_[0-9a-f]{12}", folder.name)
     run = load_run(folder)
     assert run["models"]["label_permuted"] is True and run["provenance"]["permute_labels"]

@@ -1,4 +1,8 @@
-"""Interrupted runs resume: finished fits are kept, only the rest is computed, results equal."""
+"""Interrupted runs resume: finished fits are kept, only the rest is computed, results equal.
+
+Every fit is published in the fit store as soon as it ends (:mod:`fmtc.evaluate.fits`); a run
+started again reads the finished ones back.
+"""
 
 from __future__ import annotations
 
@@ -13,25 +17,24 @@ from pathlib import Path
 import pytest
 import torch
 
-import fmtc.evaluate.protocol as protocol
+import fmtc.evaluate.fits as fits_module
 from fmtc.cohort.folder import load_cohort
 from fmtc.pipeline import evaluate
 from fmtc.plan import load_plan
-from fmtc.runs import RUN_RECORD, partial_folder
 
 CPU = torch.device("cpu")
 TABLES = ("metrics.csv", "predictions.csv", "predictions_paper.csv", "summary.csv",
-          "trajectories.csv", "splits.json", "models.json", RUN_RECORD)
+          "trajectories.csv", "splits.json", "models.json")
 MODELS = ["fc-logreg", "fc"]
 N_FITS = len(MODELS) * 3  # 1 repeat x 3 folds
-RUN_FOLD = protocol.run_fold
+RUN_FOLD = fits_module.run_fold
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_plan(folder: Path, epochs: int = 2) -> Path:
     outputs = {key: str(folder / "data" / key) for key in
-               ("data_dir", "cohorts_dir", "features_dir", "models_dir", "runs_dir")}
+               ("data_dir", "cohorts_dir", "features_dir", "models_dir", "fits_dir", "runs_dir")}
     document = {"profiles": {"smoke": {
         "device": "cpu", "outputs": outputs, "execution": {"n_jobs": 1},
         "train": {"epochs": epochs}, "connectivity": {"pool_size": 16},
@@ -46,13 +49,13 @@ def _counting(monkeypatch, fail_after: int | None = None) -> list[str]:
     calls: list[str] = []
     original = RUN_FOLD
 
-    def counted(task, data):
+    def counted(task, data, **options):
         if fail_after is not None and len(calls) == fail_after:
             raise KeyboardInterrupt
         calls.append(f"{task.arm.name}/{task.split.fold}")
-        return original(task, data)
+        return original(task, data, **options)
 
-    monkeypatch.setattr(protocol, "run_fold", counted)
+    monkeypatch.setattr(fits_module, "run_fold", counted)
     return calls
 
 
@@ -61,14 +64,6 @@ def _same_tables(a: Path, b: Path) -> None:
         if name == "predictions_paper.csv" and not (a / name).exists():
             continue
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
-    weights = sorted(p.relative_to(a) for p in (a / "weights").rglob("*.pt"))
-    assert weights == sorted(p.relative_to(b) for p in (b / "weights").rglob("*.pt"))
-    for relative in weights:
-        expected = torch.load(a / relative, weights_only=True)
-        found = torch.load(b / relative, weights_only=True)
-        assert expected.keys() == found.keys()
-        for key in expected:
-            torch.testing.assert_close(found[key], expected[key], rtol=0, atol=0)
 
 
 def test_an_interrupted_evaluation_computes_only_the_unfinished_fits(small_cohort, tmp_path,
@@ -76,44 +71,44 @@ def test_an_interrupted_evaluation_computes_only_the_unfinished_fits(small_cohor
     cohort = load_cohort(small_cohort)
     plan = load_plan("smoke", write_plan(tmp_path))
 
-    def run(out: Path):
-        return evaluate(plan, MODELS, ["honest", "paper"], cohort=cohort, out=out, device=CPU)
+    def run(out: Path, store: str):
+        return evaluate(plan.replace(outputs={"fits_dir": str(tmp_path / store)}), MODELS,
+                        ["honest", "paper"], cohort=cohort, out=out, device=CPU)
 
-    whole = run(tmp_path / "whole")
+    run(tmp_path / "whole", "fits-whole")
 
     _counting(monkeypatch, fail_after=4)
     with pytest.raises(KeyboardInterrupt):
-        run(tmp_path / "resumed")
+        run(tmp_path / "resumed", "fits")
     assert not (tmp_path / "resumed").exists()  # nothing published half-done
-    partial = partial_folder(tmp_path / "resumed", whole.key)
-    assert len(list((partial / "fits").rglob("*.json"))) == 4
+    assert len(list((tmp_path / "fits").glob("fit-*/fit.json"))) == 4  # finished fits kept
 
     calls = _counting(monkeypatch)
-    resumed = run(tmp_path / "resumed")
+    resumed = run(tmp_path / "resumed", "fits")
     assert len(calls) == N_FITS - 4  # only the unfinished fits were computed
-    assert resumed.tables["provenance"]["resumed_fits"] == 4
-    assert not partial.exists() and not (tmp_path / "resumed" / "fits").exists()
+    assert resumed.tables["provenance"]["fits"] == {"total": N_FITS, "computed": N_FITS - 4,
+                                                    "read_back": 4}
     _same_tables(tmp_path / "whole", tmp_path / "resumed")
+    assert not list(tmp_path.glob(".*staging*")) and not list((tmp_path / "fits").glob(".*st*"))
 
 
-def test_a_damaged_or_foreign_fit_record_is_refitted(small_cohort, tmp_path, monkeypatch):
+def test_a_damaged_or_foreign_fit_is_computed_again(small_cohort, tmp_path, monkeypatch):
     cohort = load_cohort(small_cohort)
     plan = load_plan("smoke", write_plan(tmp_path))
     run = lambda out: evaluate(plan, MODELS, ["honest"], cohort=cohort, out=out,  # noqa: E731
                                device=CPU)
-    whole = run(tmp_path / "whole")
-    _counting(monkeypatch, fail_after=N_FITS - 1)
-    with pytest.raises(KeyboardInterrupt):
-        run(tmp_path / "again")
-    fits = sorted((partial_folder(tmp_path / "again", whole.key) / "fits").rglob("*.json"))
-    fits[0].write_text('{"arm": "fc"')  # truncated
-    record = json.loads(fits[1].read_text())
-    record["seed"] += 1  # another task's record
-    fits[1].write_text(json.dumps(record))
+    run(tmp_path / "whole")
+    store = tmp_path / "data" / "fits_dir"
+    folders = sorted(p for p in store.glob("fit-fc-*") if "logreg" not in p.name)
+    (folders[0] / "fit.json").write_text('{"test": [1')  # truncated
+    record = json.loads((folders[1] / ".fmtc-result.json").read_text())
+    record["key"] = "0" * 16  # another fit's folder under this name
+    (folders[1] / ".fmtc-result.json").write_text(json.dumps(record))
     calls = _counting(monkeypatch)
     run(tmp_path / "again")
-    assert len(calls) == 3  # the two bad records and the fit never finished
+    assert len(calls) == 2  # the two bad fits, nothing else
     _same_tables(tmp_path / "whole", tmp_path / "again")
+    assert json.loads((folders[1] / ".fmtc-result.json").read_text())["key"] != "0" * 16
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
@@ -123,6 +118,7 @@ def test_the_command_killed_mid_run_exits_cleanly_and_resumes(small_cohort, tmp_
     # machine ten times faster than the 2-core one this was written on (the poll is 50 ms).
     plan = write_plan(tmp_path, epochs=60)
     out = tmp_path / "run"
+    store = tmp_path / "data" / "fits_dir"
     command = [sys.executable, "-m", "fmtc", "evaluate", "--cohort", str(small_cohort),
                "--profile", "smoke", "--plan", str(plan), "--out", str(out),
                *[arg for model in MODELS for arg in ("--model", model)]]
@@ -132,7 +128,7 @@ def test_the_command_killed_mid_run_exits_cleanly_and_resumes(small_cohort, tmp_
     deadline = time.monotonic() + 240
     records: list[Path] = []
     while time.monotonic() < deadline and process.poll() is None:
-        records = [p for p in tmp_path.glob(".run.*.partial/fits/fc/*.json")]
+        records = [p for p in store.glob("fit-fc-*/fit.json") if "logreg" not in str(p)]
         if records:  # every baseline fit and at least one torch fit are finished
             break
         time.sleep(0.05)
@@ -143,12 +139,13 @@ def test_the_command_killed_mid_run_exits_cleanly_and_resumes(small_cohort, tmp_
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("fmtc evaluate: ")
     assert not out.exists()
-    finished = len(list(tmp_path.glob(".run.*.partial/fits/*/*.json")))
+    finished = len(list(store.glob("fit-*/fit.json")))
     assert 4 <= finished < N_FITS
 
     rerun = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
                            timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     provenance = json.loads((out / "provenance.json").read_text())
-    assert provenance["resumed_fits"] == finished
-    assert f"resuming: {finished} of {N_FITS} fit(s)" in rerun.stderr
+    assert provenance["fits"] == {"total": N_FITS, "computed": N_FITS - finished,
+                                  "read_back": finished}
+    assert f"{N_FITS} fit(s): {finished} read back, {N_FITS - finished} to compute" in rerun.stderr

@@ -384,11 +384,21 @@ def _compute_fit(item: tuple[Fit, frozenset[str], bool], datasets: dict[str, Exp
 
 @dataclass
 class FitBatch:
-    """What :func:`run_fits` did: how many fits were read back and how many computed."""
+    """What :func:`run_fits` did: the records, and which were computed (not read back)."""
 
     records: list[FitRecord]
-    reused: int = 0
-    computed: int = 0
+    computed_at: list[bool] = field(default_factory=list)
+
+    @property
+    def computed(self) -> int:
+        """Fits computed (identical fits asked for twice count once)."""
+        return len({r.key or id(r) for r, fresh in zip(self.records, self.computed_at,
+                                                        strict=True) if fresh})
+
+    @property
+    def reused(self) -> int:
+        """Fits read back."""
+        return self.computed_at.count(False)
 
 
 def run_fits(fits: Sequence[Fit], datasets: dict[str, ExperimentData], *,
@@ -441,4 +451,6 @@ def run_fits(fits: Sequence[Fit], datasets: dict[str, ExperimentData], *,
                 records[i] = record
     elif fits:
         logger.debug("%d fit(s), every one read back", len(fits))
-    return FitBatch([records[i] for i in range(len(fits))], reused, len(pending))
+    fresh = {i for positions in pending.values() for i in positions}
+    return FitBatch([records[i] for i in range(len(fits))],
+                    [i in fresh for i in range(len(fits))])

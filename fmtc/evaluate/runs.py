@@ -238,9 +238,9 @@ class ExperimentRunResult(Result):
             seed=cv.seed, arms={a.name: a.model for a in cv.arms},
             selections=list(cv.selections), permute_labels=self.permute_labels,
             cohort=self.cohort,
-            **{k: v for k, v in self.provenance_fields.items() if k != "timings"},
-            fits={"total": len(self.fits), "read_back": batch.reused,
-                  "computed": batch.computed},
+            **{k: v for k, v in self.provenance_fields.items() if k not in ("timings", "fits")},
+            fits=self.provenance_fields.get("fits") or {
+                "total": len(self.fits), "read_back": batch.reused, "computed": batch.computed},
             timings=_timings(self.provenance_fields.get("timings", {}), result.timings,
                              time.perf_counter() - start))
         result.models = models

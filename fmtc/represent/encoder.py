@@ -275,18 +275,17 @@ def encoder_identity(spec: EncoderSpec, device: Any = None) -> dict[str, Any]:
     """What identifies the encoder of ``spec``, known before its weights are built or fetched.
 
     The simulated-pretrained encoder is its result key (kind, version, recipe, corpus); the
-    random-init encoder and checkpoints are their weights and config hashes. A Hub checkpoint
-    that is not in the local cache is fetched first.
+    random-init encoder and checkpoints are their weights and config hashes, whatever folder or
+    Hub id they come from (a model already loaded, :func:`model_fingerprint`, is the same
+    encoder). A Hub checkpoint that is not in the local cache is fetched first.
     """
     device = _device(device)
     if spec.source == SIMULATED_SOURCE:
         return {"source": SIMULATED_SOURCE, "key": simulated_encoder(spec, device).key}
     if spec.source == RANDOM_INIT_SOURCE:
-        return {"source": RANDOM_INIT_SOURCE, **model_fingerprint(random_init_encoder(spec))}
-    found = encoder_fingerprint(spec)
-    if found is None:
-        found = model_fingerprint(resolve_encoder(spec, device))
-    return {"source": spec.source, **found}
+        return model_fingerprint(random_init_encoder(spec))
+    found = encoder_fingerprint(spec)  # the weights, wherever they are (a folder, the Hub)
+    return found if found is not None else model_fingerprint(resolve_encoder(spec, device))
 
 
 def encoder_fingerprint(spec: EncoderSpec) -> dict[str, str] | None:
