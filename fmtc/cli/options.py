@@ -94,6 +94,18 @@ def run_overrides(args: argparse.Namespace) -> dict:
     return overrides
 
 
+def check_execution(args: argparse.Namespace, plan: Plan) -> None:
+    """Checks of :func:`add_run_options` that need the plan, made before any cohort is read.
+
+    A Dask scheduler (``--dask-scheduler`` or ``execution.dask_scheduler``) needs the
+    ``distributed`` package (:func:`fmtc.execution.check_dask_available`).
+    """
+    from fmtc.execution import check_dask_available
+
+    option = "--dask-scheduler" if args.dask_scheduler else "execution.dask_scheduler"
+    check_dask_available(plan.execution.dask_scheduler, option)
+
+
 def print_cohort(cohort) -> None:
     """Say which cohort a command runs on, and that it is SIMULATED when it is."""
     print(repr(cohort))
