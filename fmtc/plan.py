@@ -987,9 +987,10 @@ def _check_output_folder(folder: Path, value: str, key: str) -> None:
 
 def _check_seed(seed: int, key: str, offset: int = 0) -> None:
     """A seed, and ``seed + offset`` (the largest seed derived from it), lie in 0..2**32 - 1."""
+    why = (f"it and its fold seeds, up to seed + {offset}, must stay below 2**32" if offset
+           else "below 2**32")
     _require(0 <= seed and seed + offset < SEED_LIMIT, key,
-             f"must lie in 0..{SEED_LIMIT - 1 - offset} (2**32 - 1"
-             f"{f' - {offset}, for the seeds derived from it' if offset else ''}), got {seed}")
+             f"must lie in 0..{SEED_LIMIT - 1 - offset} ({why}), got {seed}")
 
 
 def _build(cls: type, data: Any, prefix: str) -> Any:
