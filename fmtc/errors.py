@@ -26,6 +26,58 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
+MESSAGE_BYTES = 500
+"""Most bytes of the one error line ``fmtc`` prints (:func:`one_line`); longer is cut."""
+
+ELLIPSIS = " … "
+"""What replaces the middle of a message or value that was cut (:func:`clip`)."""
+
+
+def clip(text: str, limit: int = MESSAGE_BYTES) -> str:
+    """``text`` on one line and at most ``limit`` UTF-8 bytes, its middle cut if longer.
+
+    Line breaks become ``"; "``. The head (which names the file, subject or plan key) and
+    the tail (what to do) are kept; the middle is replaced by :data:`ELLIPSIS`.
+
+    Parameters
+    ----------
+    text : str
+        Any message.
+    limit : int
+        Most UTF-8 bytes of the result (at least 20).
+
+    Returns
+    -------
+    str
+    """
+    text = "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
+    if len(text.encode("utf-8")) <= limit:
+        return text
+    room = max(limit - len(ELLIPSIS.encode("utf-8")), 8)
+    head, tail = _prefix(text, room * 2 // 3), _suffix(text, room - room * 2 // 3)
+    return f"{head}{ELLIPSIS}{tail}"
+
+
+def _prefix(text: str, size: int) -> str:
+    """The longest start of ``text`` of at most ``size`` UTF-8 bytes."""
+    return text.encode("utf-8")[:size].decode("utf-8", errors="ignore")
+
+
+def _suffix(text: str, size: int) -> str:
+    """The longest end of ``text`` of at most ``size`` UTF-8 bytes."""
+    data = text.encode("utf-8")
+    return data[len(data) - size:].decode("utf-8", errors="ignore") if size > 0 else ""
+
+
+def one_line(prefix: str, message: str, suffix: str = "") -> str:
+    """The error line ``prefix + message + suffix``, at most :data:`MESSAGE_BYTES` bytes.
+
+    Only ``message`` is cut (:func:`clip`): the ``fmtc <command>: error: `` prefix and a
+    closing hint stay whole.
+    """
+    room = MESSAGE_BYTES - len(prefix.encode("utf-8")) - len(suffix.encode("utf-8"))
+    return f"{prefix}{clip(message, max(room, 40))}{suffix}"
+
 
 class FmtcError(Exception):
     """Base of every user-facing error of fmtc."""

@@ -89,6 +89,39 @@ def _release_memory() -> None:
                                                      LEAK_ALLOWANCE)
 
 
+def check_dask_available(address: str | None, option: str = "execution.dask_scheduler") -> None:
+    """Refuse a Dask scheduler address early when the ``distributed`` package is missing.
+
+    Called by the commands before they read a cohort, so that the missing package is a
+    one-line usage error, not a traceback after minutes of work.
+
+    Parameters
+    ----------
+    address : str or None
+        ``execution.dask_scheduler``; None or empty: nothing to check.
+    option : str
+        The option or plan key that set it, named in the message.
+
+    Raises
+    ------
+    fmtc.errors.UsageError
+    """
+    import importlib.util
+
+    from fmtc.errors import UsageError
+
+    if not address:
+        return
+    try:
+        found = importlib.util.find_spec("distributed") is not None
+    except (ImportError, ValueError):  # a broken or stubbed install
+        found = False
+    if not found:
+        raise UsageError(f"{option} {address}: the Dask 'distributed' package is not "
+                         "installed; install it with pip install 'fmtc[dask]', or run without "
+                         "a scheduler (local workers: --jobs N)")
+
+
 def progress_enabled() -> bool:
     """Progress bars show when stderr is a terminal and fmtc logs at INFO or below."""
     return sys.stderr.isatty() and logging.getLogger("fmtc").getEffectiveLevel() <= logging.INFO

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,14 +24,44 @@ from typing import Any, Literal
 
 import yaml
 
-from fmtc.errors import UsageError
+from fmtc.errors import UsageError, clip
 from fmtc.storage import not_utf8
 
 PLAN_FILENAME = "_config.yml"
 
+MAX_PLAN_BYTES = 1 << 20
+"""Largest plan file read (1 MiB; a plan is a few KB): a bigger file is not a plan."""
+
+MAX_YAML_VALUES = 100_000
+"""Most values (mappings, lists, scalars) a plan document may hold once its aliases are
+expanded; the built-in profiles hold about 600. Bounds "billion laughs" documents, whose
+few KB of nested aliases expand to billions of values."""
+
+MAX_YAML_DEPTH = 64
+"""Deepest nesting of a plan document (aliases expanded); the built-in profiles reach 8."""
+
+SEED_LIMIT = 2**32
+"""Seeds lie in ``0 .. SEED_LIMIT - 1`` (numpy's and scikit-learn's range)."""
+
 
 class PlanError(UsageError):
-    """A plan file holds an unknown key or a value of the wrong type or range."""
+    """A plan file holds an unknown key or a value of the wrong type or range.
+
+    The message is one line of at most :data:`fmtc.errors.MESSAGE_BYTES` bytes.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(clip(message))
+
+
+_SHOW = reprlib.Repr()
+_SHOW.maxstring, _SHOW.maxother, _SHOW.maxlevel = 60, 60, 2
+_SHOW.maxlist = _SHOW.maxtuple = _SHOW.maxset = _SHOW.maxdict = 5
+
+
+def show(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` for an error message, shortened with ``...`` / ``…`` past ``limit``."""
+    return clip(_SHOW.repr(value), limit)
 
 
 @dataclass(frozen=True)
@@ -98,6 +130,9 @@ class SimulationPlan:
                  "must lie in [0, 1] (0: the brain signal predicts response in both arms)")
         for name in ("responder_fraction", "duloxetine_fraction"):
             _require(0 < getattr(self, name) < 1, f"{key}.{name}", "must lie in (0, 1)")
+        _check_seed(self.seed, f"{key}.seed")
+        if self.population_seed is not None:
+            _check_seed(self.population_seed, f"{key}.population_seed")
 
 
 @dataclass(frozen=True)
@@ -164,6 +199,19 @@ class BrainLMArchitecture:
     decoder_num_attention_heads: int = 4
     decoder_intermediate_size: int = 1024
 
+    def check(self, key: str) -> None:
+        for name, value in dataclasses.asdict(self).items():
+            _require(value >= 1, f"{key}.{name}", f"must be >= 1, got {value}")
+        for width, heads in (("hidden_size", "num_attention_heads"),
+                             ("decoder_hidden_size", "decoder_num_attention_heads")):
+            _require(getattr(self, width) % getattr(self, heads) == 0, f"{key}.{width}",
+                     f"{getattr(self, width)} is not divisible by {heads} = "
+                     f"{getattr(self, heads)}")
+        _require(self.hidden_size % 2 == 0, f"{key}.hidden_size",
+                 f"must be even (BrainLM's sinusoidal position table), got {self.hidden_size}")
+        _require(self.decoder_hidden_size == self.hidden_size, f"{key}.decoder_hidden_size",
+                 f"must equal hidden_size ({self.hidden_size}), as BrainLM's decoder requires")
+
 
 READOUTS = ("cls", "mean", "network-mean")
 """TS read-outs of the encoder (``brainlm.readout``)."""
@@ -201,6 +249,13 @@ class BrainLMPlan:
     batch_size: int = 8
     readout: Literal["cls", "mean", "network-mean"] = "cls"
 
+    def check(self, key: str) -> None:
+        _require(bool(self.source.strip()), f"{key}.source",
+                 "must name an encoder (simulated-pretrained, random-init, a checkpoint folder "
+                 "or a Hub id)")
+        _require(self.n_shuffles >= 1, f"{key}.n_shuffles", "must be >= 1")
+        _require(self.batch_size >= 1, f"{key}.batch_size", "must be >= 1")
+
 
 @dataclass(frozen=True)
 class PretrainPlan:
@@ -227,6 +282,13 @@ class PretrainPlan:
                  f"{key}.regions_per_window", "must be null (every region) or >= 2")
         _require(self.epochs >= 1, f"{key}.epochs", "must be >= 1")
         _require(0 <= self.warmup_fraction < 1, f"{key}.warmup_fraction", "must lie in [0, 1)")
+        _require(self.n_subjects >= 4, f"{key}.n_subjects",
+                 "must be at least 4 (the simulated pretraining cohort)")
+        _require(self.n_volumes >= 20, f"{key}.n_volumes", "must be at least 20")
+        _require(self.batch_size >= 1, f"{key}.batch_size", "must be >= 1")
+        _require(self.lr > 0, f"{key}.lr", "must be positive")
+        _require(self.weight_decay >= 0, f"{key}.weight_decay", "must be >= 0 (0: none)")
+        _check_seed(self.seed, f"{key}.seed")
 
 
 @dataclass(frozen=True)
@@ -251,6 +313,7 @@ class TrainPlan:
         _require(self.epochs >= 1, f"{key}.epochs", "must be >= 1")
         _require(self.batch_size >= 1, f"{key}.batch_size", "must be >= 1")
         _require(self.lr > 0, f"{key}.lr", "must be positive")
+        _require(self.weight_decay >= 0, f"{key}.weight_decay", "must be >= 0 (0: none)")
 
 
 @dataclass(frozen=True)
@@ -263,7 +326,7 @@ class LogisticPlan:
     def check(self, key: str) -> None:
         _require(bool(self.c_grid), f"{key}.c_grid", "must list at least one C value")
         _require(all(c > 0 for c in self.c_grid), f"{key}.c_grid",
-                 f"C values must be positive, got {self.c_grid}")
+                 f"C values must be positive, got {show(self.c_grid)}")
         _require(self.inner_folds >= 2, f"{key}.inner_folds",
                  "must be >= 2 (the inner cross-validation that picks C)")
 
@@ -328,6 +391,8 @@ class ExecutionPlan:
     def check(self, key: str) -> None:
         _require(self.n_jobs >= 1 or self.n_jobs == -1, f"{key}.n_jobs", "must be >= 1 or -1")
         _require(self.threads_per_worker >= 1, f"{key}.threads_per_worker", "must be >= 1")
+        _require(self.dask_scheduler is None or bool(self.dask_scheduler.strip()),
+                 f"{key}.dask_scheduler", "must be an address (tcp://host:8786) or null")
 
 
 PROTOCOL_PER_FIT = ("zero_grad", "eval_crops", "input_scaling")
@@ -547,6 +612,11 @@ class Plan:
     root: str = "."
 
     def check(self, key: str) -> None:
+        ev = self.evaluation
+        # Each fit's seed is seed + 1000 x repeat + fold (fmtc.evaluate.protocol.fold_seed).
+        _check_seed(self.seed, _join(key, "seed"), 1000 * (ev.repeats - 1) + ev.folds - 1)
+        for name, value in dataclasses.asdict(self.outputs).items():
+            _check_output_folder(self.path(value), value, _join(key, f"outputs.{name}"))
         # Each arm's overrides must make a valid plan: say so when the plan is read, naming
         # the arm, not when the experiment runs.
         for name, experiment in self.experiments.items():
@@ -597,8 +667,8 @@ def is_plan_file(path: str | os.PathLike[str]) -> bool:
     errors when it is loaded); a file that cannot be read or parsed is not a plan.
     """
     try:
-        document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        document = read_yaml(path)
+    except PlanError:
         return False
     # Any plan key makes it a plan (then validated: a misspelt sibling key is an error, not a
     # reason to ignore the file); a Jupyter Book config has none of them.
@@ -654,17 +724,24 @@ def load_plan(
         The validated plan; relative output paths resolve against the plan file's folder
         (the working directory when there is no plan file).
     """
-    builtin = yaml.safe_load(resources.files("fmtc").joinpath("plans/profiles.yml").read_text(
-        encoding="utf-8"))
+    builtin = yaml.load(  # PlanLoader is a SafeLoader
+        resources.files("fmtc").joinpath("plans/profiles.yml").read_text(encoding="utf-8"),
+        Loader=PlanLoader)
     document = copy.deepcopy(builtin)
     root = Path.cwd()
     if path is None:
         path = find_project_plan()
     if path is not None:
         path = Path(path)
+        if path.is_dir():
+            raise PlanError(f"plan file {path} is a folder, not a file: give the plan's YAML "
+                            f"file (e.g. {path / PLAN_FILENAME})")
         if not path.is_file():
             raise PlanError(f"plan file {path} does not exist")
-        user = read_yaml(path) or {}
+        user = read_yaml(path)
+        if user is None or user == {}:
+            raise PlanError(f"plan file {path} is empty: a plan sets 'profiles' (and may set "
+                            "'default_profile' and 'base'); see fmtc/plans/profiles.yml")
         if not isinstance(user, dict):
             raise PlanError(f"{path}: the plan must be a mapping with 'profiles', found a "
                             f"{type(user).__name__}")
@@ -685,33 +762,186 @@ def load_plan(
     resolved["profile"] = name
     resolved["root"] = str(root)
     try:
-        return _build(Plan, resolved, "")
+        plan = _build(Plan, resolved, "")
+        check_models(plan)
     except PlanError as error:
         if path is None:
             raise
         raise PlanError(f"{path} (profile '{name}'): {error}") from None
+    return plan
+
+
+def check_models(plan: Plan) -> None:
+    """Refuse a plan that names a model the registry does not know, naming the plan key.
+
+    Checks ``evaluation.models``, every experiment arm's ``model``, and ``model_params``:
+    each entry must be a registered model whose hyper-parameters live there (not in ``train``
+    or ``logistic``), and must be valid for its dataclass. :func:`load_plan` calls it, so a
+    typo fails when the plan is read; a model registered later (a notebook's own model) is
+    checked when it runs (:func:`fmtc.pipeline.resolve_arms`).
+
+    Raises
+    ------
+    PlanError
+    """
+    from fmtc.predict.registry import get_model, model_names
+
+    known = model_names()
+
+    def require_known(names: list[str], key: str) -> None:
+        unknown = [n for n in names if n not in known]
+        _require(not unknown, key, f"unknown model(s) {show(unknown)}; known models: "
+                                   f"{', '.join(known)} (`fmtc models` describes them)")
+
+    require_known(plan.evaluation.models, "evaluation.models")
+    for name, experiment in plan.experiments.items():
+        for arm_name, arm in experiment.arms.items():
+            require_known([arm.model], f"experiments.{name}.arms.{arm_name}.model")
+    for model, params in plan.model_params.items():
+        key = f"model_params.{model}"
+        require_known([model], key)
+        section = get_model(model).params_section
+        _require(section == key, key,
+                 f"model {model!r} reads its settings from plan section '{section}', not "
+                 f"model_params: set them under '{section}'")
+        build_section(get_model(model).params_type(), params, key)
 
 
 def read_yaml(path: str | os.PathLike[str]) -> Any:
-    """Parse a YAML file; a damaged one raises :class:`PlanError` naming ``file:line:column``."""
+    """Parse a plan file with :class:`PlanLoader`.
+
+    Raises :class:`PlanError` naming ``file:line:column`` for a damaged file, a duplicate
+    key or aliases that expand too far, and naming the file for one that is not UTF-8, too
+    large (over :data:`MAX_PLAN_BYTES`) or nested too deeply.
+    """
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_PLAN_BYTES:
+            raise PlanError(f"{path}: {size / 2**20:.1f} MiB is too large for a plan file (at "
+                            f"most {MAX_PLAN_BYTES // 2**20} MiB; a plan is a few KB): check "
+                            "that this is the plan")
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as error:
         raise PlanError(f"{path}: {not_utf8(error)}") from None
     except OSError as error:
         raise PlanError(f"{path}: cannot be read ({error.strerror})") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=PlanLoader)  # a SafeLoader
+    except RefusedYAML as error:
+        raise PlanError(f"{_position(path, error.problem_mark)}: {error.problem}") from None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         problem = error.problem or error.context or "invalid YAML"
         hint = ("; indent with spaces, not tabs" if "'\\t'" in problem
                 else "; check the indentation and the quoting around this position")
-        raise PlanError(f"{where}: YAML syntax error: {problem}{hint}") from None
+        raise PlanError(f"{_position(path, mark)}: YAML syntax error: {problem}{hint}") from None
     except yaml.YAMLError as error:
         raise PlanError(f"{path}: YAML error: {error}") from None
+    except RecursionError:
+        raise PlanError(f"{path}: values are nested too deeply (over {MAX_YAML_DEPTH} levels; "
+                        "a plan nests about 8): check the brackets") from None
+
+
+def _position(path: Path, mark: Any) -> str:
+    """``file:line:column`` of a YAML mark (1-based), or the file alone without one."""
+    return f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+
+
+class RefusedYAML(yaml.MarkedYAMLError):
+    """Well-formed YAML that no plan can be: a duplicate key, aliases expanding too far."""
+
+    def __init__(self, problem: str, mark: Any) -> None:
+        super().__init__(problem=problem, problem_mark=mark)
+
+
+class PlanLoader(yaml.SafeLoader):
+    """The YAML loader of plan files: :class:`yaml.SafeLoader` refusing what a plan cannot mean.
+
+    Before any Python object is built, the composed node graph is walked once (time linear
+    in the file, whatever its aliases expand to) and :class:`RefusedYAML` is raised for
+
+    - a mapping with a key twice (PyYAML keeps the last value without a word);
+    - aliases that expand the document to more than :data:`MAX_YAML_VALUES` values (a
+      "billion laughs" document) or nest it deeper than :data:`MAX_YAML_DEPTH` levels;
+    - an alias inside the node it names (a recursive structure).
+
+    Anchors and aliases within these bounds work as usual (the built-in profiles share one
+    ``architecture`` with ``&small-brainlm`` / ``*small-brainlm``), and so do merge keys
+    (``<<: *defaults``), whose keys a mapping may override.
+    """
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        """Check the node graph of the document, then build it."""
+        _check_node_graph(node, self)
+        return super().construct_document(node)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [child for pair in node.value for child in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_node_graph(root: yaml.Node, loader: PlanLoader) -> None:
+    """Raise :class:`RefusedYAML` for duplicate keys, alias bombs and recursive aliases.
+
+    An iterative post-order walk: every node is visited once however many aliases name it,
+    and its expanded size (values) and height are computed from its children's.
+    """
+    measured: dict[int, tuple[int, int]] = {}  # id(node) -> (values, levels), aliases expanded
+    open_nodes: set[int] = set()  # the nodes on the path from the root
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        if finished:
+            open_nodes.discard(key)
+            children = _children(node)
+            values = 1 + sum(measured[id(c)][0] for c in children)
+            levels = 1 + max((measured[id(c)][1] for c in children), default=0)
+            if values > MAX_YAML_VALUES:
+                raise RefusedYAML(
+                    f"aliases expand the plan to more than {MAX_YAML_VALUES:,} values here "
+                    "(nested aliases of aliases, a 'billion laughs' document); a plan holds a "
+                    "few hundred: write the values out, or nest fewer aliases", node.start_mark)
+            if levels > MAX_YAML_DEPTH:
+                raise RefusedYAML(f"values are nested more than {MAX_YAML_DEPTH} levels deep "
+                                  "(aliases expanded; a plan nests about 8): check the aliases "
+                                  "and brackets", node.start_mark)
+            measured[key] = (values, levels)
+            continue
+        if key in measured:
+            continue
+        if key in open_nodes:
+            raise RefusedYAML("an alias names a node that contains it (a recursive "
+                              "structure), which no plan value can be: remove the alias",
+                              node.start_mark)
+        open_nodes.add(key)
+        stack.append((node, True))
+        if isinstance(node, yaml.MappingNode):
+            _check_duplicate_keys(node, loader)
+        stack.extend((child, False) for child in _children(node) if id(child) not in measured)
+
+
+def _check_duplicate_keys(node: yaml.MappingNode, loader: PlanLoader) -> None:
+    """Raise :class:`RefusedYAML` when a mapping spells one key twice (merge keys aside)."""
+    first: dict[Any, Any] = {}
+    for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # merged keys may be overridden; complex keys fail when built
+        key = loader.construct_object(key_node)
+        try:
+            earlier = first.setdefault(key, key_node.start_mark)
+        except TypeError:  # pragma: no cover - scalars are hashable
+            continue
+        if earlier is not key_node.start_mark:
+            raise RefusedYAML(
+                f"duplicate key {show(key, 60)} (first at line {earlier.line + 1}); YAML "
+                "would keep only the last value, silently: remove one, or merge them",
+                key_node.start_mark)
 
 
 def _check_shape(document: dict[str, Any], path: Path) -> None:
@@ -774,16 +1004,45 @@ def _require(condition: bool, key: str, message: str) -> None:
         raise PlanError(f"plan key '{key}': {message}")
 
 
+def _check_output_folder(folder: Path, value: str, key: str) -> None:
+    """Refuse an output folder that is the file-system root or the home folder.
+
+    fmtc writes and replaces folders under them, and a user's home or ``/`` is never meant.
+    """
+    try:
+        resolved = folder.resolve()
+    except (OSError, RuntimeError):  # pragma: no cover - a loop of links: reported when used
+        return
+    homes = set()
+    try:
+        homes.add(Path.home().resolve())
+    except (OSError, RuntimeError, KeyError):  # pragma: no cover - no home folder
+        pass
+    what = ("the file-system root" if resolved == Path(resolved.anchor)
+            else "your home folder" if resolved in homes else None)
+    _require(what is None, key,
+             f"{show(value)} is {what}; fmtc writes and replaces folders there: give a folder "
+             "of its own (e.g. data/runs)")
+
+
+def _check_seed(seed: int, key: str, offset: int = 0) -> None:
+    """A seed, and ``seed + offset`` (the largest seed derived from it), lie in 0..2**32 - 1."""
+    why = (f"it and its fold seeds, up to seed + {offset}, must stay below 2**32" if offset
+           else "below 2**32")
+    _require(0 <= seed and seed + offset < SEED_LIMIT, key,
+             f"must lie in 0..{SEED_LIMIT - 1 - offset} ({why}), got {seed}")
+
+
 def _build(cls: type, data: Any, prefix: str) -> Any:
     if not isinstance(data, dict):
-        raise PlanError(f"plan key '{prefix}': expected a mapping, got {data!r}")
+        raise PlanError(f"plan key '{prefix}': expected a mapping, got {show(data)}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted(set(data) - names, key=str)
     if unknown:
         where = f"'{prefix}'" if prefix else "the profile"
-        raise PlanError(f"unknown plan key(s) {[_join(prefix, k) for k in unknown]} in {where}; "
-                        f"allowed: {sorted(names)}")
+        keys = show([_join(prefix, str(k)) for k in unknown], 160)
+        raise PlanError(f"unknown plan key(s) {keys} in {where}; allowed: {sorted(names)}")
     required = [f.name for f in dataclasses.fields(cls)
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
                 and f.name not in data]
@@ -816,42 +1075,48 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
                 return _coerce(option, value, key)
             except PlanError:
                 continue
-        raise PlanError(f"plan key '{key}': {value!r} is not a valid {_describe(hint)}")
+        raise PlanError(f"plan key '{key}': {show(value)} is not a valid {_describe(hint)}")
     if origin is Literal:
         allowed = typing.get_args(hint)
         if value not in allowed:
-            raise PlanError(f"plan key '{key}': {value!r} is not one of {list(allowed)}")
+            raise PlanError(f"plan key '{key}': {show(value)} is not one of {list(allowed)}")
         return value
     if hint is Any:
         return copy.deepcopy(value)
     if origin is dict:
         if not isinstance(value, dict):
-            raise PlanError(f"plan key '{key}': expected a mapping, got {value!r}")
+            raise PlanError(f"plan key '{key}': expected a mapping, got {show(value)}")
         key_type, item = typing.get_args(hint)
         bad = [k for k in value if not isinstance(k, str)]
         if bad:
-            raise PlanError(f"plan key '{key}': keys must be strings, got {bad}")
+            raise PlanError(f"plan key '{key}': keys must be strings, got {show(bad)}")
         return {k: _coerce(item, v, f"{key}.{k}") for k, v in value.items()}
     if origin is list:
         if not isinstance(value, list):
-            raise PlanError(f"plan key '{key}': expected a list, got {value!r}")
+            raise PlanError(f"plan key '{key}': expected a list, got {show(value)}")
         (item,) = typing.get_args(hint)
         return [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
     if hint is bool:
         if not isinstance(value, bool):
-            raise PlanError(f"plan key '{key}': expected true or false, got {value!r}")
+            raise PlanError(f"plan key '{key}': expected true or false, got {show(value)}")
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise PlanError(f"plan key '{key}': expected an integer, got {value!r}")
+            raise PlanError(f"plan key '{key}': expected an integer, got {show(value)}")
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise PlanError(f"plan key '{key}': expected a number, got {value!r}")
-        return float(value)
+            raise PlanError(f"plan key '{key}': expected a number, got {show(value)}")
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond any float
+            number = math.inf
+        if not math.isfinite(number):
+            raise PlanError(f"plan key '{key}': must be a finite number, got {show(value)}")
+        return number
     if hint is str:
         if not isinstance(value, str):
-            raise PlanError(f"plan key '{key}': expected a string, got {value!r}")
+            raise PlanError(f"plan key '{key}': expected a string, got {show(value)}")
         return value
     raise PlanError(f"plan key '{key}': unsupported type {hint!r}")  # pragma: no cover
 

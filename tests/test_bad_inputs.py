@@ -7,8 +7,10 @@ plausibly get wrong. Each case asserts, as a user sees it:
 - the exit status (:mod:`fmtc.errors`: 1 invalid data, 2 usage / plan / output folder,
   130 interrupted, 143 terminated; 0 for the few controls and rebuilt caches);
 - that the message names what to fix: the file, the subject or the plan key;
-- that it is one ``fmtc <command>: error: ...`` line (``cohort validate`` lists its
-  problems on stdout instead), and that no Python traceback is printed;
+- that it is one ``fmtc <command>: error: ...`` line of at most 500 bytes (``cohort
+  validate`` lists its problems on stdout instead; argparse's own errors, such as a seed
+  out of range, name the sub-command in full, ``fmtc fetch ds000208: error: ...``, below
+  its usage), and that no Python traceback is printed;
 - that previously computed results are byte-identical afterwards: a simulated cohort,
   a finished ``fmtc evaluate`` run, a tiny cohort, a tiny BrainLM checkpoint and its
   feature cache, all built once for the module, plus any folder a case puts in harm's way.
@@ -20,10 +22,14 @@ prefix      inputs
 ==========  ===================================================================
 plan-       plan YAML: syntax, tabs, encoding, shapes, unknown keys, wrong types,
             out-of-range values, unknown profiles / models / experiments, and a
-            damaged ``_config.yml`` found in the working directory
+            damaged ``_config.yml`` found in the working directory; alias bombs,
+            duplicate keys, empty files, non-finite numbers, output folders at / or ~
+opt-        command-line options: seeds out of range, counts below their minimum,
+            options that would do nothing in the given combination, a Dask scheduler
+            without ``distributed``, files given for folders and folders for files
 cohort-     the cohort folder contract (``fmtc cohort validate``, exit 1, stdout):
             participants.tsv, dataset_description.json, sidecars, series,
-            subject folders, ground_truth.json
+            subject folders, ground_truth.json; other commands: one line
 label-      labels that cannot be cross-validated (``fmtc evaluate``)
 ckpt-       BrainLM checkpoint folders given to ``--brainlm``
 cache-      damaged feature-cache files: reported and rebuilt (exit 0), and
@@ -44,6 +50,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import time
 from collections.abc import Callable
 from contextlib import redirect_stderr, redirect_stdout
@@ -232,25 +239,30 @@ def run_case(case: Case, context: Context, capsys) -> Outcome:
     argv = case.setup(context)
     before = tree_hashes(*context.kept)
     capsys.readouterr()
-    code = main(argv)
+    try:
+        code = main(argv)
+    except SystemExit as stop:  # argparse refusing an option (exit 2, after its usage)
+        code = stop.code
     out, err = capsys.readouterr()
     after = tree_hashes(*context.kept)
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     return Outcome(argv, code, out, err, user_message(argv, out, err), changed)
 
 
+def prefixes(argv: list[str]) -> tuple[str, ...]:
+    """How a line of this command starts: ``fmtc <command>: `` (fmtc's own lines), or with
+    the sub-command too (argparse's errors, e.g. ``fmtc fetch ds000208: ``)."""
+    return (f"fmtc {argv[0]}: ", *((f"fmtc {argv[0]} {argv[1]}: ",) if len(argv) > 1 else ()))
+
+
 def user_message(argv: list[str], out: str, err: str) -> str:
-    command = argv[0]
     if argv[:2] == ["cohort", "validate"] and out.strip():
         return out.strip()
     lines = err.splitlines()
-    starts = [i for i, line in enumerate(lines) if line.startswith(f"fmtc {command}: ")]
+    starts = [i for i, line in enumerate(lines) if line.startswith(prefixes(argv))]
     if not starts:  # a success (controls, rebuilt caches): what it printed and logged
         return "\n".join([*out.splitlines(), *(x for x in lines if x.startswith("[fmtc]"))])
-    # A cohort error continues with its list of problems ("  - ...").
-    first = starts[0]
-    rest = [line for line in lines[first + 1:] if line.startswith("  - ")]
-    return "\n".join([lines[first], *rest])
+    return lines[starts[0]]
 
 
 def check_outcome(case: Case, outcome: Outcome) -> None:
@@ -264,9 +276,12 @@ def check_outcome(case: Case, outcome: Outcome) -> None:
         assert text not in shown, f"{text!r} must not be printed:\n{shown}"
     if outcome.argv[:2] == ["cohort", "validate"] and case.code == 1:
         assert outcome.out.startswith(f"{outcome.argv[2]}: INVALID"), shown
-    elif case.code in (1, 2):  # exactly one error line, the problems of a cohort below it
+    elif case.code in (1, 2):  # exactly one error line, short, and nothing continuing it
         errors = [line for line in outcome.err.splitlines() if line.startswith("fmtc ")]
-        assert len(errors) == 1 and errors[0].startswith(f"fmtc {command}: error: "), shown
+        assert len(errors) == 1, shown
+        assert errors[0].startswith(tuple(f"{p}error: " for p in prefixes(outcome.argv))), shown
+        assert len(errors[0].encode("utf-8")) <= 500, f"{len(errors[0].encode())} bytes: {shown}"
+        assert not [line for line in outcome.err.splitlines() if line.startswith("  - ")], shown
     elif case.code in (130, 143):
         what = "interrupted" if case.code == 130 else "terminated"
         stops = [line for line in outcome.err.splitlines() if line.startswith("fmtc ")]
@@ -457,6 +472,122 @@ PLAN_CASES = [
     Case("plan-experiment-unknown-name",
          lambda c: ["experiment", "nosuch", "--plan", str(c.shared.plan)], 2,
          ("'nosuch'",)),
+]
+
+
+def bomb_text(levels: int, where: str = "data:\n    label:") -> str:
+    """A plan whose ``base`` nests ``levels`` lists of 9 aliases of the list before it."""
+    lines = ["base:", f"  {where}", f"      - &l0 [{', '.join(['lol'] * 9)}]"]
+    lines += [f"      - &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n" + MINE
+
+
+def _alias_bomb_listed(context: Context) -> list[str]:
+    """``fmtc experiment --list`` of a 9-level alias bomb: refused within seconds."""
+    plan = context.file("bomb.yml", bomb_text(9))
+    began = time.perf_counter()
+    context.then(lambda c: _within(began, 10.0))
+    return ["experiment", "--list", "--plan", str(plan), "--profile", "mine"]
+
+
+def _within(began: float, seconds: float) -> None:
+    took = time.perf_counter() - began
+    assert took < seconds, f"the command took {took:.1f} s"
+
+
+def _huge_value(context: Context) -> list[str]:
+    """7,380 values of nested aliases given where a number goes: a short message."""
+    chain = ["&l0 [" + ", ".join(["'" + "A" * 50 + "'"] * 9) + "]"]
+    chain += [f"&l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 4)]
+    plan = context.file("huge.yml", MINE + f"    seed: [{', '.join(chain)}]\n")
+    return ["experiment", "--list", "--plan", str(plan), "--profile", "mine"]
+
+
+def _huge_value_in_profile(context: Context) -> list[str]:
+    levels = "".join(f"      - &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]\n" for i in range(1, 4))
+    text = (MINE + "    description: ok\n    data:\n      label:\n"
+            "      - &l0 [" + ", ".join(["'" + "B" * 80 + "'"] * 9) + "]\n" + levels)
+    plan = context.file("huge.yml", text.replace("      - &l", "        - &l"))
+    return ["experiment", "--list", "--plan", str(plan), "--profile", "mine"]
+
+
+def listed_plan(name: str, profile: str) -> Callable[[Context], list[str]]:
+    """``fmtc experiment --list`` of a plan whose profile ``mine`` holds ``profile``."""
+    def setup(context: Context) -> list[str]:
+        plan = context.file(name, MINE + profile)
+        return ["experiment", "--list", "--plan", str(plan), "--profile", "mine"]
+
+    return setup
+
+
+def _plan_a_folder(context: Context) -> list[str]:
+    folder = context.tmp / "plans"
+    folder.mkdir()
+    return evaluate_argv(context, plan=folder)
+
+
+def _home_as_data_dir(context: Context) -> list[str]:
+    home = context.keep(context.tmp / "home")
+    home.mkdir()
+    (home / "notes.txt").write_text("mine\n")
+    context.monkeypatch.setenv("HOME", str(home))
+    plan = context.file("home.yml", MINE + "    outputs: {data_dir: '~'}\n")
+    return evaluate_argv(context, "--profile", "mine", plan=plan)
+
+
+PLAN_SAFETY_CASES = [
+    Case("plan-alias-bomb-9-levels", _alias_bomb_listed, 2,
+         ("bomb.yml:", "aliases expand the plan to more than 100,000 values", "billion laughs")),
+    Case("plan-alias-bomb-4-levels-as-a-number", _huge_value, 2,
+         ("huge.yml", "plan key 'seed'", "expected an integer")),
+    Case("plan-long-values-in-a-profile-are-shortened", _huge_value_in_profile, 2,
+         ("huge.yml", "plan key 'data.label'", "BBBB")),
+    Case("plan-duplicate-key", listed_plan(
+        "dup.yml", "    train: {epochs: 3}\n    train: {epochs: 5}\n"), 2,
+         ("dup.yml:5:5", "duplicate key 'train'", "line 4")),
+    Case("plan-recursive-alias", bad_plan(
+        "loop.yml", "profiles:\n  mine: &m\n    extends: quick\n    description: [*m]\n"), 2,
+         ("loop.yml:2:9", "recursive")),
+    Case("plan-empty-file", bad_plan("empty.yml", ""), 2, ("empty.yml", "is empty")),
+    Case("plan-comments-only", bad_plan("comments.yml", "# nothing yet\n"), 2,
+         ("comments.yml", "is empty")),
+    Case("plan-a-folder", _plan_a_folder, 2, ("plans", "is a folder, not a file")),
+    Case("plan-experiment-list-unknown-model", listed_plan(
+        "model.yml", "    experiments:\n      big: {arms: {a: {model: resnet-9000}}}\n"), 2,
+         ("model.yml", "experiments.big.arms.a.model", "resnet-9000", "fc-logreg")),
+    Case("plan-evaluation-models-unknown", bad_plan(
+        "models.yml", MINE + "    evaluation: {models: [fc-logreg, resnet-9000]}\n"), 2,
+         ("models.yml", "evaluation.models", "resnet-9000")),
+    Case("plan-model-params-unknown-model", listed_plan(
+        "params.yml", "    model_params: {resnet-9000: {depth: 9000}}\n"), 2,
+         ("params.yml", "model_params.resnet-9000", "unknown model")),
+    Case("plan-model-params-of-a-logistic-model", listed_plan(
+        "params.yml", "    model_params: {fc-logreg: {c_grid: [1.0]}}\n"), 2,
+         ("model_params.fc-logreg", "'logistic'")),
+    Case("plan-train-lr-inf", bad_plan("lr.yml", MINE + "    train: {lr: .inf}\n"), 2,
+         ("lr.yml", "train.lr", "finite")),
+    Case("plan-train-weight-decay-negative", bad_plan(
+        "wd.yml", MINE + "    train: {weight_decay: -5}\n"), 2,
+         ("wd.yml", "train.weight_decay", ">= 0")),
+    Case("plan-logistic-c-grid-inf", bad_plan(
+        "grid.yml", MINE + "    logistic: {c_grid: [.inf]}\n"), 2,
+         ("grid.yml", "logistic.c_grid[0]", "finite")),
+    Case("plan-simulation-effect-size-nan", bad_plan(
+        "nan.yml", MINE + "    simulation: {effect_size: .nan}\n"), 2,
+         ("nan.yml", "simulation.effect_size", "finite")),
+    Case("plan-pretrain-weight-decay-negative", bad_plan(
+        "pre.yml", MINE + "    pretrain: {weight_decay: -0.1}\n"), 2,
+         ("pre.yml", "pretrain.weight_decay")),
+    Case("plan-brainlm-batch-size-0", bad_plan(
+        "blm.yml", MINE + "    brainlm: {batch_size: 0}\n"), 2,
+         ("blm.yml", "brainlm.batch_size")),
+    Case("plan-seed-negative", bad_plan("seed.yml", MINE + "    seed: -1\n"), 2,
+         ("seed.yml", "plan key 'seed'", "0..")),
+    Case("plan-outputs-runs-dir-root", bad_plan(
+        "root.yml", MINE + "    outputs: {runs_dir: /}\n"), 2,
+         ("root.yml", "outputs.runs_dir", "file-system root")),
+    Case("plan-outputs-data-dir-home", _home_as_data_dir, 2,
+         ("home.yml", "outputs.data_dir", "home folder")),
 ]
 
 
@@ -1019,6 +1150,157 @@ OUTPUT_CASES = [
 ]
 
 
+# --------------------------------------------------------------------------- command-line options
+
+
+def _no_distributed(context: Context) -> None:
+    """``distributed`` not installed, and a cohort that must not be read before the error."""
+    context.monkeypatch.setitem(sys.modules, "distributed", None)
+
+    def load_cohort(*args, **kwargs):
+        raise AssertionError("the cohort was read before the missing package was reported")
+
+    context.monkeypatch.setattr(cohort_folder, "load_cohort", load_cohort)
+
+
+def _dask_option(context: Context) -> list[str]:
+    _no_distributed(context)
+    return evaluate_argv(context, "--dask-scheduler", "tcp://127.0.0.1:8786")
+
+
+def _dask_in_plan(context: Context) -> list[str]:
+    _no_distributed(context)
+    plan = context.file("dask.yml", plan_text(
+        "  mine:\n    extends: tiny\n"
+        f"    data: {{cohort: {json.dumps(str(context.shared.cohort))}}}\n"
+        "    execution: {dask_scheduler: 'tcp://127.0.0.1:8786'}\n"
+        "    experiments:\n      ablation: {arms: {base: {model: fc-logreg}}}\n"))
+    context.then(lambda c: assert_empty(c.tmp / "runs"))
+    return ["experiment", "ablation", "--plan", str(plan), "--profile", "mine"]
+
+
+def _generalise(*extra: str) -> Callable[[Context], list[str]]:
+    def setup(context: Context) -> list[str]:
+        context.then(lambda c: assert_absent(c.tmp / "new_run"))
+        return ["generalise", "--plan", str(context.shared.plan), "--cohort",
+                str(context.shared.cohort), "--model", "fc-logreg", "--out",
+                str(context.tmp / "new_run"), *extra]
+
+    return setup
+
+
+def _notebooks(context: Context) -> Path:
+    folder = context.tmp / "notebooks"
+    folder.mkdir()
+    for name in ("01_cohort", "02_comparison"):
+        (folder / f"{name}.ipynb").write_text("{}\n")
+    return context.keep(folder)
+
+
+def _reproduce_only(context: Context) -> list[str]:
+    folder = _notebooks(context)
+    context.then(lambda c: assert_absent(c.tmp / "book"))
+    return ["reproduce", "--plan", str(context.shared.plan), "--notebooks", str(folder),
+            "--book", str(context.tmp / "book"), "--scratch-copy", str(context.tmp / "copy"),
+            "--only", "01_cohort", "no_such_page"]
+
+
+def _damaged_cohort(context: Context) -> list[str]:
+    """A cohort with 7 problems, given to ``fmtc evaluate``: one line, the first few shown."""
+    root = context.copy_cohort()
+    for i in range(1, 7):
+        series_file(root, f"sub-{i:03d}").unlink()
+    series_file(root, "sub-007", "json").write_text("[2.5]\n")
+    return evaluate_argv(context, cohort=root)
+
+
+def _empty_participants(context: Context) -> list[str]:
+    root = context.copy_cohort()
+    (root / "participants.tsv").write_text("")
+    return ["embed", "--plan", str(context.shared.plan), "--cohort", str(root),
+            "--brainlm", str(context.shared.encoder)]
+
+
+def _from_fmriprep_participants_folder(context: Context) -> list[str]:
+    argv = _from_fmriprep(".")(context)
+    folder = context.tmp / "labels"
+    folder.mkdir()
+    argv[argv.index("--participants") + 1] = str(folder)
+    return argv
+
+
+def _fetch(*extra: str) -> Callable[[Context], list[str]]:
+    def setup(context: Context) -> list[str]:
+        context.then(lambda c: assert_absent(c.tmp / "ds000208"))
+        return ["fetch", "ds000208", "--out", str(context.tmp / "ds000208"), *extra]
+
+    return setup
+
+
+OPTION_CASES = [
+    Case("opt-evaluate-seed-negative", lambda c: evaluate_argv(c, "--seed", "-1"), 2,
+         ("--seed", "-1", "2**32 - 1")),
+    Case("opt-evaluate-seed-not-an-integer", lambda c: evaluate_argv(c, "--seed", "1.5"), 2,
+         ("--seed", "'1.5'", "not an integer")),
+    Case("opt-experiment-seed-2-to-the-32",
+         lambda c: ["experiment", "ablation", "--plan", str(c.shared.plan), "--seed",
+                    str(2**32)], 2, ("--seed", "4294967296")),
+    Case("opt-simulate-seed-negative", _simulate(lambda c: str(c.tmp / "new_cohort"),
+                                                 seed="-5"), 2, ("--seed", "-5")),
+    Case("opt-generalise-test-seed-negative", _generalise("--scheme", "cross-cohort",
+                                                          "--test-seed", "-1"), 2,
+         ("--test-seed", "-1")),
+    Case("opt-generalise-test-seed-with-drug-scheme", _generalise("--scheme", "drug",
+                                                                  "--test-seed", "1"), 2,
+         ("--test-seed", "--scheme cross-cohort", "drug")),
+    Case("opt-generalise-test-cohort-with-default-schemes",
+         lambda c: _generalise("--test-cohort", str(c.shared.cohort))(c), 2,
+         ("--test-cohort", "--scheme cross-cohort", "(the default)")),
+    Case("opt-evaluate-brainlm-without-a-brainlm-model",
+         lambda c: evaluate_argv(c, "--brainlm", "./no-such-ckpt"), 2,
+         ("--brainlm './no-such-ckpt'", "--model fc-logreg", "reads BrainLM features",
+          "fmmtc")),
+    Case("opt-evaluate-readout-without-a-brainlm-model",
+         lambda c: evaluate_argv(c, "--readout", "mean", "--model", "covariates-logreg"), 2,
+         ("--readout mean", "--model fc-logreg --model covariates-logreg")),
+    Case("opt-evaluate-dask-scheduler-without-distributed", _dask_option, 2,
+         ("--dask-scheduler tcp://127.0.0.1:8786", "'distributed'", "pip install 'fmtc[dask]'")),
+    Case("opt-experiment-plan-dask-scheduler-without-distributed", _dask_in_plan, 2,
+         ("execution.dask_scheduler", "pip install 'fmtc[dask]'")),
+    Case("opt-reproduce-only-unknown-page", _reproduce_only, 2,
+         ("--only no_such_page", "01_cohort, 02_comparison")),
+    Case("opt-reproduce-notebooks-missing",
+         lambda c: ["reproduce", "--plan", str(c.shared.plan), "--notebooks",
+                    str(c.tmp / "nosuch"), "--no-build"], 2,
+         ("--notebooks", "nosuch", "does not exist")),
+    Case("opt-interpret-subjects-and-all-subjects",
+         lambda c: ["interpret", "--run", str(c.shared.run), "--subjects", "2",
+                    "--all-subjects"], 2,
+         ("--all-subjects", "--subjects")),
+    Case("opt-interpret-steps-1",
+         lambda c: ["interpret", "--run", str(c.shared.run), "--steps", "1"], 2,
+         ("--steps", "at least 2")),
+    Case("opt-interpret-ts-steps-0",
+         lambda c: ["interpret", "--run", str(c.shared.run), "--ts-steps", "0"], 2,
+         ("--ts-steps", "at least 2")),
+    Case("opt-fetch-jobs-0", _fetch("--jobs", "0"), 2, ("--jobs", "at least 1")),
+    Case("opt-from-fmriprep-jobs-0",
+         lambda c: [*_from_fmriprep(".")(c), "--jobs", "0"], 2, ("--jobs", "at least 1")),
+    Case("opt-from-fmriprep-participants-a-folder", _from_fmriprep_participants_folder, 1,
+         ("--participants", "labels", "is a folder")),
+    Case("opt-evaluate-cohort-a-file",
+         lambda c: evaluate_argv(c, cohort=_a_file(c)), 1,
+         ("a_file", "is a file, not a cohort folder")),
+    Case("opt-evaluate-cohort-missing",
+         lambda c: evaluate_argv(c, cohort=c.tmp / "nosuch_cohort"), 1,
+         ("nosuch_cohort", "does not exist")),
+    Case("opt-evaluate-damaged-cohort-one-line", _damaged_cohort, 1,
+         ("is not valid, 7 problems", "sub-001", "more: `fmtc cohort validate")),
+    Case("opt-embed-cohort-empty-participants-one-line", _empty_participants, 1,
+         ("participants.tsv", "empty")),
+]
+
+
 # --------------------------------------------------------------------------- interruptions
 
 
@@ -1138,8 +1420,8 @@ STOP_CASES = [
 ]
 
 
-CASES = PLAN_CASES + COHORT_CASES + LABEL_CASES + CHECKPOINT_CASES + CACHE_CASES \
-    + OUTPUT_CASES + STOP_CASES
+CASES = PLAN_CASES + PLAN_SAFETY_CASES + OPTION_CASES + COHORT_CASES + LABEL_CASES \
+    + CHECKPOINT_CASES + CACHE_CASES + OUTPUT_CASES + STOP_CASES
 
 
 def _params(cases: list[Case]) -> list:

@@ -24,6 +24,7 @@ from fmtc.errors import (
     EXIT_TERMINATED,
     FmtcError,
     Terminated,
+    one_line,
 )
 
 # Order of appearance in ``fmtc --help``: the data path, top to bottom.
@@ -96,7 +97,7 @@ def _sigterm_as_exception() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _one_line(error: BaseException) -> str:
+def _message_of(error: BaseException) -> str:
     """The message of an unexpected built-in error, with the file it concerns when known."""
     if isinstance(error, OSError) and error.filename:
         return f"{error.filename}: {error.strerror or error}"
@@ -121,13 +122,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         except FmtcError as error:
             if args.debug:
                 raise
-            print(f"fmtc {args.command}: error: {error}", file=sys.stderr)
+            print(one_line(f"fmtc {args.command}: error: ", str(error)), file=sys.stderr)
             return error.exit_code
         except (OSError, ValueError) as error:
             # Not raised on purpose by fmtc: a file-system problem or a check that has not yet
             # been given its own error class. One line still, and the way to see more.
             if args.debug:
                 raise
-            print(f"fmtc {args.command}: error: {_one_line(error)} (run with --debug for the "
-                  "traceback)", file=sys.stderr)
+            print(one_line(f"fmtc {args.command}: error: ", _message_of(error),
+                           " (run with --debug for the traceback)"), file=sys.stderr)
             return EXIT_INVALID_DATA

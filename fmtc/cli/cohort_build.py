@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from fmtc.cli.fetch import add_atlas_options, atlas_from_args, print_report
+from fmtc.cli.options import at_least
 
 
 def add_from_fmriprep(cohort_subparsers: argparse._SubParsersAction) -> None:
@@ -43,7 +44,8 @@ def add_from_fmriprep(cohort_subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--detrend", action="store_true", help="remove linear trends")
     parser.add_argument("--high-pass", type=float, default=None, metavar="HZ")
     parser.add_argument("--subjects", nargs="+", default=None, metavar="ID")
-    parser.add_argument("--jobs", type=int, default=1, metavar="N")
+    parser.add_argument("--jobs", type=at_least(1), default=1, metavar="N",
+                        help="subjects in parallel")
     parser.add_argument("--max-mean-fd", type=float, default=None, metavar="MM")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(handler=_from_fmriprep)
@@ -54,8 +56,12 @@ def _from_fmriprep(args: argparse.Namespace) -> int:
     from fmtc.errors import InvalidDataError
 
     if not args.derivatives.is_dir():  # before the atlas is fetched
-        raise InvalidDataError(f"derivatives folder {args.derivatives} does not exist; give the "
+        state = "is a file, not a folder" if args.derivatives.exists() else "does not exist"
+        raise InvalidDataError(f"derivatives folder {args.derivatives} {state}; give the "
                                "fMRIPrep output folder (the one holding sub-*/func/)")
+    if args.participants.is_dir():
+        raise InvalidDataError(f"--participants {args.participants} is a folder, not a table: "
+                               "give the participants.tsv file that holds the label")
     if not args.participants.is_file():
         raise InvalidDataError(f"participants table {args.participants} does not exist")
     selection = BoldSelection(space=args.space, desc=args.desc, res=args.res, task=args.task,

@@ -8,6 +8,7 @@ from pathlib import Path
 from fmtc.cli.options import (
     add_plan_options,
     add_run_options,
+    check_execution,
     plan_from_args,
     print_cohort,
     print_run,
@@ -67,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
     plan = plan_from_args(args, overrides=overrides)
     models = check_models(dict.fromkeys(args.model or plan.evaluation.models or default_models()),
                           "--model")
+    check_encoder_options(args, models)
+    check_execution(args, plan)
     root = args.cohort if args.cohort is not None else cohort_path(plan, progress=bars())
     cohort = load_cohort(root, label=plan.data.label)
     print_cohort(cohort)
@@ -77,3 +80,30 @@ def run(args: argparse.Namespace) -> int:
                       progress=bars())
     print_run(result, plan, args.permute_labels)
     return 0
+
+
+def check_encoder_options(args: argparse.Namespace, models: list[str]) -> None:
+    """Refuse ``--brainlm`` / ``--readout`` when none of the models reads BrainLM features.
+
+    They would change nothing in the run (a checkpoint that does not exist would not even be
+    noticed): a usage error naming both options is clearer than a silent no-op.
+
+    Raises
+    ------
+    fmtc.errors.UsageError
+    """
+    from fmtc.errors import UsageError
+    from fmtc.plan import show
+    from fmtc.predict.registry import get_model, model_names
+
+    given = [f"{flag} {show(value, 60) if flag == '--brainlm' else value}"
+             for flag, value in (("--brainlm", args.brainlm), ("--readout", args.readout))
+             if value is not None]
+    if not given or any("cls" in get_model(m).inputs for m in models):
+        return
+    chosen = "--model " + " --model ".join(models) if args.model else (
+        f"evaluation.models ({', '.join(models)})")
+    readers = [m for m in model_names() if "cls" in get_model(m).inputs]
+    raise UsageError(f"{' and '.join(given)} would change nothing with {chosen}: none of these "
+                     "models reads BrainLM features; drop the option, or add a model that does "
+                     f"({', '.join(readers)})")

@@ -8,6 +8,7 @@ from pathlib import Path
 from fmtc.cli.options import (
     add_plan_options,
     add_run_options,
+    check_execution,
     plan_from_args,
     print_cohort,
     print_run,
@@ -53,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("name the experiment to run (one of those listed above), or pass "
                          "--list")
     experiment_plan(plan, args.name)  # an unknown name fails before any work
+    check_execution(args, plan)
     if args.cohort is not None:
         from fmtc.cohort.folder import load_cohort
 

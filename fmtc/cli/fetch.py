@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fmtc.acquire.atlas import Atlas
+from fmtc.cli.options import at_least
 
 if TYPE_CHECKING:
     from fmtc.cohort.build import BuildReport
@@ -38,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          "preproc: MNI152NLin2009cAsym res-2, denoised with nilearn 'simple'")
     ds.add_argument("--subjects", nargs="+", default=None, metavar="ID",
                     help="participant ids (sub-21 or 21); default every patient")
-    ds.add_argument("--jobs", type=int, default=1, metavar="N",
+    ds.add_argument("--jobs", type=at_least(1), default=1, metavar="N",
                     help="subjects in parallel (peak disk ~N x 330 MB)")
     ds.add_argument("--raw-source", default=None, metavar="URL|PATH",
                     help="raw dataset (default the pinned OpenNeuroDatasets GitHub mirror)")

@@ -8,9 +8,11 @@ from pathlib import Path
 from fmtc.cli.options import (
     add_plan_options,
     add_run_options,
+    check_execution,
     plan_from_args,
     print_cohort,
     run_overrides,
+    seed,
 )
 from fmtc.execution import progress_enabled as bars
 
@@ -40,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "study)")
     parser.add_argument("--test-cohort", type=Path, default=None, metavar="DIR",
                         help="test cohort folder of the cross-cohort scheme")
-    parser.add_argument("--test-seed", type=int, default=None, metavar="N",
+    parser.add_argument("--test-seed", type=seed, default=None, metavar="N",
                         help="cross-cohort test cohort: new subjects (simulation.seed N) of the "
                              "plan's simulated population (same planted effects)")
     parser.add_argument("--test-study-shift", type=float, default=None, metavar="S",
@@ -68,9 +70,20 @@ def run(args: argparse.Namespace) -> int:
                                  ("study_shift", args.test_study_shift)) if v is not None}
     if changes and args.test_cohort is not None:
         raise UsageError("give --test-cohort or --test-seed/--test-study-shift, not both")
+    test_options = [flag for flag, value in (("--test-cohort", args.test_cohort),
+                                             ("--test-seed", args.test_seed),
+                                             ("--test-study-shift", args.test_study_shift))
+                    if value is not None]
+    if test_options and "cross-cohort" not in schemes:
+        verb = "applies" if len(test_options) == 1 else "apply"
+        raise UsageError(f"{' and '.join(test_options)} only {verb} to --scheme cross-cohort, but "
+                         f"the schemes are {', '.join(schemes)}"
+                         f"{'' if args.scheme else ' (the default)'}: add --scheme "
+                         f"cross-cohort, or drop {' and '.join(test_options)}")
     if "cross-cohort" in schemes and args.test_cohort is None and not changes:
         raise UsageError("--scheme cross-cohort needs --test-cohort DIR, or --test-seed N / "
                          "--test-study-shift S (a second simulated cohort)")
+    check_execution(args, plan)
     root = args.cohort if args.cohort is not None else cohort_path(plan, progress=bars())
     cohort = load_cohort(root, label=plan.data.label)
     print_cohort(cohort)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fmtc.cli.options import at_least
 from fmtc.execution import progress_enabled as bars
 
 
@@ -29,21 +30,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--arm", action="append", default=None, metavar="NAME",
                         help="arm to attribute; repeat for several (default: every fmmtc, ts "
                              "and fc arm)")
-    parser.add_argument("--subjects", type=int, default=None, metavar="N",
-                        help="test subjects per fold attributed through the BrainLM encoder "
-                             f"(TS path, one window each; default {CPU_TS_SUBJECTS} on a CPU, "
-                             "all on a GPU; 0: no TS path)")
-    parser.add_argument("--all-subjects", action="store_true",
-                        help="TS path for every test subject (slow on a CPU)")
+    subjects = parser.add_mutually_exclusive_group()
+    subjects.add_argument("--subjects", type=at_least(0), default=None, metavar="N",
+                          help="test subjects per fold attributed through the BrainLM encoder "
+                               f"(TS path, one window each; default {CPU_TS_SUBJECTS} on a "
+                               "CPU, all on a GPU; 0: no TS path)")
+    subjects.add_argument("--all-subjects", action="store_true",
+                          help="TS path for every test subject (slow on a CPU)")
     parser.add_argument("--baseline", choices=BASELINES, default=DEFAULT_BASELINE,
                         help=f"IG baseline (default: {DEFAULT_BASELINE}; see "
                              "fmtc.interpret.baselines)")
-    parser.add_argument("--steps", type=int, default=defaults.n_steps, metavar="N",
+    parser.add_argument("--steps", type=at_least(2), default=defaults.n_steps, metavar="N",
                         help=f"integration steps, FC path and fused representation (default "
                              f"{defaults.n_steps})")
-    parser.add_argument("--ts-steps", type=int, default=defaults.ts_steps, metavar="N",
+    parser.add_argument("--ts-steps", type=at_least(2), default=defaults.ts_steps,
+                        metavar="N",
                         help=f"integration steps of the TS path (default {defaults.ts_steps})")
-    parser.add_argument("--batch", type=int, default=defaults.internal_batch_size, metavar="N",
+    parser.add_argument("--batch", type=at_least(1), default=defaults.internal_batch_size,
+                        metavar="N",
                         help="interpolated inputs per forward pass (default "
                              f"{defaults.internal_batch_size})")
     parser.add_argument("--cohort", type=Path, default=None, metavar="DIR",
@@ -61,11 +65,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Attribute, print the recovery of a planted truth, say where the folder is."""
     from fmtc.device import resolve_device
+    from fmtc.errors import UsageError
     from fmtc.interpret.analysis import CPU_TS_SUBJECTS, IGSettings
     from fmtc.pipeline import interpret_run
 
-    if args.subjects is not None and args.all_subjects:
-        raise SystemExit("fmtc interpret: choose --subjects N or --all-subjects, not both")
     device = resolve_device(args.device) if args.device else None
     ts_subjects = (None if args.all_subjects else args.subjects)
     if ts_subjects is None and not args.all_subjects:
@@ -75,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
         settings = IGSettings(baseline=args.baseline, n_steps=args.steps,
                               ts_steps=args.ts_steps, ts_subjects=ts_subjects,
                               internal_batch_size=args.batch)
-    except ValueError as error:
-        raise SystemExit(f"fmtc interpret: {error}") from None
+    except ValueError as error:  # the options are checked by argparse; this is a fallback
+        raise UsageError(f"--steps / --ts-steps / --subjects / --batch: {error}") from None
     result = interpret_run(args.run, arms=args.arm, settings=settings, cohort=args.cohort,
                            out=args.out, device=device, overwrite=args.overwrite,
                            progress=bars())

@@ -3,8 +3,43 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
-from fmtc.plan import Plan, load_plan
+from fmtc.plan import SEED_LIMIT, Plan, load_plan
+
+
+def seed(text: str) -> int:
+    """``type=`` of ``--seed``-like options: an integer in ``0 .. 2**32 - 1``.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        Shown by argparse as ``fmtc <command>: error: argument --seed: <message>`` (exit 2).
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer seed") from None
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"{value} is not a seed: give an integer from 0 to "
+                                         f"2**32 - 1 = {SEED_LIMIT - 1}")
+    return value
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """``type=`` of a count option: an integer ``>= minimum`` (argparse names the option)."""
+
+    def count(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    count.__name__ = f"integer >= {minimum}"
+    return count
 
 
 def add_plan_options(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +60,7 @@ def plan_from_args(args: argparse.Namespace, overrides: dict | None = None) -> P
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """Options of commands that run an experiment: seed, repeats, execution, output."""
-    parser.add_argument("--seed", type=int, default=None,
+    parser.add_argument("--seed", type=seed, default=None,
                         help="seed of the splits and of every fit (default: the plan's seed)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="repeats of the k-fold CV (default: evaluation.repeats)")
@@ -63,6 +98,18 @@ def run_overrides(args: argparse.Namespace) -> dict:
     if execution:  # validated with the plan, before anything runs
         overrides["execution"] = execution
     return overrides
+
+
+def check_execution(args: argparse.Namespace, plan: Plan) -> None:
+    """Checks of :func:`add_run_options` that need the plan, made before any cohort is read.
+
+    A Dask scheduler (``--dask-scheduler`` or ``execution.dask_scheduler``) needs the
+    ``distributed`` package (:func:`fmtc.execution.check_dask_available`).
+    """
+    from fmtc.execution import check_dask_available
+
+    option = "--dask-scheduler" if args.dask_scheduler else "execution.dask_scheduler"
+    check_dask_available(plan.execution.dask_scheduler, option)
 
 
 def print_cohort(cohort) -> None:

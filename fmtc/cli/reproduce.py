@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     plan = plan_from_args(args)
     root = Path(plan.root)
     notebooks = args.notebooks or root / "notebooks"
+    _check_notebooks(notebooks, args.only, given=args.notebooks is not None)
     book = args.book or plan.path(plan.outputs.book_dir)
     if args.scratch_copy is not None:
         target = (Path(tempfile.mkdtemp(prefix="fmtc-book-")) if str(args.scratch_copy) == "tmp"
@@ -66,3 +67,27 @@ def run(args: argparse.Namespace) -> int:
         print(f"[fmtc reproduce] book built in {report.build_seconds:.0f} s: "
               f"open {report.html_index.resolve()}")
     return 0
+
+
+def _check_notebooks(folder: Path, only: list[str] | None, given: bool) -> None:
+    """Refuse a missing notebooks folder and ``--only`` names it does not hold, before any work.
+
+    Raises
+    ------
+    UsageError
+        Naming ``--notebooks`` or ``--only``, the unknown names and the notebooks there are.
+    """
+    from fmtc.errors import UsageError
+
+    option = "--notebooks" if given else "the notebooks folder (--notebooks)"
+    if not folder.is_dir():
+        state = "is not a folder" if folder.exists() else "does not exist"
+        raise UsageError(f"{option} {folder} {state}: give the folder of the papermill "
+                         "sources (notebooks/*.ipynb)")
+    if not only:
+        return
+    known = sorted(path.stem for path in folder.glob("*.ipynb"))
+    unknown = [name for name in only if Path(name).stem not in known]
+    if unknown:
+        raise UsageError(f"--only {' '.join(unknown)}: no such notebook in {folder}; the "
+                         f"notebooks are {', '.join(known) or '(none)'}")

@@ -6,7 +6,7 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from fmtc.cli.options import add_plan_options, plan_from_args
+from fmtc.cli.options import add_plan_options, plan_from_args, seed
 from fmtc.execution import progress_enabled as bars
 
 # (flag, SimulationPlan field, type, help)
@@ -14,7 +14,7 @@ _SETTINGS = (
     ("--n-subjects", "n_subjects", int, "number of subjects"),
     ("--n-volumes", "n_volumes", int, "volumes per recording"),
     ("--tr", "tr", float, "repetition time in seconds"),
-    ("--seed", "seed", int, "random seed (same arguments give byte-identical files)"),
+    ("--seed", "seed", seed, "random seed (same arguments give byte-identical files)"),
     ("--effect-size", "effect_size", float, "0: no label signal; 1: paper-like; 3: easy"),
     ("--fc-effect", "fc_effect", float, "multiplier of the connectivity effect"),
     ("--ts-effect", "ts_effect", float, "multiplier of the temporal effect"),

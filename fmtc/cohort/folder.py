@@ -55,13 +55,42 @@ _PARTICIPANT_ID = re.compile(r"^sub-[A-Za-z0-9]+$")
 
 
 class CohortError(InvalidDataError):
-    """A cohort folder breaks the contract; ``problems`` lists every violation."""
+    """A cohort folder breaks the contract; ``problems`` lists every violation.
+
+    The message is one line: the first problems, paths relative to the cohort folder, and
+    how to list them all (``fmtc cohort validate``) when some are left out.
+    """
 
     def __init__(self, root: Path, problems: list[str]):
         self.root = root
         self.problems = problems
-        listing = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"cohort {root} is not valid ({len(problems)} problem(s)):\n{listing}")
+        super().__init__(_one_line_summary(root, problems))
+
+
+MESSAGE_PROBLEMS = 300
+"""Characters of problems a :class:`CohortError` message shows before "and N more"."""
+
+
+def _one_line_summary(root: Path, problems: list[str]) -> str:
+    """``cohort ROOT is not valid, N problems: first; second; and K more: <how to list>``."""
+    root_text = str(root)
+    if len(problems) == 1 and problems[0].startswith(f"{root_text}: "):
+        return f"cohort {problems[0]}"  # the folder itself: missing, or a file
+    shown: list[str] = []
+    for problem in problems:
+        short = problem.removeprefix(f"{root_text}: ")
+        short = re.sub(rf"(^|\s){re.escape(root_text)}/", r"\1", short)  # paths in the cohort
+        short = " ".join(short.split())  # one line, whatever the problem held
+        short = short if len(short) <= 160 else f"{short[:157]}..."
+        if shown and sum(len(p) + 2 for p in shown) + len(short) > MESSAGE_PROBLEMS:
+            break
+        shown.append(short)
+    count = f"{len(problems)} problems" if len(problems) > 1 else "1 problem"
+    text = f"cohort {root} is not valid, {count}: {'; '.join(shown)}"
+    left = len(problems) - len(shown)
+    if left:
+        text += f"; and {left} more: `fmtc cohort validate {root}` lists them all"
+    return text
 
 
 @dataclass(frozen=True)
@@ -304,7 +333,9 @@ def load_cohort(root: str | Path, label: str | None = None,
 def _read(root: Path, label: str | None, require_label: bool = True) -> Cohort:
     problems: list[str] = []
     if not root.is_dir():
-        raise CohortError(root, [f"{root}: folder does not exist"])
+        what = ("is a file, not a cohort folder: give the folder that holds participants.tsv"
+                if root.exists() else "folder does not exist")
+        raise CohortError(root, [f"{root}: {what}"])
     description = _read_description(root, problems)
     atlas = description.get("Atlas") if description else None
     label_column = label or (description or {}).get("LabelColumn") or DEFAULT_LABEL_COLUMN
