@@ -132,6 +132,8 @@ class Result(abc.ABC):
     kind: ClassVar[str]
     extras: ClassVar[frozenset[str]] = frozenset()
     resumable: ClassVar[bool] = False
+    place: ClassVar[str] = ""
+    """The plan key of the folder the result is published in by default (for messages)."""
     artifact: ClassVar[str] = "folder"
     """``folder`` (the record is a file in it) or ``file`` (a single file that carries its
     record itself: :meth:`read_record_at`, :meth:`write_record` and :meth:`stage`)."""
@@ -283,14 +285,18 @@ def check_location(destination: Path, result: Result | None = None) -> None:
 
 
 def check_writable(folder: Path, what: str) -> None:
-    """Create ``folder`` if needed and prove a file can be written there, before any work."""
+    """Create ``folder`` if needed and prove a file can be written there, before any work.
+
+    ``what`` names what is written and where it was chosen (``the run (--out)``, ``run folders
+    (plan key outputs.runs_dir)``): the message says which setting to change.
+    """
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".fmtc-write-test-"):
             pass
     except OSError as error:
-        raise OutputError(f"{folder}: cannot write {what} there ({error.strerror}). Choose "
-                          "another output folder") from None
+        raise OutputError(f"{folder}: cannot write {what} there ({error.strerror}); choose "
+                          "another folder") from None
 
 
 def _check_replaceable(destination: Path, result: Result, explicit: bool,
@@ -324,21 +330,45 @@ def _check_replaceable(destination: Path, result: Result, explicit: bool,
 
 @contextlib.contextmanager
 def _lock(destination: Path) -> Iterator[None]:
-    """Hold the destination's lock (one fmtc process computes a destination at a time)."""
+    """Hold the destination's lock (one fmtc process computes a destination at a time).
+
+    The lock file (``.locks/<name>.lock`` beside the destination) is removed by its holder
+    before it lets go; a waiter that then finds the file gone or replaced starts again, so no
+    two processes ever hold the lock of one destination, and no lock file is left behind.
+    """
     import fcntl
 
     folder = destination.parent / LOCKS
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f"{destination.name}.lock", "a+") as handle:
+    path = folder / f"{destination.name}.lock"
+    waited = False
+    while True:
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            handle = open(path, "a+")  # noqa: SIM115 - closed below, after the unlink
+        except FileNotFoundError:  # the folder was removed meanwhile: again
+            continue
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            logger.info("waiting for another fmtc process computing %s", destination)
+            if not waited:
+                logger.info("waiting for another fmtc process computing %s", destination)
+                waited = True
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            same = os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        handle.close()  # its holder removed it: take the lock anew
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        handle.close()
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only when empty
 
 
 def staging_folder(destination: Path, key: str) -> Path:
@@ -383,7 +413,7 @@ def find(result: Result, folder: str | os.PathLike[str] | None = None,
     try:
         value = result.load(destination, record)
     except CacheError as error:  # a damaged result is reported, then rebuilt, never trusted
-        logger.warning("%s is damaged (%s); recomputing it", destination, error.reason or error)
+        logger.warning("%s is damaged: %s; recomputing it", destination, error)
         return None
     return Materialised(destination, result.key, True, value, record)
 
@@ -422,7 +452,8 @@ def materialise(result: Result, folder: str | os.PathLike[str] | None = None, *,
     if not overwrite and (found := find(result, destination, need)) is not None:
         return found if load else dataclasses.replace(found, value=None)
     _check_replaceable(destination, result, explicit, overwrite)
-    check_writable(destination.parent, f"the {result.kind}")
+    chosen = " (--out)" if explicit else f" (plan key {result.place})" if result.place else ""
+    check_writable(destination.parent, f"the {result.kind}{chosen}")
     with _lock(destination):
         if not overwrite and (found := find(result, destination, need)) is not None:
             return found if load else dataclasses.replace(found, value=None)

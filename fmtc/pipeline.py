@@ -33,7 +33,7 @@ from fmtc.evaluate.fits import Arm, run_fits
 from fmtc.evaluate.runs import ExperimentRun, ExperimentRunResult, GeneralisationRun
 from fmtc.evaluate.splits import check_class_counts
 from fmtc.execution import Executor
-from fmtc.lifecycle import Store, find, materialise
+from fmtc.lifecycle import Store, check_writable, find, materialise
 from fmtc.plan import ArmPlan, ExperimentPlan, Plan, PlanError, build_section
 from fmtc.predict.data import DataRequest, ExperimentData, gather_datasets
 from fmtc.predict.registry import ModelContext, check_models, get_model, model_names
@@ -334,11 +334,11 @@ def run_experiments(requests: Sequence[ExperimentRequest], *, device: Any = None
     device = _device(plan, device)
     executor = executor or executor_for(plan)
     for request in requests:  # every output folder is checked before any work
-        runs = Path(request.out).parent if request.out is not None else store_for(
-            request.plan).runs
-        from fmtc.lifecycle import check_writable
-
-        check_writable(runs, "run folders")
+        if request.out is not None:
+            check_writable(Path(request.out).parent, "the run (--out)")
+        else:
+            check_writable(store_for(request.plan).runs,
+                           "run folders (plan key outputs.runs_dir)")
     results = [_prepare(r, device, executor, progress) for r in requests]
     fits, needs, datasets, owners = [], [], {}, []
     for i, (request, result) in enumerate(zip(requests, results, strict=True)):

@@ -64,7 +64,7 @@ import torch
 from tiny_cohorts import write_tiny_cohort
 
 import fmtc.cohort.folder as cohort_folder
-import fmtc.evaluate.protocol as protocol
+import fmtc.evaluate.fits as fits_module
 import fmtc.represent.features as features_module
 import fmtc.simulate.generator as generator
 from fmtc.cli import main
@@ -89,7 +89,7 @@ TINY_ENCODER = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads"
                 "decoder_num_hidden_layers": 1, "decoder_num_attention_heads": 2,
                 "decoder_intermediate_size": 32, "conv_kernel_size": 5,
                 "model_type": "brainlm_mae"}
-RUN_TABLES = ("metrics.csv", "predictions.csv", "summary.csv", "splits.json", "run.json")
+RUN_TABLES = ("metrics.csv", "predictions.csv", "summary.csv", "splits.json", "models.json")
 
 
 def plan_text(profiles: str = "") -> str:
@@ -124,7 +124,7 @@ class Shared:
     hashes: dict[str, str] = field(default_factory=dict)
 
     def cache_file(self) -> Path:
-        (npz,) = sorted(self.features.glob("brainlm-cls-*.npz"))
+        (npz,) = sorted(self.features.glob("brainlm-*/features.npz"))
         return npz
 
 
@@ -934,7 +934,7 @@ def damaged_cache(damage: Callable[[Path], object]) -> Callable[[Context], list[
     def setup(context: Context) -> list[str]:
         plan = context.file("plan.yml", plan_text())
         features = Path(shutil.copytree(context.shared.features, context.tmp / "features"))
-        damage(features / context.shared.cache_file().name)
+        damage(features / context.shared.cache_file().relative_to(context.shared.features))
         context.then(rebuilt)
         return ["embed", "--plan", str(plan), "--cohort", str(context.shared.tiny),
                 "--brainlm", str(context.shared.encoder)]
@@ -943,9 +943,9 @@ def damaged_cache(damage: Callable[[Path], object]) -> Callable[[Context], list[
 
 
 def rebuilt(context: Context) -> None:
-    name = context.shared.cache_file().name
-    fresh = read_features(context.tmp / "features" / name)
-    original = read_features(context.shared.cache_file())
+    folder = context.shared.cache_file().parent
+    fresh = read_features(context.tmp / "features" / folder.name)
+    original = read_features(folder)
     assert fresh.subject_ids == original.subject_ids
     assert fresh.cls.tobytes() == original.cls.tobytes()
     assert np.array_equal(fresh.n_windows, original.n_windows)
@@ -959,26 +959,26 @@ def _truncate(path: Path) -> None:
 
 
 def _other_key(path: Path) -> None:
-    with np.load(path) as data:
-        arrays = {k: data[k] for k in data.files}
-    arrays["key_sha256"] = np.array("0" * 64)
-    with open(path, "wb") as handle:
-        np.savez(handle, **arrays)
+    """The folder's record names another result (its arrays are then never trusted)."""
+    record = path.parent / ".fmtc-result.json"
+    data = json.loads(record.read_text())
+    data["key"] = "0" * 16
+    record.write_text(json.dumps(data))
 
 
 CACHE_CASES = [
     Case("cache-npz-truncated-is-rebuilt", damaged_cache(_truncate), 0,
-         ("brainlm-cls-", ".npz", "rebuilding")),
+         ("brainlm-", "features.npz", "damaged", "recomputing")),
     Case("cache-npz-not-a-zip-is-rebuilt",
          damaged_cache(lambda p: p.write_bytes(b"not a zip file\n")), 0,
-         ("brainlm-cls-", ".npz", "rebuilding")),
-    Case("cache-npz-of-another-key-is-rebuilt", damaged_cache(_other_key), 0,
-         ("brainlm-cls-", ".json", "rebuilding")),
+         ("brainlm-", "features.npz", "damaged", "recomputing")),
+    Case("cache-record-of-another-key-is-rebuilt", damaged_cache(_other_key), 0,
+         ("brainlm-",), absent=("read back",)),
     Case("cache-npz-zero-filled-is-rebuilt-safely",
          damaged_cache(lambda p: p.write_bytes(bytes(4096))), 0,
-         ("brainlm-cls-", ".npz", "rebuilding"), absent=("allow_pickle", "unsafely")),
-    Case("cache-npz-rebuilt-is-not-called-a-hit", damaged_cache(_truncate), 0,
-         ("brainlm-cls-", "rebuilding"), absent=("cache hit",)),
+         ("brainlm-", "features.npz", "recomputing"), absent=("allow_pickle", "unsafely")),
+    Case("cache-npz-rebuilt-is-not-called-read-back", damaged_cache(_truncate), 0,
+         ("brainlm-", "recomputing"), absent=("read back",)),
 ]
 
 
@@ -1101,16 +1101,16 @@ OUTPUT_CASES = [
          _evaluate_out(lambda c: str(c.shared.run), "--seed", "7"), 2,
          ("previous_run", "another run", "--overwrite")),
     Case("out-evaluate-identical-run-is-reused", _evaluate_out(lambda c: str(c.shared.run)), 0,
-         ("reusing", "previous_run")),
+         ("reused", "previous_run")),
     Case("out-evaluate-onto-cohort-folder",
          _evaluate_out(lambda c: str(c.shared.cohort)), 2,
-         ("previous_cohort", "not a complete run")),
+         ("previous_cohort", "holds a cohort, not a run")),
     Case("out-evaluate-overwrite-cohort-folder",
          _evaluate_out(_cohort_copy_kept, "--overwrite"), 2,
-         ("kept_cohort", "not a run folder")),
+         ("kept_cohort", "holds a cohort, not a run")),
     Case("out-evaluate-overwrite-unrelated-files",
          _evaluate_out(lambda c: str(_unrelated_folder(c)), "--overwrite"), 2,
-         ("not_a_run", "folder of other files")),
+         ("not_a_run", "not an fmtc result")),
     Case("out-evaluate-onto-a-file", _evaluate_out(_file_out), 2,
          ("a_file", "is a file, not a run folder")),
     Case("out-evaluate-overwrite-a-file", _evaluate_out(_file_out, "--overwrite"), 2,
@@ -1128,7 +1128,7 @@ OUTPUT_CASES = [
          ("kept_encoder",)),
     Case("out-pretrain-into-unrelated-files",
          _pretrain_out(lambda c: str(_unrelated_folder(c))), 2,
-         ("not_a_run", "folder of other files")),
+         ("not_a_run", "not an fmtc result")),
     Case("out-pretrain-onto-a-file", _pretrain_out(_file_out), 2,
          ("a_file",)),
     Case("out-from-fmriprep-missing-derivatives", _from_fmriprep("nosuch_derivatives"), 1,
@@ -1143,7 +1143,7 @@ OUTPUT_CASES = [
     Case("out-simulate-onto-a-file", _simulate(_file_out), 2, ("a_file", "is a file")),
     Case("out-simulate-overwrite-unrelated-files",
          _simulate(lambda c: str(_unrelated_folder(c)), "--overwrite"), 2,
-         ("not_a_run", "folder of other files")),
+         ("not_a_run", "not an fmtc result")),
     Case("out-simulate-under-a-file",
          _simulate(lambda c: str(_a_file(c) / "cohort")), 2,
          ("a_file", "cannot write")),
@@ -1316,23 +1316,28 @@ def _stop(kind: str) -> None:
 def _stop_second_fit(context: Context, kind: str) -> dict:
     """Let the first fit finish, then stop at the second; return a switch to disarm it."""
     state = {"armed": True, "calls": 0}
-    original = protocol.run_fold
+    original = fits_module.run_fold
 
-    def run_fold(task, data):
+    def run_fold(task, data, **options):
         state["calls"] += 1
         if state["armed"] and state["calls"] == 2:
             _stop(kind)
-        return original(task, data)
+        return original(task, data, **options)
 
-    context.monkeypatch.setattr(protocol, "run_fold", run_fold)
+    context.monkeypatch.setattr(fits_module, "run_fold", run_fold)
     return state
+
+
+def _own_fits(context: Context) -> Path:
+    """A plan whose fits are this case's own (the previous run's are in the shared store)."""
+    return context.file("own_fits.yml", plan_text())
 
 
 def _stopped_evaluate(kind: str) -> Callable[[Context], list[str]]:
     def setup(context: Context) -> list[str]:
         state = _stop_second_fit(context, kind)
         context.then(lambda c: _resume(c, state))
-        return evaluate_argv(context, out="resumed_run")
+        return evaluate_argv(context, out="resumed_run", plan=_own_fits(context))
 
     return setup
 
@@ -1343,7 +1348,7 @@ def _resume(context: Context, state: dict) -> None:
     assert_absent(out)
     state["armed"] = False
     before = state["calls"]
-    quiet_main(evaluate_argv(context, out="resumed_run"))
+    quiet_main(evaluate_argv(context, out="resumed_run", plan=_own_fits(context)))
     assert state["calls"] - before == 2, "the fit finished before the stop was computed again"
     for name in RUN_TABLES:
         assert (out / name).read_bytes() == (context.shared.run / name).read_bytes(), name
@@ -1354,7 +1359,7 @@ def _resume(context: Context, state: dict) -> None:
 def _stopped_overwrite(context: Context) -> list[str]:
     _stop_second_fit(context, "ctrl-c")
     return evaluate_argv(context, "--seed", "3", "--overwrite",
-                         out=_previous_run_copy(context))
+                         out=_previous_run_copy(context), plan=_own_fits(context))
 
 
 def _stopped_simulation(kind: str, overwrite: bool = False) -> Callable[[Context], list[str]]:
@@ -1452,19 +1457,27 @@ def test_bad_input(case: Case, shared: Shared, tmp_path, monkeypatch, capsys):
 
 
 def _missing_json(path: Path) -> None:
-    path.with_suffix(".json").unlink()
+    (path.parent / "encoder.json").unlink()
+
+
+def _other_shape(path: Path) -> None:
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["cls"] = arrays["cls"][:1]
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
 
 
 @pytest.mark.parametrize("damage", [
     pytest.param(_truncate, id="truncated"),
     pytest.param(lambda p: p.write_bytes(b"\x00" * 64), id="zeros"),
-    pytest.param(_other_key, id="another-key"),
+    pytest.param(_other_shape, id="other-shape"),
     pytest.param(_missing_json, id="json-missing"),
 ])
 def test_read_features_names_a_damaged_cache_file(damage, shared: Shared, tmp_path):
     copy = Path(shutil.copytree(shared.features, tmp_path / "features"))
-    npz = copy / shared.cache_file().name
+    npz = copy / shared.cache_file().relative_to(shared.features)
     damage(npz)
-    with pytest.raises(CacheError, match="brainlm-cls-") as caught:
-        read_features(npz)
+    with pytest.raises(CacheError, match="brainlm-") as caught:
+        read_features(npz.parent)
     assert "rebuild" in str(caught.value)

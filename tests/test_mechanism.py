@@ -13,11 +13,11 @@ from tiny_cohorts import load_quietly, write_tiny_cohort
 
 from fmtc.cohort.folder import load_cohort
 from fmtc.errors import InvalidDataError
+from fmtc.pipeline import encoder_spec, feature_settings
 from fmtc.plan import BrainLMArchitecture, PlanError, SimulationPlan, load_plan
 from fmtc.preprocess.transforms import lag_autocorrelation
 from fmtc.represent import pretrain as pretrain_module
 from fmtc.represent.brainlm import BrainLM
-from fmtc.pipeline import encoder_spec, feature_settings
 from fmtc.represent.features import _encode_batch, cohort_features
 from fmtc.represent.pretrain import (
     PROBE_FILE,

@@ -10,10 +10,10 @@ import torch
 from tiny_cohorts import load_quietly, write_tiny_cohort
 
 from fmtc.device import resolve_device
+from fmtc.pipeline import encoder_spec
 from fmtc.plan import BrainLMArchitecture, load_plan
 from fmtc.represent import encoder as encoder_module
 from fmtc.represent import pretrain as pretrain_module
-from fmtc.pipeline import encoder_spec
 from fmtc.represent.encoder import resolve_encoder, simulated_encoder_folder
 from fmtc.represent.loading import load_brainlm
 from fmtc.represent.pretrain import CHECKPOINT_FILE, LOG_FILE, pretrain_brainlm

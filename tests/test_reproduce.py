@@ -223,17 +223,22 @@ def test_progress_is_logged_per_notebook(repo: Path, caplog: pytest.LogCaptureFi
     assert len(lines) == 2 and lines[1].startswith("01_paths.ipynb done in ")
 
 
-def test_the_stamp_follows_the_code_notebooks_run_and_not_the_runner(tmp_path, monkeypatch):
-    import fmtc.report.reproduce as reproduce_module
+def test_a_page_is_stale_when_its_notebook_plan_or_versions_change_not_fmtcs_code(
+        repo: Path, monkeypatch) -> None:
+    from fmtc import versions
+    from fmtc.report.reproduce import stale_pages
 
-    package = tmp_path / "fmtc"
-    for name in ("pipeline.py", "cli/main.py", "report/reproduce.py", "report/figures.py"):
-        (package / name).parent.mkdir(parents=True, exist_ok=True)
-        (package / name).write_text("x = 1\n")
-    monkeypatch.setattr(reproduce_module, "__file__", str(package / "report" / "reproduce.py"))
-    before = reproduce_module._package_digest()
-    (package / "cli" / "main.py").write_text("x = 2\n")
-    (package / "report" / "reproduce.py").write_text("x = 2\n")
-    assert reproduce_module._package_digest() == before
-    (package / "report" / "figures.py").write_text("x = 2\n")
-    assert reproduce_module._package_digest() != before
+    notebooks, book = repo / "notebooks", repo / "book"
+    parameters = notebook_parameters("smoke", None, repo)
+    execute_notebooks(notebooks, book, parameters, cwd=repo)
+    assert stale_pages(notebooks, book, parameters, repo) == []
+    monkeypatch.setitem(versions.VERSIONS, "fit", versions.VERSIONS["fit"] + 1)
+    assert stale_pages(notebooks, book, parameters, repo) == ["01_paths.ipynb"]
+    monkeypatch.undo()
+    assert stale_pages(notebooks, book, notebook_parameters("quick", None, repo), repo) == [
+        "01_paths.ipynb"]  # another profile
+    # make book executes only what is missing: the stale page is kept as executed
+    monkeypatch.setitem(versions.VERSIONS, "page", versions.VERSIONS["page"] + 1)
+    copy = (book / "01_paths.ipynb").read_bytes()
+    assert execute_notebooks(notebooks, book, parameters, cwd=repo, missing_only=True) == {}
+    assert (book / "01_paths.ipynb").read_bytes() == copy

@@ -296,6 +296,7 @@ class Fit(Result):
     """
 
     kind: ClassVar[str] = "fit"
+    place: ClassVar[str] = "outputs.fits_dir"
     extras: ClassVar[frozenset[str]] = frozenset({WEIGHTS, TEST_TRAJECTORY})
 
     task: FoldTask

@@ -177,6 +177,7 @@ class ExperimentRunResult(Result):
     """
 
     kind: ClassVar[str] = "run"
+    place: ClassVar[str] = "outputs.runs_dir"
 
     name: str
     cv: CrossValidation
@@ -319,6 +320,7 @@ class GeneralisationResult(Result):
     """
 
     kind: ClassVar[str] = "generalisation"
+    place: ClassVar[str] = "outputs.runs_dir"
 
     arms: list[Any]
     schemes: list[str]

@@ -161,11 +161,17 @@ STAMP_KEY = "fmtc"
 
 def _plan_identity(parameters: dict[str, object], kernel_cwd: Path) -> dict[str, Any]:
     """The resolved plan profile a notebook reads (its folder left out: it names this machine)."""
-    from fmtc.plan import find_project_plan, load_plan
+    from fmtc.plan import PlanError, find_project_plan, load_plan
 
     named = parameters.get("plan_file")
     path = (Path(kernel_cwd) / str(named)) if named else find_project_plan(kernel_cwd)
-    plan = load_plan(str(parameters.get("profile")), path).to_dict()
+    try:
+        plan = load_plan(str(parameters.get("profile")), path).to_dict()
+    except PlanError:  # the notebook will say so itself; its page is keyed by the file's bytes
+        found = path is not None and Path(path).is_file()
+        return {"unresolved": str(parameters.get("profile")),
+                "file_sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()
+                if found else None}
     plan.pop("root", None)
     return plan
 

@@ -140,6 +140,7 @@ class PretrainedEncoder(Result):
     """
 
     kind: ClassVar[str] = "encoder"
+    place: ClassVar[str] = "outputs.models_dir"
     resumable: ClassVar[bool] = True
 
     settings: PretrainPlan

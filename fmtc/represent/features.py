@@ -154,6 +154,7 @@ class BrainLMFeatures(Result):
     """
 
     kind: ClassVar[str] = "features"
+    place: ClassVar[str] = "outputs.features_dir"
 
     cohort: Cohort
     settings: FeatureSettings

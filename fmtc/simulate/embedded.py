@@ -28,6 +28,7 @@ class SimulatedCohort(Result):
     """
 
     kind: ClassVar[str] = "cohort"
+    place: ClassVar[str] = "outputs.cohorts_dir"
 
     settings: SimulationPlan
     store: Store
