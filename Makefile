@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.fmtc-installed
 # meaningful settings (~3 h on 2 cores).
 PROFILE ?= preview
 
-.PHONY: install book test lint benchmark clean-book
+.PHONY: install book test test-full lint benchmark clean-book
 
 # Create the virtual environment if missing and install fmtc (editable) with the test tools.
 $(STAMP): pyproject.toml
@@ -23,8 +23,15 @@ install: $(STAMP)
 book: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/fmtc reproduce --missing-only --profile $(PROFILE)
 
+# The default suite (about 10 minutes on 2 cores): every test but those marked slow, on two
+# worker processes. test-full adds the slow end-to-end ones (the smoke book, long pretrainings).
+PYTEST := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -n 2 --dist loadfile
+
 test: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+	$(PYTEST) -m "not slow" --durations=20
+
+test-full: $(STAMP)
+	$(PYTEST) --durations=30
 
 lint: $(STAMP)
 	$(BIN)/ruff check fmtc tests benchmarks

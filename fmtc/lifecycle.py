@@ -179,6 +179,11 @@ class Result(abc.ABC):
         interruption for resumable kinds)."""
         if self.resumable:
             staging = staging_folder(destination, self.key)
+            for other in destination.parent.glob(f".{destination.name}.*.partial"):
+                if other != staging:  # an interrupted computation of other settings
+                    logger.info("discarding %s: the partial %s of other settings", other,
+                                self.kind)
+                    shutil.rmtree(other, ignore_errors=True)
             if staging.is_dir():
                 logger.info("resuming the %s from %s", self.kind, staging)
             staging.mkdir(parents=True, exist_ok=True)
@@ -299,33 +304,50 @@ def check_writable(folder: Path, what: str) -> None:
                           "another folder") from None
 
 
-def _check_replaceable(destination: Path, result: Result, explicit: bool,
-                       overwrite: bool) -> None:
-    """Raise unless ``destination`` is absent, empty, debris, or a result ``result`` may replace."""
+def check_output(destination: Path, kind: str, *, explicit: bool = True,
+                 overwrite: bool = False, key: str | None = None, artifact: str = "folder",
+                 record: dict[str, Any] | None = None) -> None:
+    """Raise unless ``destination`` may receive a result of ``kind`` (before any work).
+
+    It may when it is absent or empty; when it holds a result of the same kind with ``key``
+    (or any key, with ``overwrite``, or in the store's own folder named by the key); or debris
+    of an interrupted writer in a folder of the store. It never may when it is a file (a folder,
+    for a single-file result), holds a result of another kind, or holds files that are not an
+    fmtc result: ``--overwrite`` never deletes those. ``record`` is what it holds (default: its
+    :data:`RECORD`).
+    """
     if not destination.exists() and not destination.is_symlink():
         return
-    if result.artifact == "folder" and not destination.is_dir():
-        raise OutputExistsError(f"{destination} is a file, not a {result.kind} folder; choose "
+    if artifact == "folder" and not destination.is_dir():
+        raise OutputExistsError(f"{destination} is a file, not a {kind} folder; choose "
                                 "another output folder")
-    if result.artifact == "file" and destination.is_dir():
-        raise OutputExistsError(f"{destination} is a folder, not a {result.kind}; choose "
+    if artifact == "file" and destination.is_dir():
+        raise OutputExistsError(f"{destination} is a folder, not a {kind}; choose "
                                 "another output path")
-    record = result.read_record_at(destination)
+    record = record if record is not None else (
+        read_record(destination) if artifact == "folder" else None)
     if record is None:
-        if result.artifact == "file" or not any(destination.iterdir()) or not explicit:
+        if artifact == "file" or not any(destination.iterdir()) or not explicit:
             return  # empty, debris of an interrupted writer, or a file without a record
         raise OutputExistsError(f"{destination} holds files that are not an fmtc result; "
-                                f"--overwrite only replaces a {result.kind}. Choose another "
+                                f"--overwrite only replaces a {kind}. Choose another "
                                 "output folder")
-    if record["kind"] != result.kind:
-        raise OutputExistsError(f"{destination} holds a {record['kind']}, not a {result.kind}; "
+    if record["kind"] != kind:
+        raise OutputExistsError(f"{destination} holds a {record['kind']}, not a {kind}; "
                                 "a result is never replaced by one of another kind. Choose "
                                 "another output folder")
-    if record["key"] != result.key and not overwrite and explicit:  # (a folder of the store
-        # is named by the key: another key there is debris of another version, replaced)
-        raise OutputExistsError(f"{destination} holds another {result.kind} (key "
-                                f"{record['key']}); this one's key is {result.key}. Choose "
-                                "another output folder, or pass --overwrite to replace it")
+    if key is not None and record["key"] != key and not overwrite and explicit:
+        raise OutputExistsError(f"{destination} holds another {kind} (key {record['key']}); "
+                                f"this one's key is {key}. Choose another output folder, or "
+                                "pass --overwrite to replace it")
+
+
+def _check_replaceable(destination: Path, result: Result, explicit: bool,
+                       overwrite: bool) -> None:
+    """:func:`check_output` for ``result`` (its record read the way the result keeps it)."""
+    record = result.read_record_at(destination) if destination.exists() else None
+    check_output(destination, result.kind, explicit=explicit, overwrite=overwrite,
+                 key=result.key, artifact=result.artifact, record=record)
 
 
 @contextlib.contextmanager

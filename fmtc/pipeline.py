@@ -28,15 +28,29 @@ from typing import Any
 import numpy as np
 
 from fmtc.cohort.folder import Cohort, load_cohort
-from fmtc.errors import InvalidDataError
+from fmtc.cohort.participants import participant_groups
 from fmtc.evaluate.fits import Arm, run_fits
 from fmtc.evaluate.runs import ExperimentRun, ExperimentRunResult, GeneralisationRun
 from fmtc.evaluate.splits import check_class_counts
 from fmtc.execution import Executor
-from fmtc.lifecycle import Store, check_writable, find, materialise
-from fmtc.plan import ArmPlan, ExperimentPlan, Plan, PlanError, build_section
-from fmtc.predict.data import DataRequest, ExperimentData, gather_datasets
-from fmtc.predict.registry import ModelContext, check_models, get_model, model_names
+from fmtc.lifecycle import check_writable, find, materialise
+from fmtc.plan import ArmPlan, ExperimentPlan, Plan, PlanError
+from fmtc.predict.data import gather_datasets
+from fmtc.predict.registry import check_models
+from fmtc.resolve import (  # noqa: F401 - the plan's settings, resolved (public here too)
+    _arm_plan,
+    cohort_path,
+    cohort_record,
+    encoder_spec,
+    encoders_of,
+    executor_for,
+    feature_settings,
+    model_params,
+    plan_cohort,
+    resolve_arms,
+    resolve_device_of,
+    store_for,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,157 +59,6 @@ __all__ = ["ExperimentRequest", "ExperimentRun", "GeneralisationRun", "cohort_pa
            "gather_datasets", "interpret_run", "knowledge_control", "plan_cohort",
            "resolve_arms", "run_experiment", "run_experiments", "run_generalisation",
            "simulation_sweep", "store_for"]
-
-
-# --------------------------------------------------------------------------- plan -> settings
-
-
-def store_for(plan: Plan) -> Store:
-    """Where the plan's results are published (``outputs``, resolved)."""
-    out = plan.outputs
-    return Store(plan.path(out.data_dir), plan.path(out.cohorts_dir),
-                 plan.path(out.features_dir), plan.path(out.models_dir),
-                 plan.path(out.fits_dir), plan.path(out.runs_dir))
-
-
-def encoder_spec(plan: Plan, source: str | None = None) -> Any:
-    """The :class:`~fmtc.represent.encoder.EncoderSpec` of the plan (``source`` overrides)."""
-    from fmtc.represent.encoder import EncoderSpec, probe_cohort_settings
-
-    brainlm = plan.brainlm
-    return EncoderSpec(source or brainlm.source, plan.pretrain, plan.windows, store_for(plan),
-                       tr=plan.simulation.tr,
-                       probe=probe_cohort_settings(plan.simulation, plan.pretrain),
-                       revision=brainlm.revision, sha256=brainlm.sha256)
-
-
-def feature_settings(plan: Plan) -> Any:
-    """The :class:`~fmtc.represent.features.FeatureSettings` of the plan."""
-    from fmtc.represent.features import FeatureSettings
-
-    brainlm = plan.brainlm
-    return FeatureSettings(plan.windows, brainlm.readout, brainlm.token_order, brainlm.n_shuffles,
-                           plan.seed, plan.protocol.input_scaling, brainlm.batch_size)
-
-
-def executor_for(plan: Plan) -> Executor:
-    """The plan's ``execution`` section as an :class:`Executor`."""
-    ex = plan.execution
-    return Executor(n_jobs=ex.n_jobs, threads_per_worker=ex.threads_per_worker,
-                    dask_scheduler=ex.dask_scheduler)
-
-
-def _device(plan: Plan, device: Any) -> Any:
-    from fmtc.device import resolve_device
-
-    return device if device is not None else resolve_device(plan.device)
-
-
-# --------------------------------------------------------------------------- cohort
-
-
-def cohort_path(plan: Plan, progress: bool = False) -> Path:
-    """The cohort folder of ``plan``: the embedded simulated cohort, or ``data.cohort``."""
-    if plan.data.cohort == "simulated":
-        from fmtc.simulate.embedded import simulated_cohort
-
-        return simulated_cohort(plan.simulation, store_for(plan), progress=progress)
-    path = plan.path(plan.data.cohort)
-    if not path.is_dir():
-        raise InvalidDataError(
-            f"cohort folder {path} (plan key data.cohort) does not exist; build it with "
-            "`fmtc fetch ds000208 --out DIR` or `fmtc cohort from-fmriprep`, or use "
-            "data.cohort: simulated")
-    return path
-
-
-def plan_cohort(plan: Plan, progress: bool = False) -> Cohort:
-    """Load and validate the cohort of ``plan`` (``data.label`` picks the label column)."""
-    return load_cohort(cohort_path(plan, progress=progress), label=plan.data.label)
-
-
-def _cohort_record(cohort: Cohort) -> dict[str, Any]:
-    return {"name": cohort.name, "content_hash": cohort.content_hash,
-            "simulated": cohort.is_simulated, "label_column": cohort.label_column,
-            "n_subjects": len(cohort.subject_ids), "folder": Path(cohort.root).name,
-            "path": str(Path(cohort.root).resolve())}
-
-
-# --------------------------------------------------------------------------- arms
-
-
-def _arm_plan(plan: Plan, arm: ArmPlan, where: str) -> Plan:
-    try:
-        if arm.overrides:
-            plan = plan.replace(**arm.overrides)
-        if arm.encoder is not None:
-            plan = plan.replace(brainlm={"source": arm.encoder})
-    except PlanError as error:
-        raise PlanError(f"{where}: {error}") from None
-    return plan
-
-
-def model_params(plan: Plan, model: str) -> Any:
-    """The hyper-parameters of ``model`` from its plan section (validated)."""
-    spec = get_model(model)
-    section = spec.params_section
-    if section.startswith("model_params."):
-        return build_section(spec.params_type(), plan.model_params.get(model), section)
-    value = getattr(plan, section, None)
-    if value is None:
-        raise PlanError(f"model {model!r} reads plan section {section!r}, which does not exist")
-    return value
-
-
-def _data_request(plan: Plan, spec: Any) -> DataRequest:
-    """What an arm of model ``spec`` reads under ``plan`` (its own overrides applied)."""
-    fc_options: dict[str, Any] = {}
-    if "fc" in spec.inputs:
-        if plan.protocol.input_scaling != "robust":
-            fc_options["input_scaling"] = plan.protocol.input_scaling
-        if plan.connectivity.kind == "gram_raw_window" or (
-                spec.epochs and plan.protocol.eval_crops == "random"):
-            fc_options["fc_windows"] = plan.windows
-    reads_cls = "cls" in spec.inputs
-    return DataRequest(
-        fc_kind=plan.connectivity.kind if "fc" in spec.inputs else None,
-        features=feature_settings(plan) if reads_cls else None,
-        encoder=encoder_spec(plan) if reads_cls else None,
-        temporal="temporal" in spec.inputs, covariates="covariates" in spec.inputs,
-        fc_options=tuple(sorted(fc_options.items())))
-
-
-def resolve_arms(plan: Plan, arms: dict[str, ArmPlan], device: Any,
-                 where: str = "experiment") -> tuple[list[Arm], dict[str, DataRequest]]:
-    """Resolve each arm's model, hyper-parameters, model context and data request.
-
-    Returns
-    -------
-    arms : list of Arm
-    requests : dict of str to DataRequest
-        What each data key (``Arm.data``) holds.
-    """
-    check_models([a.model for a in arms.values()], f"{where}.arms")
-    unknown_params = sorted(set(plan.model_params) - set(model_names()))
-    if unknown_params:
-        raise PlanError(f"model_params: unknown model(s) {unknown_params}")
-    resolved, requests = [], {}
-    for name, arm in arms.items():
-        arm_plan = _arm_plan(plan, arm, f"{where}.arms.{name}")
-        spec = get_model(arm.model)
-        request = _data_request(arm_plan, spec)
-        requests.setdefault(request.key, request)
-        context = ModelContext(device=device, pool_size=arm_plan.connectivity.pool_size,
-                               fc_kind=arm_plan.connectivity.kind,
-                               zero_grad=arm_plan.protocol.zero_grad,
-                               eval_crops=arm_plan.protocol.eval_crops)
-        resolved.append(Arm(name, arm.model, model_params(arm_plan, arm.model), context,
-                            request.key, spec))
-    return resolved, requests
-
-
-def _encoders(arms: Sequence[Arm], datasets: dict[str, ExperimentData]) -> dict[str, Any]:
-    return {a.name: datasets[a.data].encoder for a in arms if datasets[a.data].encoder}
 
 
 # --------------------------------------------------------------------------- experiments
@@ -298,16 +161,16 @@ def _prepare(request: ExperimentRequest, device: Any, executor: Executor,
                          plan.protocol.cv, request.keep_logits, frozenset(request.keep_weights))
     fits = cv.fits(store.fits, device=device.type, threads=executor.threads_per_worker)
     first = datasets[arms[0].data]
-    fields = {"plan": plan.to_dict(), "encoder": next(iter(_encoders(arms, datasets).values()),
+    fields = {"plan": plan.to_dict(), "encoder": next(iter(encoders_of(arms, datasets).values()),
                                                       None),
-              "encoders": _encoders(arms, datasets), "feature_cache": first.feature_cache,
+              "encoders": encoders_of(arms, datasets), "feature_cache": first.feature_cache,
               "connectivity": {"kind": plan.connectivity.kind,
                                "pool_size": plan.connectivity.pool_size},
               "device": _describe(device), "execution": executor.describe(),
               "timings": {"features_s": time.perf_counter() - start}}
     name = request.name + ("_permuted-labels" if request.permute_labels else "")
     return ExperimentRunResult(request.name, cv, fits, list(request.contrasts),
-                               list(cohort.subject_ids), _cohort_record(cohort), store.runs,
+                               list(cohort.subject_ids), cohort_record(cohort), store.runs,
                                name, plan.profile, request.permute_labels, fields, executor,
                                progress or None)
 
@@ -331,7 +194,7 @@ def run_experiments(requests: Sequence[ExperimentRequest], *, device: Any = None
     if not requests:
         return []
     plan = requests[0].plan
-    device = _device(plan, device)
+    device = resolve_device_of(plan, device)
     executor = executor or executor_for(plan)
     for request in requests:  # every output folder is checked before any work
         if request.out is not None:
@@ -460,21 +323,6 @@ def simulation_sweep(plan: Plan, name: str, settings: Sequence[dict[str, Any]], 
 # --------------------------------------------------------------------------- generalisation
 
 
-def participant_groups(cohort: Cohort, scheme: str) -> list[Any]:
-    """Per subject of ``cohort``, its group under ``scheme`` (``drug`` or ``study``)."""
-    import pandas as pd
-
-    from fmtc.cohort.participants import COVARIATE_ALIASES, find_covariate
-
-    column = find_covariate(cohort.participants, scheme)
-    if column is None:
-        raise InvalidDataError(
-            f"cohort {cohort.root}: participants.tsv has no {scheme} column (looked for "
-            f"{', '.join(COVARIATE_ALIASES[scheme])}, any case); the {scheme!r} "
-            "generalisation scheme needs it")
-    return [None if pd.isna(v) else v for v in cohort.participants[column]]
-
-
 def run_generalisation(plan: Plan, models: Sequence[str],
                        schemes: Sequence[str] = ("drug", "study"), *,
                        cohort: Cohort | None = None, test_cohort: Cohort | None = None,
@@ -502,7 +350,7 @@ def run_generalisation(plan: Plan, models: Sequence[str],
         raise PlanError("scheme 'cross-cohort' needs a test cohort (test_cohort, or "
                         "test_simulation: simulation settings of a second simulated cohort)")
     models = check_models(dict.fromkeys(models), "--model")
-    device = _device(plan, device)
+    device = resolve_device_of(plan, device)
     executor = executor or executor_for(plan)
     arms, requests = resolve_arms(plan, {m: ArmPlan(model=m) for m in models}, device,
                                   "generalise")
@@ -532,8 +380,8 @@ def run_generalisation(plan: Plan, models: Sequence[str],
     result = GeneralisationResult(
         arms, schemes, datasets, groups, test_datasets,
         (cohort.root.name, test_cohort.root.name) if crossing else ("A", "B"),
-        plan.evaluation, plan.seed, _cohort_record(cohort),
-        _cohort_record(test_cohort) | {"simulation_changes": test_simulation}
+        plan.evaluation, plan.seed, cohort_record(cohort),
+        cohort_record(test_cohort) | {"simulation_changes": test_simulation}
         if crossing else None, store.fits, store.runs, "generalise_" + "+".join(models),
         plan.profile, device.type,
         {"plan": plan.to_dict(), "device": _describe(device), "execution": executor.describe()},

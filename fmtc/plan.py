@@ -559,11 +559,20 @@ class PagesPlan:
         Effect sizes of the stability sweep.
     null_replicates : int
         Label-permuted replicates of the authors' selection on a null cohort.
+    ig_steps, ig_ts_steps : int
+        Integration steps of the interpretation page (FC and fused paths; the TS path through
+        BrainLM).
+    ig_ts_subjects : int or None
+        Test subjects per fold whose windows the interpretation page attributes through
+        BrainLM (None: fmtc's default, every subject on a GPU and 4 on a CPU).
     """
 
     stability_seeds: list[int] = field(default_factory=lambda: [41, 42, 43, 44, 45])
     stability_effects: list[float] = field(default_factory=lambda: [1.0, 3.0])
     null_replicates: int = 8
+    ig_steps: int = 50
+    ig_ts_steps: int = 16
+    ig_ts_subjects: int | None = None
 
     def check(self, key: str) -> None:
         _require(bool(self.stability_seeds), f"{key}.stability_seeds",
@@ -571,6 +580,10 @@ class PagesPlan:
         _require(bool(self.stability_effects), f"{key}.stability_effects",
                  "must list at least one effect size")
         _require(self.null_replicates >= 1, f"{key}.null_replicates", "must be >= 1")
+        _require(self.ig_steps >= 2 and self.ig_ts_steps >= 2, f"{key}.ig_steps",
+                 "integration steps must be >= 2 (ig_steps, ig_ts_steps)")
+        _require(self.ig_ts_subjects is None or self.ig_ts_subjects >= 0,
+                 f"{key}.ig_ts_subjects", "must be >= 0, or null for fmtc's default")
 
 
 @dataclass(frozen=True)

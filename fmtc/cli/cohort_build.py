@@ -28,7 +28,7 @@ def add_from_fmriprep(cohort_subparsers: argparse._SubParsersAction) -> None:
                         help="value of COL meaning 1 (default: COL already holds 0/1)")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR",
                         help="cohort folder, published when complete (a partial build "
-                             "resumes from .DIR.partial beside it)")
+                             "resumes from the partial folder beside it)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a different cohort already in --out")
     parser.add_argument("--atlas", default="A424", metavar="NAME",

@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                         "unless both sources are local clones.")
     ds.add_argument("--out", required=True, type=Path, metavar="DIR",
                     help="cohort folder, published when complete (a partial build resumes "
-                         "from .DIR.partial beside it)")
+                         "from the partial folder beside it)")
     ds.add_argument("--overwrite", action="store_true",
                     help="replace a different cohort already in --out")
     ds.add_argument("--variant", choices=("aroma", "preproc"), default="aroma",

@@ -3,9 +3,11 @@
 Per subject: get the BOLD (DataLad) → parcellate (:mod:`fmtc.preprocess.parcellate`)
 → write its series (:func:`fmtc.cohort.folder.write_timeseries`, sidecar last, so
 a sidecar marks the subject done) → drop the BOLD. Peak disk is one subject's
-BOLD per job. ``dataset_description.json`` is removed when a build starts and
-written only when every requested subject succeeded, so an interrupted or
-partly failed build never looks like a complete cohort; rerunning resumes.
+BOLD per job. A build is a result of kind ``cohort`` (:class:`CohortBuild`,
+:mod:`fmtc.lifecycle`): subjects are written into a partial folder beside the
+destination, published only when every requested subject succeeded, so an
+interrupted or partly failed build never looks like a complete cohort; rerunning
+the same build resumes there, and a finished one is read back.
 
 Data: OpenNeuro ds000208 (Tétreault et al. 2016, PLoS Biology 14:e1002570) and its
 fMRIPrep 21.0.2 derivatives (Esteban et al. 2019, Nature Methods 16:111), as used
@@ -22,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -50,8 +52,9 @@ from fmtc.cohort.participants import (
     read_bids_participants,
     read_ds000208_participants,
 )
-from fmtc.errors import InvalidDataError, OutputError, OutputExistsError
-from fmtc.storage import check_replaceable, publish_folder, staged_folder, write_json
+from fmtc.errors import InvalidDataError
+from fmtc.lifecycle import Result, check_output, digest, materialise
+from fmtc.storage import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +181,7 @@ def fetch_ds000208(out: str | Path, atlas: Atlas, *, variant: str = "aroma",
     ----------
     out : path-like
         The cohort folder, published when every subject is written (an interrupted or
-        partly failed build is resumed from ``.<out>.partial`` beside it).
+        partly failed build is resumed from the partial folder beside it).
     atlas : Atlas
         Parcellation (A424 for BrainLM).
     variant : {"aroma", "preproc"}
@@ -208,7 +211,7 @@ def fetch_ds000208(out: str | Path, atlas: Atlas, *, variant: str = "aroma",
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {sorted(VARIANTS)}")
     out = Path(out)
-    check_replaceable(out, ("dataset_description.json",), "cohort folder")
+    check_output(out, "cohort", overwrite=overwrite)  # before anything is cloned
     work = Path(work_dir) if work_dir is not None else out.parent / f".{out.name}.work"
     raw = install_dataset(raw_source, work / "ds000208", probe_timeout)
     derivatives = install_dataset(derivatives_source, work / "ds000208-fmriprep", probe_timeout)
@@ -283,7 +286,7 @@ def build_from_fmriprep(derivatives: str | Path, participants_tsv: str | Path, l
     if not derivatives.is_dir():
         raise InvalidDataError(f"derivatives folder {derivatives} does not exist; give the "
                                "fMRIPrep output folder (the one holding sub-*/func/)")
-    check_replaceable(out, ("dataset_description.json",), "cohort folder")
+    check_output(out, "cohort", overwrite=overwrite)
     participants = read_bids_participants(participants_tsv, label, positive)
     if subjects is None:
         labelled = participants.index[participants[label].notna()]
@@ -367,15 +370,61 @@ def build_from_parcellated(out: str | Path, series: Mapping[str, np.ndarray | st
     missing = sorted(set(series) - set(participants.index))
     if missing:
         raise ValueError(f"no participants row for {missing}; add them to the table")
-    check_replaceable(out, ("dataset_description.json",), "cohort folder")
-    with staged_folder(out, overwrite=overwrite, what="cohort") as staging:
-        write_regions(staging, atlas.name, atlas.regions)
-        for participant_id, table in series.items():
-            write_parcellated_subject(staging, participant_id, table, atlas, repetition_time)
-        write_participants(staging,
-                           participants.loc[list(series)].rename_axis("participant_id"))
-        write_description(staging, name, atlas.name, label_column=label,
-                          generated_by=[_generated_by()], AtlasLicense=atlas.licence)
+    materialise(ParcellatedCohort(series, participants, label, atlas, repetition_time, name),
+                out, overwrite=overwrite, load=False)
+
+
+def _atlas_identity(atlas: Atlas) -> dict[str, Any]:
+    image = Path(atlas.labels_img) if atlas.labels_img is not None else None
+    return {"name": atlas.name, "regions": digest(atlas.regions.to_csv(lineterminator="\n")),
+            "labels_img": sha256_file(image) if image is not None and image.is_file() else None}
+
+
+@dataclass(frozen=True, eq=False)
+class ParcellatedCohort(Result):
+    """A cohort of already parcellated series (:func:`build_from_parcellated`)."""
+
+    kind: ClassVar[str] = "cohort"
+
+    series: Mapping[str, Any]
+    participants: pd.DataFrame
+    label: str
+    atlas: Atlas
+    repetition_time: float
+    name: str
+
+    def config(self) -> dict[str, Any]:
+        return {"built": "parcellated", "name": self.name, "label": self.label,
+                "repetition_time": self.repetition_time}
+
+    def inputs(self) -> dict[str, Any]:
+        def content(table: Any) -> str:
+            if isinstance(table, str | Path):
+                return sha256_file(table)
+            from fmtc.lifecycle import array_digest
+
+            return array_digest(np.asarray(table))
+
+        rows = self.participants.loc[list(self.series)]
+        return {"series": {pid: content(t) for pid, t in self.series.items()},
+                "participants": digest(rows.to_csv(lineterminator="\n")),
+                "atlas": _atlas_identity(self.atlas)}
+
+    def default_folder(self) -> Path:
+        raise ValueError("a cohort of parcellated series needs an output folder")
+
+    def compute(self, staging: Path, extras: frozenset[str]) -> None:
+        write_regions(staging, self.atlas.name, self.atlas.regions)
+        for participant_id, table in self.series.items():
+            write_parcellated_subject(staging, participant_id, table, self.atlas,
+                                      self.repetition_time)
+        write_participants(staging, self.participants.loc[list(self.series)]
+                           .rename_axis("participant_id"))
+        write_description(staging, self.name, self.atlas.name, label_column=self.label,
+                          generated_by=[_generated_by()], AtlasLicense=self.atlas.licence)
+
+    def load(self, folder: Path, record: dict[str, Any]) -> Path:
+        return folder
 
 
 # --------------------------------------------------------------------------- the loop
@@ -388,11 +437,11 @@ def build_cohort(dataset: Path, participants: pd.DataFrame, label: str, out: Pat
                  overwrite: bool = False) -> BuildReport:
     """Parcellate every subject of a derivatives dataset into a cohort folder (resumable).
 
-    Subjects are written into ``.<out>.partial`` beside ``out``; the folder is published
-    as ``out`` only when every subject is written. A rerun with the same settings resumes
-    there (only unwritten subjects are processed); a partial folder of other settings is
-    discarded. ``out`` already holding this very cohort is reported as done; holding
-    another, it is replaced only with ``overwrite``.
+    The build is a :class:`CohortBuild` result: subjects are written into a partial folder
+    beside ``out``, published as ``out`` only when every subject is written. A rerun with the
+    same settings resumes there (only unwritten subjects are processed); a partial folder of
+    other settings is discarded. ``out`` already holding this very cohort is reported as done;
+    holding another, it is replaced only with ``overwrite``.
 
     Parameters
     ----------
@@ -429,84 +478,128 @@ def build_cohort(dataset: Path, participants: pd.DataFrame, label: str, out: Pat
     -------
     BuildReport
     """
-    from tqdm import tqdm
-
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     final = Path(out)
     wanted = _resolve_subjects(subjects, participants, label)
-    settings = {"name": name, "atlas": atlas.name, "label": label, "subjects": sorted(wanted),
-                "selection": _selection_dict(selection), "max_mean_fd": max_mean_fd}
-    if final.exists():
-        if _read_sidecar(final / BUILD_RECORD) == settings and not overwrite:
-            report = BuildReport(out=final, skipped=list(wanted), complete=True)
-            logger.info("%s already holds this cohort (same settings and subjects)", final)
-            return report
-        check_replaceable(final, ("dataset_description.json",), "cohort folder")
-        if not overwrite:
-            raise OutputExistsError(
-                f"{final} holds another cohort (other settings or subjects); choose another "
-                "--out, or pass --overwrite to replace it")
-    out = final.parent / f".{final.name}.partial"
-    if out.exists() and _read_sidecar(out / BUILD_RECORD) != settings:
-        logger.info("discarding %s: a partial build with other settings", out)
-        shutil.rmtree(out)
+    build = CohortBuild(Path(dataset), participants, label, atlas, selection, name,
+                        tuple(wanted), max_mean_fd, use_datalad, jobs, progress,
+                        dict(provenance or {}), BuildReport(out=final))
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OutputError(f"{final.parent}: cannot write the cohort there ({error.strerror}); "
-                          "choose another --out") from None
-    write_json(out / BUILD_RECORD, settings)
-    write_regions(out, atlas.name, atlas.regions)
-    report = BuildReport(out=final)
-    mean_fd: dict[str, float] = {}
-    todo = []
-    for participant_id in wanted:
-        sidecar = timeseries_path(out, participant_id, atlas.name, "json")
-        if sidecar.is_file():
-            report.skipped.append(participant_id)
-            fd = _read_sidecar(sidecar).get("MeanFramewiseDisplacement")
-            if fd is not None:
-                mean_fd[participant_id] = float(fd)
-        else:
-            todo.append(_SubjectTask(dataset, participant_id, selection, atlas, out, max_mean_fd,
-                                     use_datalad))
-    with tqdm(total=len(todo), desc=f"parcellating ({atlas.name})", unit="subject",
-              disable=not progress) as bar:
-        for outcome in _run(todo, jobs):
-            bar.update(1)
-            if outcome.mean_fd is not None:
-                mean_fd[outcome.participant_id] = outcome.mean_fd
-            if outcome.status == "done":
-                report.done.append(outcome.participant_id)
-            elif outcome.status == "excluded":
-                report.excluded[outcome.participant_id] = float(outcome.mean_fd or 0)
+        found = materialise(build, final, overwrite=overwrite, load=False)
+    except IncompleteBuild:
+        logger.info("%d subject(s) failed; the written ones are kept beside %s and the same "
+                    "command resumes there", len(build.report.failed), final)
+        return build.report
+    if found.reused:
+        logger.info("%s already holds this cohort (same settings and subjects)", final)
+        return BuildReport(out=final, skipped=list(wanted), complete=True)
+    build.report.complete = True
+    return build.report
+
+
+class IncompleteBuild(Exception):  # noqa: N818 - a state, not an error: the report says more
+    """Some subjects failed: the written ones stay in the partial folder for the next run."""
+
+
+@dataclass(frozen=True, eq=False)
+class CohortBuild(Result):
+    """A cohort parcellated from a derivatives dataset, subject by subject (resumable).
+
+    Its identity is the settings (name, atlas, label, subjects, BOLD selection, motion
+    threshold), the participants rows and the atlas (the dataset's folder and commit are
+    recorded, not identified: a fixed source resumes the build); see :func:`build_cohort` for
+    the parameters. ``report`` is filled as it runs.
+    """
+
+    kind: ClassVar[str] = "cohort"
+    resumable: ClassVar[bool] = True
+
+    dataset: Path
+    participants: pd.DataFrame
+    label: str
+    atlas: Atlas
+    selection: BoldSelection
+    name: str
+    subjects: tuple[str, ...]
+    max_mean_fd: float | None = None
+    use_datalad: bool = True
+    jobs: int = field(default=1, compare=False)
+    progress: bool = field(default=True, compare=False)
+    provenance_fields: dict[str, Any] = field(default_factory=dict, compare=False)
+    report: BuildReport = field(default_factory=lambda: BuildReport(Path(".")), compare=False)
+
+    def config(self) -> dict[str, Any]:
+        return {"built": "derivatives", "name": self.name, "label": self.label,
+                "subjects": sorted(self.subjects), "selection": _selection_dict(self.selection),
+                "max_mean_fd": self.max_mean_fd}
+
+    def inputs(self) -> dict[str, Any]:
+        # Not the dataset's commit or folder: fixing a failed subject's source (a new commit),
+        # or cloning it elsewhere, resumes the same build; both are in the provenance.
+        rows = self.participants.loc[list(self.subjects)]
+        return {"participants": digest(rows.to_csv(lineterminator="\n")),
+                "atlas": _atlas_identity(self.atlas)}
+
+    def provenance(self) -> dict[str, Any]:
+        commit = head_commit(self.dataset) if self.use_datalad else None
+        return {"dataset": str(self.dataset), "commit": commit}
+
+    def input_folders(self) -> list[Path]:
+        return [self.dataset]
+
+    def default_folder(self) -> Path:
+        raise ValueError("a cohort built from derivatives needs an output folder")
+
+    def compute(self, staging: Path, extras: frozenset[str]) -> None:
+        from tqdm import tqdm
+
+        report = self.report
+        write_regions(staging, self.atlas.name, self.atlas.regions)
+        mean_fd: dict[str, float] = {}
+        todo = []
+        for participant_id in self.subjects:
+            sidecar = timeseries_path(staging, participant_id, self.atlas.name, "json")
+            if sidecar.is_file():
+                report.skipped.append(participant_id)
+                fd = _read_sidecar(sidecar).get("MeanFramewiseDisplacement")
+                if fd is not None:
+                    mean_fd[participant_id] = float(fd)
             else:
-                report.failed[outcome.participant_id] = outcome.reason
-                bar.write(f"{outcome.participant_id}: failed: {outcome.reason}")
-    written = [p for p in wanted if p in report.done or p in report.skipped]
-    table = participants.loc[written]
-    if mean_fd:
-        table, over = exclude_by_motion(table, mean_fd, max_mean_fd)
-        for participant_id in over:  # written by an earlier run with a looser threshold
-            report.excluded[participant_id] = mean_fd[participant_id]
-            shutil.rmtree(out / participant_id, ignore_errors=True)
-    write_participants(out, table.rename_axis("participant_id"))
-    if not report.failed:
-        write_description(out, name, atlas.name, label_column=label,
-                          generated_by=[_generated_by()], AtlasLicense=atlas.licence,
-                          BoldSelection=_selection_dict(selection), MaxMeanFD=max_mean_fd,
-                          ExcludedForMotion=report.excluded, **(provenance or {}))
-        publish_folder(out, final)
-        report.complete = True
-    else:
-        logger.info("%d subject(s) failed; the written ones are kept in %s and the same command "
-                    "resumes there", len(report.failed), out)
-    return report
+                todo.append(_SubjectTask(self.dataset, participant_id, self.selection,
+                                         self.atlas, staging, self.max_mean_fd,
+                                         self.use_datalad))
+        with tqdm(total=len(todo), desc=f"parcellating ({self.atlas.name})", unit="subject",
+                  disable=not self.progress) as bar:
+            for outcome in _run(todo, self.jobs):
+                bar.update(1)
+                if outcome.mean_fd is not None:
+                    mean_fd[outcome.participant_id] = outcome.mean_fd
+                if outcome.status == "done":
+                    report.done.append(outcome.participant_id)
+                elif outcome.status == "excluded":
+                    report.excluded[outcome.participant_id] = float(outcome.mean_fd or 0)
+                else:
+                    report.failed[outcome.participant_id] = outcome.reason
+                    bar.write(f"{outcome.participant_id}: failed: {outcome.reason}")
+        written = [p for p in self.subjects if p in report.done or p in report.skipped]
+        table = self.participants.loc[written]
+        if mean_fd:
+            table, over = exclude_by_motion(table, mean_fd, self.max_mean_fd)
+            for participant_id in over:  # written by an earlier run with a looser threshold
+                report.excluded[participant_id] = mean_fd[participant_id]
+                shutil.rmtree(staging / participant_id, ignore_errors=True)
+        write_participants(staging, table.rename_axis("participant_id"))
+        if report.failed:
+            raise IncompleteBuild(f"{len(report.failed)} subject(s) failed")
+        write_description(staging, self.name, self.atlas.name, label_column=self.label,
+                          generated_by=[_generated_by()], AtlasLicense=self.atlas.licence,
+                          BoldSelection=_selection_dict(self.selection),
+                          MaxMeanFD=self.max_mean_fd, ExcludedForMotion=report.excluded,
+                          **self.provenance_fields)
 
-
-BUILD_RECORD = ".fmtc-build.json"
-"""Hidden record of a cohort build's settings (not part of the cohort's content hash)."""
+    def load(self, folder: Path, record: dict[str, Any]) -> Path:
+        return folder
 
 
 def _run(todo: list[_SubjectTask], jobs: int) -> Iterable[_SubjectOutcome]:

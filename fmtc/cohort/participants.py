@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from fmtc.cohort.folder import read_bids_table
+from fmtc.cohort.folder import Cohort, read_bids_table
 from fmtc.errors import InvalidDataError
 
 DS000208_LABEL = "Response"
@@ -225,3 +226,14 @@ def _as_binary(column: pd.Series, path: str | Path, label: str) -> pd.Series:
         raise InvalidDataError(f"{path}: {label!r} must hold 0, 1 or n/a; bad values for "
                          f"{bad.tolist()[:10]} (use --positive VALUE for a categorical column)")
     return values.astype("Int64")
+
+
+def participant_groups(cohort: Cohort, scheme: str) -> list[Any]:
+    """Per subject of ``cohort``, its group under ``scheme`` (``drug`` or ``study``)."""
+    column = find_covariate(cohort.participants, scheme)
+    if column is None:
+        raise InvalidDataError(
+            f"cohort {cohort.root}: participants.tsv has no {scheme} column (looked for "
+            f"{', '.join(COVARIATE_ALIASES[scheme])}, any case); the {scheme!r} "
+            "generalisation scheme needs it")
+    return [None if pd.isna(v) else v for v in cohort.participants[column]]

@@ -1,0 +1,176 @@
+"""The plan resolved into each stage's own settings: where results live, encoders, features, arms.
+
+Part of the pipeline layer (:mod:`fmtc.pipeline` composes what this module resolves): the only
+other module that reads a :class:`~fmtc.plan.Plan`. Every stage below receives the settings made
+here — a :class:`~fmtc.lifecycle.Store`, an :class:`~fmtc.represent.encoder.EncoderSpec`,
+:class:`~fmtc.represent.features.FeatureSettings`, resolved arms and their data requests, an
+:class:`~fmtc.execution.Executor` — never the plan itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fmtc.cohort.folder import Cohort, load_cohort
+from fmtc.errors import InvalidDataError
+from fmtc.evaluate.fits import Arm
+from fmtc.execution import Executor
+from fmtc.lifecycle import Store
+from fmtc.plan import ArmPlan, Plan, PlanError, build_section
+from fmtc.predict.data import DataRequest, ExperimentData
+from fmtc.predict.registry import ModelContext, check_models, get_model, model_names
+
+# --------------------------------------------------------------------------- plan -> settings
+
+
+def store_for(plan: Plan) -> Store:
+    """Where the plan's results are published (``outputs``, resolved)."""
+    out = plan.outputs
+    return Store(plan.path(out.data_dir), plan.path(out.cohorts_dir),
+                 plan.path(out.features_dir), plan.path(out.models_dir),
+                 plan.path(out.fits_dir), plan.path(out.runs_dir))
+
+
+def encoder_spec(plan: Plan, source: str | None = None) -> Any:
+    """The :class:`~fmtc.represent.encoder.EncoderSpec` of the plan (``source`` overrides)."""
+    from fmtc.represent.encoder import EncoderSpec, probe_cohort_settings
+
+    brainlm = plan.brainlm
+    return EncoderSpec(source or brainlm.source, plan.pretrain, plan.windows, store_for(plan),
+                       tr=plan.simulation.tr,
+                       probe=probe_cohort_settings(plan.simulation, plan.pretrain),
+                       revision=brainlm.revision, sha256=brainlm.sha256)
+
+
+def feature_settings(plan: Plan) -> Any:
+    """The :class:`~fmtc.represent.features.FeatureSettings` of the plan."""
+    from fmtc.represent.features import FeatureSettings
+
+    brainlm = plan.brainlm
+    return FeatureSettings(plan.windows, brainlm.readout, brainlm.token_order, brainlm.n_shuffles,
+                           plan.seed, plan.protocol.input_scaling, brainlm.batch_size)
+
+
+def executor_for(plan: Plan) -> Executor:
+    """The plan's ``execution`` section as an :class:`Executor`."""
+    ex = plan.execution
+    return Executor(n_jobs=ex.n_jobs, threads_per_worker=ex.threads_per_worker,
+                    dask_scheduler=ex.dask_scheduler)
+
+
+def resolve_device_of(plan: Plan, device: Any) -> Any:
+    """``device``, else the plan's ``device`` setting resolved."""
+    from fmtc.device import resolve_device
+
+    return device if device is not None else resolve_device(plan.device)
+
+
+# --------------------------------------------------------------------------- cohort
+
+
+def cohort_path(plan: Plan, progress: bool = False) -> Path:
+    """The cohort folder of ``plan``: the embedded simulated cohort, or ``data.cohort``."""
+    if plan.data.cohort == "simulated":
+        from fmtc.simulate.embedded import simulated_cohort
+
+        return simulated_cohort(plan.simulation, store_for(plan), progress=progress)
+    path = plan.path(plan.data.cohort)
+    if not path.is_dir():
+        raise InvalidDataError(
+            f"cohort folder {path} (plan key data.cohort) does not exist; build it with "
+            "`fmtc fetch ds000208 --out DIR` or `fmtc cohort from-fmriprep`, or use "
+            "data.cohort: simulated")
+    return path
+
+
+def plan_cohort(plan: Plan, progress: bool = False) -> Cohort:
+    """Load and validate the cohort of ``plan`` (``data.label`` picks the label column)."""
+    return load_cohort(cohort_path(plan, progress=progress), label=plan.data.label)
+
+
+def cohort_record(cohort: Cohort) -> dict[str, Any]:
+    """What a run records of its cohort (name, content hash, label column, folder)."""
+    return {"name": cohort.name, "content_hash": cohort.content_hash,
+            "simulated": cohort.is_simulated, "label_column": cohort.label_column,
+            "n_subjects": len(cohort.subject_ids), "folder": Path(cohort.root).name,
+            "path": str(Path(cohort.root).resolve())}
+
+
+# --------------------------------------------------------------------------- arms
+
+
+def _arm_plan(plan: Plan, arm: ArmPlan, where: str) -> Plan:
+    try:
+        if arm.overrides:
+            plan = plan.replace(**arm.overrides)
+        if arm.encoder is not None:
+            plan = plan.replace(brainlm={"source": arm.encoder})
+    except PlanError as error:
+        raise PlanError(f"{where}: {error}") from None
+    return plan
+
+
+def model_params(plan: Plan, model: str) -> Any:
+    """The hyper-parameters of ``model`` from its plan section (validated)."""
+    spec = get_model(model)
+    section = spec.params_section
+    if section.startswith("model_params."):
+        return build_section(spec.params_type(), plan.model_params.get(model), section)
+    value = getattr(plan, section, None)
+    if value is None:
+        raise PlanError(f"model {model!r} reads plan section {section!r}, which does not exist")
+    return value
+
+
+def _data_request(plan: Plan, spec: Any) -> DataRequest:
+    """What an arm of model ``spec`` reads under ``plan`` (its own overrides applied)."""
+    fc_options: dict[str, Any] = {}
+    if "fc" in spec.inputs:
+        if plan.protocol.input_scaling != "robust":
+            fc_options["input_scaling"] = plan.protocol.input_scaling
+        if plan.connectivity.kind == "gram_raw_window" or (
+                spec.epochs and plan.protocol.eval_crops == "random"):
+            fc_options["fc_windows"] = plan.windows
+    reads_cls = "cls" in spec.inputs
+    return DataRequest(
+        fc_kind=plan.connectivity.kind if "fc" in spec.inputs else None,
+        features=feature_settings(plan) if reads_cls else None,
+        encoder=encoder_spec(plan) if reads_cls else None,
+        temporal="temporal" in spec.inputs, covariates="covariates" in spec.inputs,
+        fc_options=tuple(sorted(fc_options.items())))
+
+
+def resolve_arms(plan: Plan, arms: dict[str, ArmPlan], device: Any,
+                 where: str = "experiment") -> tuple[list[Arm], dict[str, DataRequest]]:
+    """Resolve each arm's model, hyper-parameters, model context and data request.
+
+    Returns
+    -------
+    arms : list of Arm
+    requests : dict of str to DataRequest
+        What each data key (``Arm.data``) holds.
+    """
+    check_models([a.model for a in arms.values()], f"{where}.arms")
+    unknown_params = sorted(set(plan.model_params) - set(model_names()))
+    if unknown_params:
+        raise PlanError(f"model_params: unknown model(s) {unknown_params}")
+    resolved, requests = [], {}
+    for name, arm in arms.items():
+        arm_plan = _arm_plan(plan, arm, f"{where}.arms.{name}")
+        spec = get_model(arm.model)
+        request = _data_request(arm_plan, spec)
+        requests.setdefault(request.key, request)
+        context = ModelContext(device=device, pool_size=arm_plan.connectivity.pool_size,
+                               fc_kind=arm_plan.connectivity.kind,
+                               zero_grad=arm_plan.protocol.zero_grad,
+                               eval_crops=arm_plan.protocol.eval_crops)
+        resolved.append(Arm(name, arm.model, model_params(arm_plan, arm.model), context,
+                            request.key, spec))
+    return resolved, requests
+
+
+def encoders_of(arms: Sequence[Arm], datasets: dict[str, ExperimentData]) -> dict[str, Any]:
+    """Per arm reading TS features, the provenance of its encoder."""
+    return {a.name: datasets[a.data].encoder for a in arms if datasets[a.data].encoder}
