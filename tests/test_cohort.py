@@ -145,3 +145,20 @@ def test_cli_validate_exit_status_and_messages(small_cohort, cohort_copy):
     info = subprocess.run([sys.executable, "-m", "fmtc", "cohort", "info", str(small_cohort)],
                           capture_output=True, text=True)
     assert info.returncode == 0 and "SIMULATED" in info.stdout and "Drug" in info.stdout
+
+
+def test_the_content_hash_covers_what_is_read_whatever_the_links(small_cohort, tmp_path):
+    original = load_cohort(small_cohort)
+    linked = Path(shutil.copytree(small_cohort, tmp_path / "linked"))
+    subject = original.subject_ids[0]
+    target = Path(shutil.move(linked / subject, tmp_path / "elsewhere"))
+    (linked / subject).symlink_to(target, target_is_directory=True)
+    assert load_cohort(linked).content_hash == original.content_hash  # the same recordings
+    series = next(target.glob("func/*_timeseries.tsv"))
+    rows = series.read_text().splitlines()
+    values = rows[1].split("\t")
+    rows[1] = "\t".join([f"{-float(values[0]):.7g}", *values[1:]])  # one value negated
+    series.write_text("\n".join(rows) + "\n")
+    changed = load_cohort(linked)
+    assert changed.timeseries[subject][0, 0] == -original.timeseries[subject][0, 0]
+    assert changed.content_hash != original.content_hash  # a linked subject is hashed too
