@@ -213,7 +213,8 @@ def run_experiments(requests: Sequence[ExperimentRequest], *, device: Any = None
             owners.append(i)
         datasets.update({f"{i}/{k}": d for k, d in result.cv.datasets.items()})
     if fits:
-        logger.info("%d experiment(s): %d fit(s)", len(results), len(fits))
+        if len(results) > 1:
+            logger.info("%d experiments: %d fit(s) in one pool", len(results), len(fits))
         batch = run_fits(fits, datasets, need=needs, executor=executor,
                          progress=progress or None)
         for i, result in enumerate(results):  # what each run's own fits cost

@@ -357,11 +357,22 @@ class EvaluationPlan:
 
     def check(self, key: str) -> None:
         _require(self.folds >= 2, f"{key}.folds", "must be >= 2")
-        _require(self.repeats >= 1, f"{key}.repeats", "must be >= 1")
+        _require(1 <= self.folds <= MAX_FOLDS, f"{key}.folds", f"must be <= {MAX_FOLDS}")
+        _require(1 <= self.repeats <= MAX_REPEATS, f"{key}.repeats",
+                 f"must lie in 1-{MAX_REPEATS} (each repeat refits every arm on every fold)")
+        _require(self.bootstrap <= MAX_RESAMPLES and self.permutations <= MAX_RESAMPLES,
+                 f"{key}.bootstrap", f"bootstrap and permutations must be <= {MAX_RESAMPLES}")
         _require(0 < self.inner_validation_fraction < 1, f"{key}.inner_validation_fraction",
                  "must lie in (0, 1)")
         _require(self.permutations >= 0, f"{key}.permutations", "must be >= 0")
         _require(self.bootstrap >= 0, f"{key}.bootstrap", "must be >= 0")
+
+
+MAX_FOLDS = 100
+MAX_REPEATS = 1000
+MAX_RESAMPLES = 1_000_000
+"""Upper bounds that no study needs and that stop a typo (``--repeats 1000000000``) from running
+for ever before a single fit."""
 
 
 @dataclass(frozen=True)

@@ -442,11 +442,13 @@ def run_fits(fits: Sequence[Fit], datasets: dict[str, ExperimentData], *,
         wants[key] = wants.get(key, frozenset()) | extras
     reused = len(records)
     if pending:
-        logger.info("%d fit(s): %d read back, %d to compute on %s", len(fits), reused,
-                    len(pending), (executor or Executor()).backend)
+        executor = executor or Executor()
+        todo = [fits[positions[0]] for positions in pending.values()]
+        logger.info("%d fit(s): %d read back, %d to compute on %s%s", len(fits), reused,
+                    len(pending), executor.backend,
+                    _estimate(todo, executor) if publish else "")
         items = [(fits[positions[0]], wants[key], publish) for key, positions in pending.items()]
-        computed = (executor or Executor()).map(_compute_fit, items, datasets, desc=desc,
-                                                progress=progress)
+        computed = executor.map(_compute_fit, items, datasets, desc=desc, progress=progress)
         for positions, record in zip(pending.values(), computed, strict=True):
             for i in positions:
                 records[i] = record
@@ -455,3 +457,38 @@ def run_fits(fits: Sequence[Fit], datasets: dict[str, ExperimentData], *,
     fresh = {i for positions in pending.values() for i in positions}
     return FitBatch([records[i] for i in range(len(fits))],
                     [i in fresh for i in range(len(fits))])
+
+
+def _estimate(todo: Sequence[Fit], executor: Executor, sample: int = 20) -> str:
+    """`` (about N min ...)``: the time ``todo`` should take, from earlier fits of their models.
+
+    The median seconds of the most recent published fits of each model (at most ``sample``),
+    summed over the fits to compute and divided by the workers; empty when the store holds no
+    earlier fit of a model to go by.
+    """
+    import os
+    import statistics
+
+    seconds: dict[tuple[Path, str], float | None] = {}
+    total = 0.0
+    for fit in todo:
+        tag = (Path(fit.fits), fit.task.arm.model)
+        if tag not in seconds:
+            found = sorted(tag[0].glob(f"fit-{tag[1]}-*/{FIT_FILE}"),
+                           key=lambda p: p.stat().st_mtime, reverse=True)[:sample]
+            values = []
+            for path in found:
+                try:
+                    values.append(float(json.loads(path.read_text())["seconds"]))
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue
+            seconds[tag] = statistics.median(values) if values else None
+        if seconds[tag] is None:
+            return ""
+        total += seconds[tag]
+    workers = max(1, executor.n_jobs if executor.n_jobs > 0 else os.cpu_count() or 1)
+    if executor.backend == "sequential":
+        workers = 1
+    wall = total / workers
+    when = f"{wall:.0f} s" if wall < 90 else f"{wall / 60:.0f} min"
+    return f" (about {when}, from earlier fits of these models)"

@@ -212,6 +212,9 @@ class ExperimentRunResult(Result):
     def default_folder(self) -> Path:
         return Path(self.runs) / f"{self.prefix}_{self.profile}_{self.key[:12]}"
 
+    def input_folders(self) -> list[Path]:
+        return [Path(self.cohort["path"])] if self.cohort.get("path") else []
+
     def compute(self, staging: Path, extras: frozenset[str]) -> None:
         from fmtc.evaluate.paired import paired_differences
 
@@ -365,6 +368,9 @@ class GeneralisationResult(Result):
 
     def default_folder(self) -> Path:
         return Path(self.runs) / f"{self.prefix}_{self.profile}_{self.key[:12]}"
+
+    def input_folders(self) -> list[Path]:
+        return [Path(c["path"]) for c in (self.cohort, self.test_cohort or {}) if c.get("path")]
 
     def compute(self, staging: Path, extras: frozenset[str]) -> None:
         from fmtc.evaluate.generalisation import (

@@ -113,6 +113,13 @@ def run_context(run_dir: Path, arms: Sequence[str] | None, cohort: str | Path | 
     if not chosen:
         raise InvalidDataError(f"{run_dir} has no arm of an interpretable (torch) model to "
                                "attribute")
+    selections = tables["provenance"].get("selections", ["honest"])
+    if selections[0] != "honest":
+        import warnings
+
+        warnings.warn(f"{run_dir} reports the {selections[0]!r} selection first (epochs chosen "
+                      "on the test fold); its fold models are attributed at the honest epoch "
+                      "(the last of the schedule), the only ones fits keep", stacklevel=2)
     record = tables["models"]["cohort"] | tables["provenance"].get("cohort", {})
     return RunContext(run_dir, tables, plan, chosen, run_cohort(record, plan, cohort), device)
 
