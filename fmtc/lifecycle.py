@@ -108,15 +108,9 @@ def array_digest(*arrays: Any) -> str:
 @functools.cache
 def environment() -> dict[str, str]:
     """Versions of :data:`RESULT_PACKAGES` (part of every identity)."""
-    from importlib import metadata
+    from fmtc.provenance import versions_of
 
-    found = {}
-    for name in RESULT_PACKAGES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = "not installed"
-    return found
+    return versions_of(RESULT_PACKAGES)
 
 
 class Result(abc.ABC):

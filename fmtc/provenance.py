@@ -15,16 +15,21 @@ _PACKAGES = ("numpy", "scipy", "pandas", "scikit-learn", "torch", "torchvision",
              "nibabel", "captum", "datalad", "papermill", "jupyter-book")
 
 
-def package_versions() -> dict[str, str]:
-    """Installed versions of the packages a result depends on."""
-    versions = {"fmtc": __version__, "python": sys.version.split()[0],
-                "platform": platform.platform()}
-    for name in _PACKAGES:
+def versions_of(names: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """Installed version of each package of ``names`` (``not installed`` when absent)."""
+    versions = {}
+    for name in names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages a result depends on."""
+    return {"fmtc": __version__, "python": sys.version.split()[0],
+            "platform": platform.platform(), **versions_of(_PACKAGES)}
 
 
 def git_commit(path: Path | None = None) -> str | None:

@@ -201,8 +201,7 @@ class ExperimentRunResult(Result):
                 "evaluation": {k: getattr(evaluation, k) for k in (
                     "folds", "repeats", "honest_epoch", "inner_validation_fraction",
                     "bootstrap", "permutations")},
-                "arms": [{"name": a.name, "model": a.model, "display": a.display_name}
-                         for a in cv.arms]}
+                "arms": [{"name": a.name, "model": a.model} for a in cv.arms]}
 
     def inputs(self) -> dict[str, Any]:
         return {"cohort": self.cohort["content_hash"],
