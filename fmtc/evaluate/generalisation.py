@@ -274,7 +274,7 @@ def run_jobs(datasets: dict[str, ExperimentData] | ExperimentData, arms: Sequenc
              jobs: Sequence[GeneralisationJob], seed: int, *, n_bootstrap: int = 1000,
              executor: Executor | None = None, progress: bool | None = None,
              predictions: list[dict[str, Any]] | None = None, fits: Path | None = None,
-             device: str = "cpu") -> pd.DataFrame:
+             device: str = "cpu", counts: dict[str, int] | None = None) -> pd.DataFrame:
     """Fit every arm on every job's splits and return the tidy table (:data:`COLUMNS`).
 
     ``datasets`` are keyed by ``Arm.data`` (a single dataset is ``"default"``); a job whose
@@ -283,7 +283,8 @@ def run_jobs(datasets: dict[str, ExperimentData] | ExperimentData, arms: Sequenc
     scheme, train_on, test_on, participant_id, probability, label``), so that two models can
     be compared paired on the same test subjects (:data:`PREDICTION_COLUMNS`). ``fits`` is
     where fits are published and read back from (None: computed in memory); ``device`` the
-    device type torch fits train on.
+    device type torch fits train on; ``counts``, when given, is added the number of fits
+    (``total``, ``computed``, ``read_back``).
     """
     datasets = _datasets(datasets)
     for arm in arms:
@@ -308,6 +309,10 @@ def run_jobs(datasets: dict[str, ExperimentData] | ExperimentData, arms: Sequenc
                 len(jobs))
     batch = run_fits(planned, datasets, executor=executor, publish=fits is not None,
                      progress=progress, desc="generalisation fits")
+    if counts is not None:
+        for name, value in (("total", len(planned)), ("computed", batch.computed),
+                            ("read_back", batch.reused)):
+            counts[name] = counts.get(name, 0) + value
     outcomes: dict[tuple[str, int], list[tuple[Split, Any]]] = {}
     for (name, j, split), record in zip(owners, batch.records, strict=True):
         outcomes.setdefault((name, j), []).append((split, record))
@@ -386,7 +391,7 @@ def generalise(datasets: dict[str, ExperimentData] | ExperimentData, arms: Seque
                within: bool = True, executor: Executor | None = None,
                progress: bool | None = None,
                predictions: list[dict[str, Any]] | None = None, fits: Path | None = None,
-               device: str = "cpu") -> pd.DataFrame:
+               device: str = "cpu", counts: dict[str, int] | None = None) -> pd.DataFrame:
     """Within-cohort generalisation across groups: one scheme per entry of ``groups``.
 
     Parameters
@@ -399,7 +404,7 @@ def generalise(datasets: dict[str, ExperimentData] | ExperimentData, arms: Seque
     evaluation : EvaluationPlan
         ``folds``, ``repeats`` of the within references; ``bootstrap`` resamples.
     seed : int
-    fits, device
+    fits, device, counts
         See :func:`run_jobs`.
 
     Returns
@@ -413,7 +418,7 @@ def generalise(datasets: dict[str, ExperimentData] | ExperimentData, arms: Seque
                                   evaluation, seed, within)]
     return run_jobs(datasets, arms, jobs, seed, n_bootstrap=evaluation.bootstrap,
                     executor=executor, progress=progress, predictions=predictions, fits=fits,
-                    device=device)
+                    device=device, counts=counts)
 
 
 def cross_cohort(train: dict[str, ExperimentData] | ExperimentData,
@@ -422,12 +427,13 @@ def cross_cohort(train: dict[str, ExperimentData] | ExperimentData,
                  within: bool = True, executor: Executor | None = None,
                  progress: bool | None = None,
                  predictions: list[dict[str, Any]] | None = None, fits: Path | None = None,
-                 device: str = "cpu") -> pd.DataFrame:
+                 device: str = "cpu", counts: dict[str, int] | None = None) -> pd.DataFrame:
     """Train on every subject of cohort ``train``, test on every subject of cohort ``test``.
 
     ``train`` and ``test`` hold the same dataset keys (each arm's ``data``) with the same
     per-subject input shapes (:func:`combine_cohorts` says which differs). The within
-    reference is CV inside ``train``; ``fits`` and ``device`` as in :func:`run_jobs`.
+    reference is CV inside ``train``; ``fits``, ``device`` and ``counts`` as in
+    :func:`run_jobs`.
     """
     train, test = _datasets(train), _datasets(test)
     missing = sorted({a.data for a in arms} - set(test))
@@ -452,7 +458,7 @@ def cross_cohort(train: dict[str, ExperimentData] | ExperimentData,
                                       folds=folds, note=note))
     return run_jobs(combined, arms, jobs, seed, n_bootstrap=evaluation.bootstrap,
                     executor=executor, progress=progress, predictions=predictions, fits=fits,
-                    device=device)
+                    device=device, counts=counts)
 
 
 def _check_length(values: Sequence[Any], labels: np.ndarray, scheme: str) -> list[Any]:

@@ -382,7 +382,9 @@ class GeneralisationResult(Result):
         from fmtc.provenance import provenance_record
 
         start = time.perf_counter()
-        options = {"executor": self.executor, "fits": self.fits, "device": self.device}
+        counts: dict[str, int] = {}
+        options = {"executor": self.executor, "fits": self.fits, "device": self.device,
+                   "counts": counts}
         parts, rows = [], []
         if self.groups:
             parts.append(generalise(self.datasets, self.arms, self.groups, self.evaluation,
@@ -410,7 +412,7 @@ class GeneralisationResult(Result):
             command="generalise", key=self.key, profile=self.profile, seed=self.seed,
             arms={a.name: a.model for a in self.arms}, schemes=self.schemes,
             cohort=self.cohort, test_cohort=self.test_cohort, **self.provenance_fields,
-            timings={"total_s": time.perf_counter() - start})
+            fits=counts, timings={"total_s": time.perf_counter() - start})
         write_csv(staging / "generalisation.csv", table)
         write_csv(staging / "confounds.csv", confounds)
         write_csv(staging / "predictions.csv", predictions)
