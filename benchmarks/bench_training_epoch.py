@@ -43,6 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -339,6 +340,197 @@ def run_epoch(trainer: Trainer, cohort: Cohort, order: Tensor, batch_size: int,
         return order
 
     clocks.epoch.time(epoch)
+
+
+# --------------------------------------------------------------------------- per fit: old vs new
+# A frozen copy of fmtc's FMM_TC training loop as it was before the speed-ups (fmtc commit
+# f791593, fmtc/predict/models.py and training.py): the FC standardised and pooled for every
+# sample of every step, the 3 identical channels through the full conv1, the per-tensor AdamW
+# loop, positional ``model(cls, fc)``. It imports nothing from fmtc, so it stays the "old" side
+# whatever fmtc becomes; tests/test_training_speed.py checks it against the new loop.
+
+OLD_STD_FLOOR = 1e-6
+
+
+class OldStandardise(torch.nn.Module):
+    """``(x - mean) / std`` with buffers (the old ``fmtc.predict.models._Standardise``)."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(shape))
+        self.register_buffer("std", torch.ones(shape))
+
+    def set(self, mean: Tensor, std: Tensor) -> None:
+        """Set the buffers; standard deviations below the floor divide by 1."""
+        self.mean.copy_(mean)
+        self.std.copy_(torch.where(std < OLD_STD_FLOOR, torch.ones_like(std), std))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Standardise ``x``."""
+        return (x - self.mean) / self.std
+
+
+class OldFCEncoder(torch.nn.Module):
+    """Standardise, pool, repeat to 3 channels, ResNet-18: per call (the old ``FCEncoder``)."""
+
+    def __init__(self, n_regions: int, pool_size: int | None, out_dim: int = 256) -> None:
+        super().__init__()
+        from torchvision.models import resnet18
+
+        self.pool_size = pool_size
+        self.standardise = OldStandardise((n_regions, n_regions))
+        self.resnet = resnet18(weights=None, num_classes=out_dim)
+
+    def forward(self, fc: Tensor) -> Tensor:
+        """Embedding ``[B, 256]`` of the connectivity ``[B, R, R]``."""
+        image = self.standardise(fc).unsqueeze(1)
+        if self.pool_size is not None:
+            image = F.adaptive_avg_pool2d(image, self.pool_size)
+        return self.resnet(image.expand(-1, 3, -1, -1))
+
+
+class OldFMMTC(torch.nn.Module):
+    """The old FMM_TC, with the same ``state_dict`` layout as :class:`fmtc.predict.models.FMMTC`.
+
+    Parameters
+    ----------
+    cls_dim, n_regions : int
+        H and R.
+    pool_size : int or None
+        Side of the pooled FC image.
+    """
+
+    def __init__(self, cls_dim: int, n_regions: int, pool_size: int | None) -> None:
+        super().__init__()
+        self.cls_standardise = OldStandardise((cls_dim,))
+        self.fc_encoder = OldFCEncoder(n_regions, pool_size)
+        self.head = torch.nn.Linear(cls_dim + 256, 2)
+        self.ts_aux_head = torch.nn.Linear(cls_dim, 2)
+        self.fc_aux_head = torch.nn.Linear(256, 2)
+
+    def representation(self, cls: Tensor, fc: Tensor) -> tuple[Tensor, Tensor]:
+        """Standardised CLS and the FC embedding (repeated over windows)."""
+        embedding = self.fc_encoder(fc)
+        if cls.ndim == 3:
+            embedding = embedding.unsqueeze(1).expand(-1, cls.shape[1], -1)
+        return self.cls_standardise(cls), embedding
+
+    def forward(self, cls: Tensor, fc: Tensor) -> Tensor:
+        """Fused logits ``[B, 2]`` or ``[B, W, 2]``."""
+        ts, embedding = self.representation(cls, fc)
+        return self.head(torch.cat([ts, embedding], dim=-1))
+
+    def branch_logits(self, cls: Tensor, fc: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """Fused logits and the two auxiliary unimodal logits."""
+        ts, embedding = self.representation(cls, fc)
+        fused = self.head(torch.cat([ts, embedding], dim=-1))
+        return fused, (self.ts_aux_head(ts), self.fc_aux_head(embedding))
+
+
+@dataclass
+class OldFit:
+    """What the old loop recorded: per-epoch probabilities, losses and the final weights."""
+
+    val_probabilities: Tensor
+    test_probabilities: Tensor
+    train_loss: list[float]
+    state: dict[str, Tensor]
+
+
+def old_predict_logits(model: OldFMMTC, cls: Tensor, n_windows: Tensor, fc: Tensor,
+                       subjects: Tensor, chunk: int = 16) -> Tensor:
+    """Mean logits over each subject's valid windows (the old ``predict_logits``, all windows).
+
+    Returns
+    -------
+    Tensor of shape (len(subjects), 2), float64
+    """
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(subjects), chunk):
+            index = subjects[start:start + chunk]
+            logits = model(cls[index], fc[index]).float()
+            width = cls.shape[1]
+            valid = (torch.arange(width)[None, :] < n_windows[index][:, None]).float()
+            out.append((logits * valid[..., None]).sum(1) / valid.sum(1, keepdim=True))
+    if not out:
+        return torch.zeros(0, 2, dtype=torch.float64)
+    return torch.cat(out).double()
+
+
+def old_probabilities(logits: Tensor) -> Tensor:
+    """P(class 1) = sigmoid(logit_1 - logit_0) in float64."""
+    return torch.sigmoid(logits[:, 1] - logits[:, 0])
+
+
+def old_fit(initial: dict[str, Tensor], cls: Tensor, n_windows: Tensor, fc: Tensor,
+            labels: Tensor, fit: Tensor, val: Tensor, test: Tensor, *, epochs: int,
+            batch_size: int, lr: float, weight_decay: float, aux_weight: float,
+            pool_size: int | None, seed: int) -> OldFit:
+    """Train FMM_TC as the old ``fmtc.predict.training.train_fold`` did (CPU, all windows).
+
+    Parameters
+    ----------
+    initial : dict of str to Tensor
+        Initial ``state_dict`` (the new model's, so both sides start from the same weights).
+    cls : Tensor of shape (N, W, H)
+        CLS per window, zeros beyond ``n_windows``.
+    n_windows : Tensor of int64, shape (N,)
+    fc : Tensor of shape (N, R, R)
+    labels : Tensor of int64, shape (N,)
+    fit, val, test : Tensor of int64
+        Subjects trained on, and monitored after every epoch.
+    epochs, batch_size : int
+    lr, weight_decay, aux_weight : float
+        AdamW and the auxiliary branch losses' weight.
+    pool_size : int or None
+    seed : int
+        Seeds the batch order and window draws (as ``train_fold``).
+
+    Returns
+    -------
+    OldFit
+    """
+    model = OldFMMTC(cls.shape[2], fc.shape[1], pool_size)
+    model.load_state_dict(initial)
+    fit_cls, fit_windows = cls[fit], n_windows[fit]
+    valid = torch.arange(cls.shape[1])[None, :] < fit_windows[:, None]
+    rows = fit_cls[valid]
+    model.cls_standardise.set(rows.mean(0), rows.std(0, unbiased=False))
+    model.fc_encoder.standardise.set(fc[fit].mean(0), fc[fit].std(0, unbiased=False))
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay,
+                                  foreach=False)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=epochs)
+    generator = torch.Generator().manual_seed(seed)
+    val_history, test_history, losses_per_epoch = [], [], []
+    for _ in range(epochs):
+        model.train()
+        losses, sizes = [], []
+        order = fit[torch.randperm(len(fit), generator=generator)]
+        for subjects in batches(order, batch_size):
+            draws = torch.rand(len(subjects), generator=generator)
+            window = (draws * n_windows[subjects]).long()
+            batch_cls, batch_fc = cls[subjects, window], fc[subjects]
+            optimiser.zero_grad(set_to_none=True)
+            target = labels[subjects]
+            if aux_weight > 0:
+                logits, branches = model.branch_logits(batch_cls, batch_fc)
+            else:
+                logits, branches = model(batch_cls, batch_fc), ()
+            loss = F.cross_entropy(logits.float(), target)
+            for branch in branches:
+                loss = loss + aux_weight * F.cross_entropy(branch.float(), target)
+            loss.backward()
+            optimiser.step()
+            losses.append(float(loss.detach()))
+            sizes.append(len(subjects))
+        losses_per_epoch.append(float(np.average(losses, weights=sizes)))
+        scheduler.step()
+        val_history.append(old_probabilities(old_predict_logits(model, cls, n_windows, fc, val)))
+        test_history.append(old_probabilities(old_predict_logits(model, cls, n_windows, fc, test)))
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return OldFit(torch.stack(val_history), torch.stack(test_history), losses_per_epoch, state)
 
 
 def main(argv: list[str] | None = None) -> None:
