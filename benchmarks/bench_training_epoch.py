@@ -286,7 +286,7 @@ class Trainer:
             The batch loss.
         """
         self.optimiser.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(self.model(cls, fc), labels)
+        loss = F.cross_entropy(self.model(cls=cls, fc=fc), labels)
         loss.backward()
         self.optimiser.step()
         return loss.detach()
