@@ -13,6 +13,12 @@ the paper's) is a read of the same trajectory and no model is trained twice.
 The loop knows nothing about metrics or selection rules: the caller passes a
 ``snapshot`` callback that says, after each epoch, which selections would pick
 this epoch; their weights are kept in memory (see :mod:`fmtc.evaluate.selection`).
+
+Models are called with their declared inputs by name (:func:`declared_inputs`). What
+does not train is computed once per fold: the standardised, pooled FC image of every
+subject (:func:`fc_images`). AdamW is fused (:func:`adamw`). Per quick-sized FMM_TC fit
+on one CPU thread the ResNet-18 itself is most of what is left
+(``benchmarks/bench_training_epoch.py``).
 """
 
 from __future__ import annotations
@@ -474,8 +480,15 @@ def probabilities(logits: np.ndarray) -> np.ndarray:
 
 def adamw(parameters: Any, lr: float, weight_decay: float, device: torch.device
           ) -> torch.optim.AdamW:
-    """The AdamW of every fit: torch's per-tensor loop."""
-    return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay, foreach=False)
+    """AdamW, fused where torch has a fused kernel for ``device`` (CPU and CUDA).
+
+    The fused kernel updates each parameter in one pass instead of the per-tensor loop's
+    chain of operations (each allocating a temporary): the same update, rounded differently
+    in the last bits (:mod:`tests.test_training_speed`), and deterministic (elementwise).
+    """
+    fused = device.type in ("cpu", "cuda")
+    return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay,
+                             **({"fused": True} if fused else {}))
 
 
 def train_fold(config: ModelConfig | Callable[[], nn.Module], train: TrainPlan,
@@ -525,6 +538,7 @@ def train_fold(config: ModelConfig | Callable[[], nn.Module], train: TrainPlan,
     -----
     A model that accepts ``fc_image`` gets the standardised, pooled FC of every subject
     computed once per fold (:func:`fc_images`), not per sample and step: the same numbers.
+    AdamW is fused (:func:`adamw`): the same update, rounded differently in the last bits.
     """
     if zero_grad not in ("per_batch", "per_epoch"):
         raise ValueError(f"unknown zero_grad {zero_grad!r}; use 'per_batch' or 'per_epoch'")
