@@ -439,8 +439,6 @@ def predict_logits(model: torch.nn.Module, inputs: ModelInputs, subjects: np.nda
                     logits = logits.view(len(index), width, 2)
                 else:
                     logits = model(**named, **feed.subject_fc(index)).float()
-                    if logits.ndim == 2:  # a model without windows (custom): every window's
-                        logits = logits.unsqueeze(1).expand(-1, width, -1)
             valid = (torch.arange(width, device=device)[None, :] < n_windows[:, None]).float()
             out.append((logits * valid[..., None]).sum(1) / valid.sum(1, keepdim=True))
     if not out:
