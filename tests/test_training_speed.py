@@ -6,13 +6,15 @@ standardised and pooled for every sample of every step, the per-tensor AdamW loo
 
 Tolerances. With the per-tensor AdamW the new loop is the old one bit for bit: the cached FC
 images are the very numbers the old forward computed (elementwise standardisation, the same
-pooling per matrix). The fused AdamW performs the same update in one kernel, rounded
-differently in the last bit of some parameters; those differences stay at float32 rounding
-through a few epochs here (measured: 1e-7 on the probabilities), far inside the 1e-4 asserted.
-The bound is not tighter because Adam normalises each gradient entry: where an entry is at
-rounding level, a last-bit difference can flip the sign of a whole ``lr``-sized step, after
-which the two trajectories drift apart like the old loop run with 2 threads instead of 1
-(measured on the same input: 1.7e-4 after 4 epochs).
+pooling per matrix). The fused AdamW performs the same update in one kernel, rounded differently
+in the last bit of some parameters (one update: within 1e-6 relative). Through training those
+differences grow: Adam normalises each gradient entry, so where an entry is at rounding level a
+last-bit difference can flip the sign of a whole ``lr``-sized step, and the trajectories drift
+apart as the old loop's own do between 1 and 2 threads. On the input below, max |delta p| after
+epochs 1, 2, 3, 4: fused vs per-tensor 2.9e-6, 1.5e-5, 6.7e-5, 8.3e-5; the old loop at 1 vs 2
+threads 8.8e-7, 1.1e-5, 7.5e-5, 9.6e-5. The test compares 2 epochs against 1e-4 (7x the drift
+measured); over a 40-epoch fit on random inputs both differences reach 0.6-0.9
+(``benchmarks/bench_training_epoch.py``).
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ def test_cached_fc_images_train_bit_for_bit_like_the_old_loop(old, monkeypatch, 
 
 
 def test_the_fast_loop_matches_the_old_loop_within_rounding(old):
-    new, reference = _both(old, _inputs(), _plan(1.0, epochs=4))
+    new, reference = _both(old, _inputs(), _plan(1.0, epochs=2))
     for ours, theirs in ((new.test_probabilities, reference.test_probabilities),
                          (new.val_probabilities, reference.val_probabilities)):
         np.testing.assert_allclose(ours, theirs.numpy(), rtol=0, atol=1e-4)
