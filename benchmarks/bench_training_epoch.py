@@ -1,12 +1,13 @@
-"""Time per training epoch of FMM_TC: cached BrainLM features vs re-encoding every batch.
+"""FMM_TC training time: cached vs re-encoded BrainLM CLS; fmtc's loop before vs after.
 
-FMM_TC (Fan et al., MICCAI 2025) trains a ResNet-18 on the R x R functional connectivity (FC)
-matrix next to the CLS embedding of a *frozen* BrainLM encoder. fmtc computes every CLS once into
-a feature cache, so a training step only indexes it. The authors' loop instead re-runs the frozen
-encoder under ``torch.no_grad`` on every batch of every epoch, with BrainLM's exact attention path
-that materialises the [B, heads, n, n] softmax matrix (:mod:`_reference_brainlm`, n = 4241 tokens
-for 424 regions x 200 timepoints). This benchmark trains the same FMM_TC on the same synthetic
-data, batch order and batch size (8, the paper's) both ways, in one process, on the CPU:
+**Section ``authors``: time per training epoch, cached BrainLM features vs re-encoding every
+batch.** FMM_TC (Fan et al., MICCAI 2025) trains a ResNet-18 on the R x R functional connectivity
+(FC) matrix next to the CLS embedding of a *frozen* BrainLM encoder. fmtc computes every CLS once
+into a feature cache, so a training step only indexes it. The authors' loop instead re-runs the
+frozen encoder under ``torch.no_grad`` on every batch of every epoch, with BrainLM's exact
+attention path that materialises the [B, heads, n, n] softmax matrix (:mod:`_reference_brainlm`,
+n = 4241 tokens for 424 regions x 200 timepoints). This benchmark trains the same FMM_TC on the same
+synthetic data, batch order and batch size (8, the paper's) both ways, in one process, on the CPU:
 
 - ``t_cached``: one epoch of the cached loop (index the CLS cache, forward/backward/AdamW step);
 - ``t_authors``: one epoch of the authors' loop (reference encoder on the batch, then the same
@@ -27,22 +28,68 @@ are random: weights and data values do not change the cost. The encoder weights 
 fixture from ``../shared/brainlm`` when present (old_13M architecture), else a random
 ``BrainLMConfig()`` model; region centroids are the A424 coordinates when present, else random.
 
-Usage: ``.venv/bin/python benchmarks/bench_training_epoch.py [--subjects 16] [--regions 424]``
+**Section ``fit``: one whole FMM_TC fit, fmtc's training loop before vs after its speed-ups.**
+The ``quick`` profile's sizes: 60 subjects (48 trained on, 12 test subjects predicted after every
+epoch), R = 424 regions pooled to 64 x 64, CLS of 3 windows x 224, 40 epochs of 6 AdamW steps of
+batch 8, auxiliary branch losses. "New" is :func:`fmtc.predict.training.train_fold`; "old" is a
+frozen copy of that loop as of fmtc f791593 (``old_fit``, ``OldFMMTC``: imports nothing from fmtc,
+so it stays the reference whatever fmtc becomes; it reproduced ``train_fold`` of f791593 bit for
+bit, and ``tests/test_training_speed.py`` checks it against the new loop). Old: the FC standardised
+and pooled for every sample of every step, per-tensor AdamW; new: the standardised, pooled FC
+images computed once per fold (bit for bit the same numbers), fused AdamW (the same update,
+rounded differently). Same initial weights, inputs, batch order and window draws, under
+``torch.use_deterministic_algorithms(True, warn_only=True)`` as ``run_fold`` trains. The two fits
+run with their epochs alternating (old, new, old, ...; the order flips from one fit to the next),
+so that the load of other jobs on a shared machine hits both alike; per-fit seconds are medians
+over ``--fit-rounds`` fits, the per-epoch ratio the median over epochs 2..40 of all fits. max
+|delta p| compares the two logs of test probabilities epoch by epoch, beside the old loop's own
+difference between 1 and 2 threads.
+
+Measured on the project's 2-core CPU (AMD EPYC, torch 2.14.1, 3 fits per side, 2026-12-07, other
+jobs sharing the cores; load average 0.8-2.0):
+
+=========  ===========  ===========  =========  ===================
+threads    old s/fit    new s/fit    old/new    per epoch old/new
+=========  ===========  ===========  =========  ===================
+1          43.4         35.4         1.23x      1.21x
+2          27.0         22.7         1.19x      1.16x
+=========  ===========  ===========  =========  ===================
+
+(CPU seconds give the same ratios.) Not the 2x sought: the ResNet-18 is most of a step. Per step
+on 1 thread (the steps alone, timed alternately, medians of 20): old 159.5 ms, new 129.6 ms, of
+which the ResNet-18 forward and backward at batch 8 on 64 x 64 (with the heads and the loss) is
+118.8 ms: 74% of the old step, 92% of the new one. What went: AdamW 28 -> 8.6 ms (fused), the
+per-sample standardise + pool 3.6 ms; the test subjects' evaluation after each epoch 54 -> 49 ms.
+Without touching the ResNet-18 computation a fit cannot get faster than about 1.33x.
+
+max |delta p| after epoch 1, 2, 5, 10, 20, 40 (1 thread): 1.6e-4, 5.9e-3, 4.1e-2, 0.16, 0.73,
+0.62; the old loop at 1 vs 2 threads: 1.6e-4, 2.8e-3, 8.8e-2, 0.19, 0.88, 0.79. On these random
+inputs any rounding difference grows into a different trajectory (Adam's normalised steps turn
+last-bit gradient differences into whole steps): the fused AdamW moves a fit as much as running
+the old loop on 2 threads instead of 1 does. With the per-tensor AdamW the new loop is the old one
+bit for bit (``tests/test_training_speed.py``).
+
+Usage: ``.venv/bin/python benchmarks/bench_training_epoch.py [--section all|authors|fit]
+[--subjects 16] [--regions 424] [--fit-epochs 40] [--fit-rounds 3] [--fit-threads 1 2]``
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import platform
 import resource
+import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -285,7 +332,7 @@ class Trainer:
             The batch loss.
         """
         self.optimiser.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(self.model(cls, fc), labels)
+        loss = F.cross_entropy(self.model(cls=cls, fc=fc), labels)
         loss.backward()
         self.optimiser.step()
         return loss.detach()
@@ -341,8 +388,457 @@ def run_epoch(trainer: Trainer, cohort: Cohort, order: Tensor, batch_size: int,
     clocks.epoch.time(epoch)
 
 
+# --------------------------------------------------------------------------- per fit: old vs new
+# A frozen copy of fmtc's FMM_TC training loop as it was before the speed-ups (fmtc commit
+# f791593, fmtc/predict/models.py and training.py): the FC standardised and pooled for every
+# sample of every step, the 3 identical channels through the full conv1, the per-tensor AdamW
+# loop, positional ``model(cls, fc)``. It imports nothing from fmtc, so it stays the "old" side
+# whatever fmtc becomes; tests/test_training_speed.py checks it against the new loop.
+
+OLD_STD_FLOOR = 1e-6
+
+
+class OldStandardise(torch.nn.Module):
+    """``(x - mean) / std`` with buffers (the old ``fmtc.predict.models._Standardise``)."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(shape))
+        self.register_buffer("std", torch.ones(shape))
+
+    def set(self, mean: Tensor, std: Tensor) -> None:
+        """Set the buffers; standard deviations below the floor divide by 1."""
+        self.mean.copy_(mean)
+        self.std.copy_(torch.where(std < OLD_STD_FLOOR, torch.ones_like(std), std))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Standardise ``x``."""
+        return (x - self.mean) / self.std
+
+
+class OldFCEncoder(torch.nn.Module):
+    """Standardise, pool, repeat to 3 channels, ResNet-18: per call (the old ``FCEncoder``)."""
+
+    def __init__(self, n_regions: int, pool_size: int | None, out_dim: int = 256) -> None:
+        super().__init__()
+        from torchvision.models import resnet18
+
+        self.pool_size = pool_size
+        self.standardise = OldStandardise((n_regions, n_regions))
+        self.resnet = resnet18(weights=None, num_classes=out_dim)
+
+    def forward(self, fc: Tensor) -> Tensor:
+        """Embedding ``[B, 256]`` of the connectivity ``[B, R, R]``."""
+        image = self.standardise(fc).unsqueeze(1)
+        if self.pool_size is not None:
+            image = F.adaptive_avg_pool2d(image, self.pool_size)
+        return self.resnet(image.expand(-1, 3, -1, -1))
+
+
+class OldFMMTC(torch.nn.Module):
+    """The old FMM_TC, with the same ``state_dict`` layout as :class:`fmtc.predict.models.FMMTC`.
+
+    Parameters
+    ----------
+    cls_dim, n_regions : int
+        H and R.
+    pool_size : int or None
+        Side of the pooled FC image.
+    """
+
+    def __init__(self, cls_dim: int, n_regions: int, pool_size: int | None) -> None:
+        super().__init__()
+        self.cls_standardise = OldStandardise((cls_dim,))
+        self.fc_encoder = OldFCEncoder(n_regions, pool_size)
+        self.head = torch.nn.Linear(cls_dim + 256, 2)
+        self.ts_aux_head = torch.nn.Linear(cls_dim, 2)
+        self.fc_aux_head = torch.nn.Linear(256, 2)
+
+    def representation(self, cls: Tensor, fc: Tensor) -> tuple[Tensor, Tensor]:
+        """Standardised CLS and the FC embedding (repeated over windows)."""
+        embedding = self.fc_encoder(fc)
+        if cls.ndim == 3:
+            embedding = embedding.unsqueeze(1).expand(-1, cls.shape[1], -1)
+        return self.cls_standardise(cls), embedding
+
+    def forward(self, cls: Tensor, fc: Tensor) -> Tensor:
+        """Fused logits ``[B, 2]`` or ``[B, W, 2]``."""
+        ts, embedding = self.representation(cls, fc)
+        return self.head(torch.cat([ts, embedding], dim=-1))
+
+    def branch_logits(self, cls: Tensor, fc: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """Fused logits and the two auxiliary unimodal logits."""
+        ts, embedding = self.representation(cls, fc)
+        fused = self.head(torch.cat([ts, embedding], dim=-1))
+        return fused, (self.ts_aux_head(ts), self.fc_aux_head(embedding))
+
+
+@dataclass
+class OldFit:
+    """What the old loop recorded: per-epoch probabilities, losses and the final weights."""
+
+    val_probabilities: Tensor
+    test_probabilities: Tensor
+    train_loss: list[float]
+    state: dict[str, Tensor]
+
+
+def old_predict_logits(model: OldFMMTC, cls: Tensor, n_windows: Tensor, fc: Tensor,
+                       subjects: Tensor, chunk: int = 16) -> Tensor:
+    """Mean logits over each subject's valid windows (the old ``predict_logits``, all windows).
+
+    Returns
+    -------
+    Tensor of shape (len(subjects), 2), float64
+    """
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(subjects), chunk):
+            index = subjects[start:start + chunk]
+            logits = model(cls[index], fc[index]).float()
+            width = cls.shape[1]
+            valid = (torch.arange(width)[None, :] < n_windows[index][:, None]).float()
+            out.append((logits * valid[..., None]).sum(1) / valid.sum(1, keepdim=True))
+    if not out:
+        return torch.zeros(0, 2, dtype=torch.float64)
+    return torch.cat(out).double()
+
+
+def old_probabilities(logits: Tensor) -> Tensor:
+    """P(class 1) = sigmoid(logit_1 - logit_0) in float64."""
+    return torch.sigmoid(logits[:, 1] - logits[:, 0])
+
+
+def old_fit_epochs(initial: dict[str, Tensor], cls: Tensor, n_windows: Tensor, fc: Tensor,
+                   labels: Tensor, fit: Tensor, val: Tensor, test: Tensor, *, epochs: int,
+                   batch_size: int, lr: float, weight_decay: float, aux_weight: float,
+                   pool_size: int | None, seed: int) -> Generator[int, None, OldFit]:
+    """Train FMM_TC as the old ``fmtc.predict.training.train_fold`` did (CPU, all windows).
+
+    A generator, so that a benchmark can interleave its epochs with another loop's: the
+    setup and each epoch run on the next ``next()``, which yields the epoch just finished;
+    the exhausted generator returns the :class:`OldFit` (:func:`old_fit` runs it through).
+
+    Parameters
+    ----------
+    initial : dict of str to Tensor
+        Initial ``state_dict`` (the new model's, so both sides start from the same weights).
+    cls : Tensor of shape (N, W, H)
+        CLS per window, zeros beyond ``n_windows``.
+    n_windows : Tensor of int64, shape (N,)
+    fc : Tensor of shape (N, R, R)
+    labels : Tensor of int64, shape (N,)
+    fit, val, test : Tensor of int64
+        Subjects trained on, and monitored after every epoch.
+    epochs, batch_size : int
+    lr, weight_decay, aux_weight : float
+        AdamW and the auxiliary branch losses' weight.
+    pool_size : int or None
+    seed : int
+        Seeds the batch order and window draws (as ``train_fold``).
+
+    Yields
+    ------
+    int
+        The epoch just finished (0-based).
+
+    Returns
+    -------
+    OldFit
+    """
+    model = OldFMMTC(cls.shape[2], fc.shape[1], pool_size)
+    model.load_state_dict(initial)
+    fit_cls, fit_windows = cls[fit], n_windows[fit]
+    valid = torch.arange(cls.shape[1])[None, :] < fit_windows[:, None]
+    rows = fit_cls[valid]
+    model.cls_standardise.set(rows.mean(0), rows.std(0, unbiased=False))
+    model.fc_encoder.standardise.set(fc[fit].mean(0), fc[fit].std(0, unbiased=False))
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay,
+                                  foreach=False)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=epochs)
+    generator = torch.Generator().manual_seed(seed)
+    val_history, test_history, losses_per_epoch = [], [], []
+    for epoch in range(epochs):
+        model.train()
+        losses, sizes = [], []
+        order = fit[torch.randperm(len(fit), generator=generator)]
+        for subjects in batches(order, batch_size):
+            draws = torch.rand(len(subjects), generator=generator)
+            window = (draws * n_windows[subjects]).long()
+            batch_cls, batch_fc = cls[subjects, window], fc[subjects]
+            optimiser.zero_grad(set_to_none=True)
+            target = labels[subjects]
+            if aux_weight > 0:
+                logits, branches = model.branch_logits(batch_cls, batch_fc)
+            else:
+                logits, branches = model(batch_cls, batch_fc), ()
+            loss = F.cross_entropy(logits.float(), target)
+            for branch in branches:
+                loss = loss + aux_weight * F.cross_entropy(branch.float(), target)
+            loss.backward()
+            optimiser.step()
+            losses.append(float(loss.detach()))
+            sizes.append(len(subjects))
+        losses_per_epoch.append(float(np.average(losses, weights=sizes)))
+        scheduler.step()
+        val_history.append(old_probabilities(old_predict_logits(model, cls, n_windows, fc, val)))
+        test_history.append(old_probabilities(old_predict_logits(model, cls, n_windows, fc, test)))
+        yield epoch
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return OldFit(torch.stack(val_history), torch.stack(test_history), losses_per_epoch, state)
+
+
+def old_fit(initial: dict[str, Tensor], cls: Tensor, n_windows: Tensor, fc: Tensor,
+            labels: Tensor, fit: Tensor, val: Tensor, test: Tensor, **settings: Any) -> OldFit:
+    """The whole old fit: :func:`old_fit_epochs` run to the end (same arguments)."""
+    return run_out(old_fit_epochs(initial, cls, n_windows, fc, labels, fit, val, test,
+                                  **settings))
+
+
+def run_out(epochs: Generator[int, None, OldFit]) -> OldFit:
+    """Run an :func:`old_fit_epochs` generator to its end and return its :class:`OldFit`."""
+    while True:
+        try:
+            next(epochs)
+        except StopIteration as stop:
+            return stop.value
+
+@dataclass
+class FitCohort:
+    """Synthetic inputs of a quick-sized fit (the ``quick`` profile's shapes).
+
+    Attributes
+    ----------
+    cls : Tensor, shape (N, W, H)
+        CLS features per window (standard normal; every window valid).
+    n_windows : Tensor of int64, shape (N,)
+    fc : Tensor, shape (N, R, R)
+        Pearson correlation of random region series.
+    labels : Tensor of int64, shape (N,)
+        Balanced 0/1 labels.
+    """
+
+    cls: Tensor
+    n_windows: Tensor
+    fc: Tensor
+    labels: Tensor
+
+
+FIT_SUBJECTS, FIT_TRAINED, FIT_WINDOWS, FIT_CLS, FIT_POOL = 60, 48, 3, 224, 64
+"""``quick``: 60 subjects (48 fit, 12 test per fold), 3 windows, network-mean CLS 32 x 7,
+the FC pooled to 64 x 64."""
+
+
+def make_fit_cohort(regions: int, seed: int) -> FitCohort:
+    """Random quick-sized inputs (values do not change the cost).
+
+    Parameters
+    ----------
+    regions : int
+        R.
+    seed : int
+
+    Returns
+    -------
+    FitCohort
+    """
+    generator = torch.Generator().manual_seed(seed)
+    cls = torch.randn(FIT_SUBJECTS, FIT_WINDOWS, FIT_CLS, generator=generator)
+    series = torch.randn(FIT_SUBJECTS, regions, TIMEPOINTS, generator=generator)
+    fc = torch.stack([torch.corrcoef(x) for x in series])
+    labels = (torch.arange(FIT_SUBJECTS) % 2)[torch.randperm(FIT_SUBJECTS, generator=generator)]
+    return FitCohort(cls, torch.full((FIT_SUBJECTS,), FIT_WINDOWS), fc, labels)
+
+
+@dataclass
+class Stamp:
+    """Wall-clock and CPU (user + system, all threads) timestamps, in seconds."""
+
+    wall: float
+    cpu: float
+
+    @classmethod
+    def now(cls) -> Stamp:
+        """The current timestamps."""
+        return cls(time.perf_counter(), time.process_time())
+
+    def since(self, start: Stamp) -> Clock:
+        """The interval from ``start`` to this stamp."""
+        return Clock(self.wall - start.wall, self.cpu - start.cpu)
+
+
+def interleaved_fit(old_epochs: Generator[int, None, OldFit],
+                    train_new: Callable[[Callable[..., list[str]]], np.ndarray], epochs: int,
+                    old_first: bool) -> tuple[list[Clock], list[Clock], OldFit, np.ndarray]:
+    """Run an old and a new fit with their epochs alternating, and time every epoch.
+
+    Load from other jobs on a shared machine changes over minutes; alternating epoch by epoch
+    (rather than fit by fit) exposes both sides to the same load.
+
+    Parameters
+    ----------
+    old_epochs : generator
+        :func:`old_fit_epochs`, not started.
+    train_new : callable
+        ``train_new(rule)`` runs the new fit, calling ``rule(val_probs, test_probs)`` after
+        each epoch (``train_fold``'s snapshot callback); returns its test probabilities.
+    epochs : int
+    old_first : bool
+        Order old, new, old, new, ... (else new, old, ...).
+
+    Returns
+    -------
+    old_clocks, new_clocks : list of Clock
+        Time of each epoch; a side's first epoch includes its setup (model, statistics,
+        FC images), its last what follows the last epoch.
+    old : OldFit
+    new_probabilities : ndarray of shape (epochs, n_test)
+    """
+    old_clocks: list[Clock] = []
+    new_clocks: list[Clock] = []
+    mark = Stamp.now()
+
+    def old_epoch() -> None:
+        nonlocal mark
+        start = Stamp.now()
+        next(old_epochs)
+        mark = Stamp.now()
+        old_clocks.append(mark.since(start))
+
+    def rule(*_: Any) -> list[str]:
+        nonlocal mark
+        new_clocks.append(Stamp.now().since(mark))
+        if len(old_clocks) < epochs:
+            old_epoch()
+        else:
+            mark = Stamp.now()
+        return []
+
+    if old_first:
+        old_epoch()
+    mark = Stamp.now()
+    new_probabilities = train_new(rule)
+    tail = Stamp.now().since(mark)
+    new_clocks[-1] = Clock(new_clocks[-1].wall + tail.wall, new_clocks[-1].cpu + tail.cpu)
+    start = Stamp.now()
+    old = run_out(old_epochs)
+    tail = Stamp.now().since(start)
+    old_clocks[-1] = Clock(old_clocks[-1].wall + tail.wall, old_clocks[-1].cpu + tail.cpu)
+    return old_clocks, new_clocks, old, new_probabilities
+
+
+def fit_section(args: argparse.Namespace) -> None:
+    """Time whole FMM_TC fits, the frozen old loop against fmtc's, epochs alternating.
+
+    Both sides train the same model from the same initial weights on the same inputs, batch
+    order and window draws, under ``torch.use_deterministic_algorithms(True, warn_only=True)``
+    as :func:`fmtc.evaluate.protocol.run_fold` does, and log the test subjects' probabilities
+    after every epoch; max |delta p| compares those logs.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed options (``regions``, ``seed``, ``fit_*``).
+    """
+    from fmtc.plan import TrainPlan
+    from fmtc.predict.models import ModelConfig, build_model
+    from fmtc.predict.training import ModelInputs, train_fold
+
+    cohort = make_fit_cohort(args.regions, args.seed)
+    plan = TrainPlan(epochs=args.fit_epochs, batch_size=8, lr=5e-4, weight_decay=0.01,
+                     aux_weight=1.0)
+    config = ModelConfig("fmmtc", FIT_CLS, args.regions, pool_size=FIT_POOL)
+    cpu = torch.device("cpu")
+    inputs = ModelInputs.from_arrays(cohort.labels.numpy(), cpu, cls=cohort.cls.numpy(),
+                                     n_windows=cohort.n_windows.numpy(), fc=cohort.fc.numpy())
+    fit, val = torch.arange(FIT_TRAINED), torch.arange(0)
+    test = torch.arange(FIT_TRAINED, FIT_SUBJECTS)
+    with torch.random.fork_rng():
+        torch.manual_seed(args.seed)  # train_fold's initial weights, for the old side too
+        initial = build_model(config).state_dict()
+    steps = len(batches(fit, plan.batch_size))
+
+    def old_epochs(epochs: int) -> Generator[int, None, OldFit]:
+        return old_fit_epochs(initial, cohort.cls, cohort.n_windows, cohort.fc, cohort.labels,
+                              fit, val, test, epochs=epochs, batch_size=plan.batch_size,
+                              lr=plan.lr, weight_decay=plan.weight_decay,
+                              aux_weight=plan.aux_weight, pool_size=FIT_POOL, seed=args.seed)
+
+    def train_new(rule: Callable[..., list[str]], epochs: int = plan.epochs) -> np.ndarray:
+        return train_fold(config, dataclasses.replace(plan, epochs=epochs), inputs,
+                          fit.numpy(), val.numpy(), test.numpy(), seed=args.seed, device=cpu,
+                          snapshot=rule).test_probabilities
+
+    print("FMM_TC per fit: fmtc's loop before (frozen copy) vs after the speed-ups")
+    print(f"  quick shapes: {FIT_SUBJECTS} subjects ({FIT_TRAINED} fit, "
+          f"{FIT_SUBJECTS - FIT_TRAINED} test scored after every epoch), R={args.regions} pooled "
+          f"to {FIT_POOL}, CLS [{FIT_WINDOWS} windows, {FIT_CLS}]")
+    print(f"  {plan.epochs} epochs x {steps} steps of batch {plan.batch_size}, AdamW lr "
+          f"{plan.lr}, aux_weight {plan.aux_weight}; {args.fit_rounds} fit(s) per side and "
+          "thread count, old and new epochs alternating, after an untimed 1-epoch fit of each")
+    print(f"  torch {torch.__version__}, CPU: {cpu_model()} ({os.cpu_count()} logical), "
+          f"load average at start: {load_average()}", flush=True)
+    previous = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    probabilities: dict[tuple[str, int], np.ndarray] = {}
+    rows = []
+    try:
+        for threads in args.fit_threads:
+            torch.set_num_threads(threads)
+            interleaved_fit(old_epochs(1), lambda rule: train_new(rule, 1), 1, False)  # warm-up
+            fits: dict[str, list[list[Clock]]] = {"old": [], "new": []}
+            for round_ in range(args.fit_rounds):
+                old_clocks, new_clocks, old, new = interleaved_fit(
+                    old_epochs(plan.epochs), train_new, plan.epochs, old_first=round_ % 2 == 1)
+                fits["old"].append(old_clocks)
+                fits["new"].append(new_clocks)
+                probabilities.setdefault(("old", threads), old.test_probabilities.numpy())
+                probabilities.setdefault(("new", threads), new)
+            rows.append((threads, fits))
+    finally:
+        torch.set_num_threads(previous[0])
+        torch.use_deterministic_algorithms(previous[1])
+
+    print()
+    print(f"{'threads':>7} {'':>5} {'old s/fit':>10} {'new s/fit':>10} {'old/new':>8} "
+          f"{'old ms/step':>12} {'new ms/step':>12} {'per-epoch old/new':>18}")
+    per_step = 1000.0 / (plan.epochs * steps)
+    for threads, fits in rows:
+        for kind in ("wall", "cpu"):
+            totals = {side: [sum(getattr(c, kind) for c in clocks) for clocks in fits[side]]
+                      for side in fits}
+            old_s, new_s = (statistics.median(totals[side]) for side in ("old", "new"))
+            # epoch by epoch, the first (setup) left out: pairs run back to back
+            ratios = [getattr(o, kind) / getattr(n, kind)
+                      for olds, news in zip(fits["old"], fits["new"], strict=True)
+                      for o, n in zip(olds[1:], news[1:], strict=True)]
+            print(f"{threads if kind == 'wall' else '':>7} {kind:>5} {old_s:>10.2f} "
+                  f"{new_s:>10.2f} {old_s / new_s:>7.2f}x {old_s * per_step:>12.1f} "
+                  f"{new_s * per_step:>12.1f} {statistics.median(ratios):>17.2f}x")
+        print(f"{'':>13} wall per fit: old "
+              f"{', '.join(f'{sum(c.wall for c in f):.2f}' for f in fits['old'])}; new "
+              f"{', '.join(f'{sum(c.wall for c in f):.2f}' for f in fits['new'])}")
+    marks = [e for e in (1, 2, 5, 10, 20, 40, 100) if e < plan.epochs] + [plan.epochs]
+    print()
+    print(f"{'max |delta p| of the 12 test subjects after epoch:':<52} "
+          + " ".join(f"{e:>7}" for e in marks))
+
+    def divergence(label: str, a: np.ndarray, b: np.ndarray) -> None:
+        delta = np.abs(a - b).max(axis=1)
+        print(f"  {label:<50} " + " ".join(f"{delta[e - 1]:>7.1e}" for e in marks))
+
+    for threads, _ in rows:
+        divergence(f"old vs new, {threads} thread(s)", probabilities[("old", threads)],
+                   probabilities[("new", threads)])
+    if len(rows) > 1:  # the old loop's own sensitivity to rounding, for scale
+        first, second = rows[0][0], rows[1][0]
+        divergence(f"old, {first} vs {second} threads (rounding alone)",
+                   probabilities[("old", first)], probabilities[("old", second)])
+    print(f"load average at end: {load_average()}")
+
 def main(argv: list[str] | None = None) -> None:
-    """Parse the options, run both loops and print the comparison.
+    """Parse the options and run the chosen sections.
 
     Parameters
     ----------
@@ -365,11 +861,39 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fixture", type=Path, default=BRAINLM_FIXTURE,
                         help="BrainLM checkpoint folder (random weights if missing)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--section", choices=("all", "authors", "fit"), default="all",
+                        help="authors: cached CLS vs the authors' loop, per epoch; fit: fmtc's "
+                             "loop before vs after the speed-ups, per quick-sized fit; all: both "
+                             "(default)")
+    parser.add_argument("--fit-epochs", type=int, default=40,
+                        help="epochs of each fit in the fit section (default 40, quick's)")
+    parser.add_argument("--fit-rounds", type=int, default=3,
+                        help="alternating old/new rounds per thread count (default 3)")
+    parser.add_argument("--fit-threads", type=int, nargs="+", default=[1, 2],
+                        help="torch thread counts of the fit section (default 1 2)")
     args = parser.parse_args(argv)
     if args.subjects < 2 or args.regions < 2 or args.epochs < 1 or args.batch_size < 2:
         parser.error("need --subjects >= 2, --regions >= 2, --epochs >= 1, --batch-size >= 2")
     if args.warmup_batches < 1:
         parser.error("need --warmup-batches >= 1 (the first one cross-checks the encoders)")
+    if args.fit_epochs < 1 or args.fit_rounds < 1 or min(args.fit_threads) < 1:
+        parser.error("need --fit-epochs >= 1, --fit-rounds >= 1 and --fit-threads >= 1")
+    if args.section in ("all", "authors"):
+        authors_section(args)
+    if args.section in ("all", "fit"):
+        if args.section == "all":
+            print()
+        fit_section(args)
+
+
+def authors_section(args: argparse.Namespace) -> None:
+    """Time epochs of the cached loop and of the authors' re-encoding loop; print them.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed options.
+    """
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(HERE))
     from _reference_brainlm import reference_encoder

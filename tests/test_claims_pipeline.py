@@ -54,10 +54,10 @@ def test_aux_weight_trains_each_branch_and_predicts_with_the_fused_head():
     # Predictions come from the fused head: forward() ignores the branch heads.
     aux.model.eval()
     cls, fc = torch.as_tensor(data.cls[:4, 0], dtype=torch.float32), inputs.fc[:4]
-    before = aux.model(cls, fc)
+    before = aux.model(cls=cls, fc=fc)
     with torch.no_grad():
         aux.model.ts_aux_head.weight.add_(10.0)
-    assert torch.equal(before, aux.model(cls, fc))
+    assert torch.equal(before, aux.model(cls=cls, fc=fc))
 
 
 def test_aux_weight_leaves_single_branch_models_as_they_were():

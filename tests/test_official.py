@@ -156,8 +156,8 @@ def test_random_eval_crops_use_one_window_and_its_crop_fc():
     generator = evaluation_generator(0, 0)
     window = (torch.rand(12, generator=generator) * inputs.n_windows).long()
     with torch.no_grad():
-        expected = model(inputs.cls[torch.arange(12), window],
-                         inputs.fc_windows[torch.arange(12), window]).double().numpy()
+        expected = model(cls=inputs.cls[torch.arange(12), window],
+                         fc=inputs.fc_windows[torch.arange(12), window]).double().numpy()
     np.testing.assert_allclose(drawn[0], expected, rtol=1e-5, atol=1e-6)
     assert (window < inputs.n_windows).all()
 

@@ -39,6 +39,7 @@ from fmtc.pipeline import evaluate
 from fmtc.predict import training
 from fmtc.predict.data import cohort_connectivity
 from fmtc.predict.models import ModelConfig, build_model
+from fmtc.predict.registry import get_model
 from fmtc.predict.training import ModelInputs, predict_logits, probabilities, train_fold
 
 CPU = torch.device("cpu")
@@ -645,9 +646,27 @@ def test_evaluate_weights_rebuild_from_the_run_folder_and_its_fits(tmp_path):
 def test_models_give_two_logits_per_subject_and_per_window(kind):
     torch.manual_seed(0)
     net = build_model(ModelConfig(kind, cls_dim=8, n_regions=12, pool_size=6)).eval()
-    fc = torch.randn(3, 12, 12)
-    assert net(torch.randn(3, 8), fc).shape == (3, 2)
-    assert net(torch.randn(3, 4, 8), fc).shape == (3, 4, 2)
+    reads = get_model(kind).inputs
+    fc = {"fc": torch.randn(3, 12, 12)} if "fc" in reads else {}
+    if "cls" not in reads:  # nothing per window: one prediction per subject
+        assert net(**fc).shape == (3, 2)
+        return
+    assert net(cls=torch.randn(3, 8), **fc).shape == (3, 2)
+    assert net(cls=torch.randn(3, 4, 8), **fc).shape == (3, 4, 2)
+
+
+@pytest.mark.parametrize("kind", TORCH_MODELS)
+def test_models_take_exactly_their_declared_inputs_by_name(kind):
+    net = build_model(ModelConfig(kind, cls_dim=8, n_regions=12, pool_size=6)).eval()
+    given = {"cls": torch.randn(2, 8), "fc": torch.randn(2, 12, 12)}
+    reads = get_model(kind).inputs
+    assert net(**{name: given[name] for name in reads}).shape == (2, 2)
+    with pytest.raises(TypeError):  # positional inputs are refused
+        net(*(given[name] for name in reads))
+    undeclared = [name for name in given if name not in reads]
+    for name in undeclared:
+        with pytest.raises(TypeError):
+            net(**{n: given[n] for n in (*reads, name)})
 
 
 def test_pooled_connectivity_keeps_a_gradient_on_every_edge():
@@ -656,7 +675,7 @@ def test_pooled_connectivity_keeps_a_gradient_on_every_edge():
         net = build_model(ModelConfig("fmmtc", cls_dim=8, n_regions=16,
                                       pool_size=pool_size)).eval()
         fc = torch.randn(4, 16, 16, requires_grad=True)
-        net(torch.randn(4, 8), fc)[:, 1].sum().backward()
+        net(cls=torch.randn(4, 8), fc=fc)[:, 1].sum().backward()
         assert fc.grad.shape == (4, 16, 16)
         assert torch.isfinite(fc.grad).all() and (fc.grad.abs().sum(0) > 0).all(), pool_size
         if pool_size == 8:  # average pooling: the four edges of a 2 x 2 block share a gradient
@@ -667,13 +686,13 @@ def test_pooled_connectivity_keeps_a_gradient_on_every_edge():
 def test_models_refuse_wrong_input_shapes_naming_the_shape():
     fc_model = build_model(ModelConfig("fc", cls_dim=8, n_regions=12))
     with pytest.raises(ValueError, match=r"\[B, 12, 12\], got \(2, 11, 11\)"):
-        fc_model(None, torch.randn(2, 11, 11))
+        fc_model(fc=torch.randn(2, 11, 11))
     ts_model = build_model(ModelConfig("ts", cls_dim=8, n_regions=12))
     with pytest.raises(ValueError, match=r"got \(2, 7\)"):
-        ts_model(torch.randn(2, 7))
+        ts_model(cls=torch.randn(2, 7))
     both = build_model(ModelConfig("fmmtc", cls_dim=8, n_regions=12))
     with pytest.raises(ValueError, match=r"\(3, 8\).*\(2, 12, 12\)"):
-        both(torch.randn(3, 8), torch.randn(2, 12, 12))
+        both(cls=torch.randn(3, 8), fc=torch.randn(2, 12, 12))
     with pytest.raises(ValueError, match="pool_size must lie in"):
         build_model(ModelConfig("fc", cls_dim=8, n_regions=12, pool_size=13))
     with pytest.raises(ValueError, match="unknown model 'gnn'"):

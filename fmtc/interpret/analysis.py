@@ -188,7 +188,8 @@ def interpret_arm(build: Callable[[int, int], nn.Module], splits: Sequence[dict[
     settings : IGSettings
     device : torch.device
     reads : sequence of str
-        The model's inputs (``cls``, ``fc``).
+        The model's declared inputs (``cls``, ``fc``): the only ones it is called with, by
+        name.
     fused : bool
         The model has a fused representation (FMM_TC): attribute it too.
     progress : bool

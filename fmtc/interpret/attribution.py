@@ -93,7 +93,7 @@ def modality_attributions(model: nn.Module, cls: Tensor, fc: Tensor, valid: Tens
     Parameters
     ----------
     model : FMMTC
-        A fold model (any module with ``representation(cls, fc)`` and a linear ``head``).
+        A fold model (any module with ``representation(cls=, fc=)`` and a linear ``head``).
     cls : Tensor, shape (B, W, H)
         BrainLM features of each subject's windows (zeros beyond ``valid``).
     fc : Tensor, shape (B, R, R)
@@ -110,8 +110,8 @@ def modality_attributions(model: nn.Module, cls: Tensor, fc: Tensor, valid: Tens
     if not hasattr(model, "representation"):
         raise TypeError(f"{type(model).__name__} has no fused representation (only FMM_TC has)")
     with torch.no_grad():
-        ts, embedding = model.representation(cls, fc)
-        base_ts, base_embedding = model.representation(baseline_cls, baseline_fc)
+        ts, embedding = model.representation(cls=cls, fc=fc)
+        base_ts, base_embedding = model.representation(cls=baseline_cls, fc=baseline_fc)
 
     def forward(ts: Tensor, embedding: Tensor, valid: Tensor) -> Tensor:
         return evidence(model.head(torch.cat([ts, embedding], dim=-1)), valid)
@@ -126,7 +126,8 @@ def fc_attributions(model: nn.Module, fc: Tensor, baseline_fc: Tensor,
     """IG with respect to every edge of the R x R connectivity input.
 
     For FMM_TC the subject's BrainLM features ``cls`` (``[B, W, H]``, with ``valid``) are held
-    fixed; FC-only ignores them.
+    fixed; a model that reads no ``cls`` (FC-only) is called with ``fc`` alone (leave ``cls``
+    None).
 
     Returns
     -------
@@ -136,7 +137,8 @@ def fc_attributions(model: nn.Module, fc: Tensor, baseline_fc: Tensor,
     model = _frozen(model)
 
     def forward(fc: Tensor, cls: Tensor | None, valid: Tensor | None) -> Tensor:
-        return evidence(model(cls, fc), valid)
+        named = {"fc": fc} if cls is None else {"cls": cls, "fc": fc}
+        return evidence(model(**named), valid)
 
     return _integrated_gradients(forward, (fc,), (baseline_fc,), (cls, valid), n_steps,
                                  internal_batch_size)
@@ -157,7 +159,8 @@ def ts_attributions(model: nn.Module, features: Callable[[Tensor], Tensor], wind
     windows, baseline_windows : Tensor, shape (B, R, T)
         One window per subject and its baseline.
     fc : Tensor, shape (B, R, R), optional
-        The subject's connectivity, held fixed (FMM_TC).
+        The subject's connectivity, held fixed (FMM_TC); None for a model that reads no
+        ``fc`` (TS-only).
 
     Returns
     -------
@@ -167,7 +170,8 @@ def ts_attributions(model: nn.Module, features: Callable[[Tensor], Tensor], wind
     model = _frozen(model)
 
     def forward(windows: Tensor, fc: Tensor | None) -> Tensor:
-        return evidence(model(features(windows), fc))
+        cls = features(windows)
+        return evidence(model(cls=cls) if fc is None else model(cls=cls, fc=fc))
 
     return _integrated_gradients(forward, (windows,), (baseline_windows,), (fc,), n_steps,
                                  internal_batch_size)

@@ -15,9 +15,18 @@ Two departures from the authors' code, both inside the models so that a saved
   average pooling as the first layer, so gradients and attributions stay
   defined with respect to every edge of the R x R input.
 
-Every model takes ``(cls, fc)`` and ignores the input it does not use:
-``cls`` is ``[B, H]`` (one window per subject) or ``[B, W, H]`` (all windows;
-logits ``[B, W, 2]``), ``fc`` is ``[B, R, R]``.
+Every model takes the inputs it declares in the registry
+(:mod:`fmtc.predict.registry`) as keyword arguments, and nothing else:
+``FMMTC(cls=..., fc=...)``, ``TSOnly(cls=...)``, ``FCOnly(fc=...)``. ``cls`` is
+``[B, H]`` (one window per subject) or ``[B, W, H]`` (all windows; logits
+``[B, W, 2]``), ``fc`` is ``[B, R, R]``.
+
+The models with a connectivity branch also accept ``fc_image`` in place of ``fc``:
+the output of :meth:`FCEncoder.image` (the standardised, pooled matrix). Nothing in
+that transform is trained, so training computes it once per fold for every subject
+(:func:`fmtc.predict.training.train_fold`) instead of once per sample and step;
+``fc`` always runs the whole path from the R x R matrix, so gradients and
+attributions with respect to every edge stay defined.
 """
 
 from __future__ import annotations
@@ -122,18 +131,61 @@ class FCEncoder(nn.Module):
         self.standardise = _Standardise((n_regions, n_regions))
         self.resnet = resnet18(weights=None, num_classes=out_dim)
 
-    def forward(self, fc: Tensor) -> Tensor:
+    def image(self, fc: Tensor) -> Tensor:
+        """The standardised (and pooled) matrix that enters the ResNet-18.
+
+        Parameters
+        ----------
+        fc : Tensor of shape (B, R, R)
+
+        Returns
+        -------
+        Tensor of shape (B, 1, P, P)
+            ``P = pool_size`` (or R without pooling). Fixed once the standardisation is
+            set, so it may be computed once and fed to :meth:`embed` at every step.
+        """
         _check_fc(fc, self.n_regions)
         image = self.standardise(fc).unsqueeze(1)
         if self.pool_size is not None:
             image = F.adaptive_avg_pool2d(image, self.pool_size)
+        return image
+
+    def embed(self, image: Tensor) -> Tensor:
+        """ResNet-18 embedding ``[B, out_dim]`` of one-channel images ``[B, 1, P, P]``.
+
+        The image is repeated to the 3 input channels (a view, no copy).
+        """
+        side = self.n_regions if self.pool_size is None else self.pool_size
+        if image.ndim != 4 or image.shape[1:] != (1, side, side):
+            raise ValueError(f"expected FC images of shape [B, 1, {side}, {side}], "
+                             f"got {tuple(image.shape)}")
         return self.resnet(image.expand(-1, 3, -1, -1))
+
+    def forward(self, fc: Tensor) -> Tensor:
+        """Embedding ``[B, out_dim]`` of the connectivity ``[B, R, R]``: ``embed(image(fc))``."""
+        return self.embed(self.image(fc))
+
+    def encode(self, fc: Tensor | None = None, fc_image: Tensor | None = None) -> Tensor:
+        """The embedding of ``fc`` or of its precomputed :meth:`image` (exactly one given)."""
+        if (fc is None) == (fc_image is None):
+            raise ValueError("give exactly one of fc (the R x R matrices) and fc_image "
+                             "(their FCEncoder.image)")
+        return self.embed(self.image(fc) if fc_image is None else fc_image)
 
 
 class _Classifier(nn.Module):
-    """Shared ``set_standardisation`` and window broadcasting of the three models."""
+    """Shared ``set_standardisation`` of the three models.
+
+    Attributes
+    ----------
+    accepts_fc_image : bool
+        ``forward`` (and ``representation``, ``branch_logits``) take ``fc_image``, the
+        :meth:`FCEncoder.image` of ``fc``, in place of ``fc``: training then computes the
+        images once per fold (:func:`fmtc.predict.training.train_fold`).
+    """
 
     config: ModelConfig
+    accepts_fc_image: bool = False
 
     def set_standardisation(self, cls: tuple[Tensor, Tensor] | None = None,
                             fc: tuple[Tensor, Tensor] | None = None) -> None:
@@ -145,7 +197,14 @@ class _Classifier(nn.Module):
 
 
 class FMMTC(_Classifier):
-    """FMM_TC: [standardised CLS ⊕ ResNet-18(FC)] -> linear -> 2 logits."""
+    """FMM_TC: [standardised CLS ⊕ ResNet-18(FC)] -> linear -> 2 logits.
+
+    Inputs (keyword-only): ``cls`` ``[B, H]`` or ``[B, W, H]``, and ``fc`` ``[B, R, R]``
+    (or ``fc_image``, its :meth:`FCEncoder.image`); every window of a subject shares the
+    subject's connectivity embedding.
+    """
+
+    accepts_fc_image = True
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -159,26 +218,44 @@ class FMMTC(_Classifier):
         self.ts_aux_head = nn.Linear(config.cls_dim, 2)
         self.fc_aux_head = nn.Linear(FC_EMBEDDING, 2)
 
-    def representation(self, cls: Tensor, fc: Tensor) -> tuple[Tensor, Tensor]:
+    def representation(self, *, cls: Tensor, fc: Tensor | None = None,
+                       fc_image: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The two halves of the fused representation the head reads.
 
-        Returns the standardised CLS ``[B, H]`` (or ``[B, W, H]``) and the connectivity
-        embedding ``[B, 256]`` (repeated over windows when ``cls`` has them): the input of
-        :attr:`head` is their concatenation (what :mod:`fmtc.interpret` attributes).
+        Parameters
+        ----------
+        cls : Tensor of shape (B, H) or (B, W, H)
+        fc : Tensor of shape (B, R, R), optional
+        fc_image : Tensor of shape (B, 1, P, P), optional
+            ``fc_encoder.image(fc)``, in place of ``fc`` (exactly one of the two).
+
+        Returns
+        -------
+        ts : Tensor of shape (B, H) or (B, W, H)
+            The standardised CLS.
+        embedding : Tensor of shape (B, 256) or (B, W, 256)
+            The connectivity embedding (repeated over windows when ``cls`` has them). The
+            input of :attr:`head` is the concatenation (what :mod:`fmtc.interpret`
+            attributes).
         """
         _check_cls(cls, self.config.cls_dim)
-        if cls.shape[0] != fc.shape[0]:
-            raise ValueError(f"CLS batch {tuple(cls.shape)} and FC batch {tuple(fc.shape)} differ")
-        embedding = self.fc_encoder(fc)
+        given = fc if fc is not None else fc_image
+        if given is not None and cls.shape[0] != given.shape[0]:
+            raise ValueError(f"CLS batch {tuple(cls.shape)} and FC batch {tuple(given.shape)} "
+                             "differ")
+        embedding = self.fc_encoder.encode(fc, fc_image)
         if cls.ndim == 3:  # every window of a subject shares its connectivity embedding
             embedding = embedding.unsqueeze(1).expand(-1, cls.shape[1], -1)
         return self.cls_standardise(cls), embedding
 
-    def forward(self, cls: Tensor, fc: Tensor) -> Tensor:
-        ts, embedding = self.representation(cls, fc)
+    def forward(self, *, cls: Tensor, fc: Tensor | None = None,
+                fc_image: Tensor | None = None) -> Tensor:
+        """Logits ``[B, 2]`` (or ``[B, W, 2]`` for ``cls`` of shape ``[B, W, H]``)."""
+        ts, embedding = self.representation(cls=cls, fc=fc, fc_image=fc_image)
         return self.head(torch.cat([ts, embedding], dim=-1))
 
-    def branch_logits(self, cls: Tensor, fc: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    def branch_logits(self, *, cls: Tensor, fc: Tensor | None = None,
+                      fc_image: Tensor | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """Fused logits and, for the auxiliary losses, a linear head on each branch alone.
 
         Training both branches towards the label as well as the fused head keeps the linear
@@ -186,13 +263,13 @@ class FMMTC(_Classifier):
         subjects the TS features do, and the ResNet-18 then learns little: the book's claims
         page). Predictions always come from the fused head (:meth:`forward`).
         """
-        ts, embedding = self.representation(cls, fc)
+        ts, embedding = self.representation(cls=cls, fc=fc, fc_image=fc_image)
         fused = self.head(torch.cat([ts, embedding], dim=-1))
         return fused, (self.ts_aux_head(ts), self.fc_aux_head(embedding))
 
 
 class TSOnly(_Classifier):
-    """TS-only: standardised BrainLM CLS -> linear -> 2 logits (``fc`` is ignored)."""
+    """TS-only: standardised BrainLM CLS -> linear -> 2 logits (input ``cls`` only)."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -200,13 +277,16 @@ class TSOnly(_Classifier):
         self.cls_standardise = _Standardise((config.cls_dim,))
         self.head = nn.Linear(config.cls_dim, 2)
 
-    def forward(self, cls: Tensor, fc: Tensor | None = None) -> Tensor:
+    def forward(self, *, cls: Tensor) -> Tensor:
+        """Logits ``[B, 2]`` (or ``[B, W, 2]`` for ``cls`` of shape ``[B, W, H]``)."""
         _check_cls(cls, self.config.cls_dim)
         return self.head(self.cls_standardise(cls))
 
 
 class FCOnly(_Classifier):
-    """FC-only: ResNet-18(FC) -> linear -> 2 logits (``cls`` only sets the window axis)."""
+    """FC-only: ResNet-18(FC) -> linear -> 2 logits (input ``fc``, or its ``fc_image``)."""
+
+    accepts_fc_image = True
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -214,11 +294,13 @@ class FCOnly(_Classifier):
         self.fc_encoder = FCEncoder(config.n_regions, config.pool_size)
         self.head = nn.Linear(FC_EMBEDDING, 2)
 
-    def forward(self, cls: Tensor | None, fc: Tensor) -> Tensor:
-        logits = self.head(self.fc_encoder(fc))
-        if cls is not None and cls.ndim == 3:
-            logits = logits.unsqueeze(1).expand(-1, cls.shape[1], -1)
-        return logits
+    def forward(self, *, fc: Tensor | None = None, fc_image: Tensor | None = None) -> Tensor:
+        """Logits ``[B, 2]``: one prediction per connectivity matrix.
+
+        It reads no per-window input: :func:`~fmtc.predict.training.predict_logits` calls it
+        once per subject and uses its logits for every window.
+        """
+        return self.head(self.fc_encoder.encode(fc, fc_image))
 
 
 def build_model(config: ModelConfig) -> nn.Module:
@@ -233,7 +315,8 @@ def build_model(config: ModelConfig) -> nn.Module:
     Returns
     -------
     torch.nn.Module
-        Takes ``(cls, fc)``; returns logits ``[B, 2]`` or ``[B, W, 2]``.
+        Takes its declared inputs as keywords (``cls=``, ``fc=``); returns logits ``[B, 2]``
+        or ``[B, W, 2]``.
     """
     from fmtc.predict.registry import get_model
 

@@ -13,13 +13,23 @@ Adding a model is one file plus one registry line::
     # my_model.py
     class MyNet(torch.nn.Module):              # built from a ModelConfig
         def __init__(self, config): ...
-        def forward(self, cls, fc): ...        # -> logits [B, 2] or [B, W, 2]
+        def forward(self, *, cls): ...         # -> logits [B, 2] or [B, W, 2]
 
     register(ModelSpec("mynet", "MyNet", inputs=("cls",), module=MyNet))
 
+A torch module is called with exactly the inputs it declares, by name:
+``model(**{name: tensor for name in spec.inputs})`` (``cls`` and/or ``fc``), in training,
+evaluation and :mod:`fmtc.interpret`. ``cls`` is ``[B, H]`` (one window per subject, in
+training) or ``[B, W, H]`` (every window of a subject, in evaluation: return ``[B, W, 2]``);
+``fc`` is ``[B, R, R]``. A module that reads no ``cls`` is evaluated once per subject and
+its ``[B, 2]`` logits stand for every window.
+
 A module that defines ``set_standardisation(cls=(mean, std), fc=(mean, std))`` receives
 the training subjects' input statistics before training (the built-in models keep them
-as buffers, so a saved ``state_dict`` standardises by itself).
+as buffers, so a saved ``state_dict`` standardises by itself). A module with an
+``fc_encoder`` (:class:`fmtc.predict.models.FCEncoder`) and ``accepts_fc_image = True``
+also takes ``fc_image=`` (``fc_encoder.image(fc)``) in place of ``fc``: training computes
+those images once per fold instead of at every step (the built-in FMM_TC and FC-only do).
 
 A model that is not a torch module gives a ``factory(params, context) -> estimator``,
 a dataclass of hyper-parameters (read from ``model_params.<name>`` of the plan unless
@@ -97,7 +107,8 @@ class ModelSpec:
     display_name : str
         Name in figures and text tables.
     inputs : tuple of str
-        Inputs it reads, from :data:`INPUTS`; only these are computed and passed.
+        Inputs it reads, from :data:`INPUTS`; only these are computed and passed (to a
+        torch ``module`` as keyword arguments of the same names).
     module : type or str, optional
         A torch ``nn.Module`` class built from a :class:`~fmtc.predict.models.ModelConfig`
         (or its ``"package.module:Class"`` path): the model is trained by

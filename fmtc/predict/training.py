@@ -13,6 +13,12 @@ the paper's) is a read of the same trajectory and no model is trained twice.
 The loop knows nothing about metrics or selection rules: the caller passes a
 ``snapshot`` callback that says, after each epoch, which selections would pick
 this epoch; their weights are kept in memory (see :mod:`fmtc.evaluate.selection`).
+
+Models are called with their declared inputs by name (:func:`declared_inputs`). What
+does not train is computed once per fold: the standardised, pooled FC image of every
+subject (:func:`fc_images`). AdamW is fused (:func:`adamw`). Per quick-sized FMM_TC fit
+on one CPU thread the ResNet-18 itself is most of what is left
+(``benchmarks/bench_training_epoch.py``).
 """
 
 from __future__ import annotations
@@ -191,6 +197,84 @@ def standardisation_statistics(inputs: ModelInputs, subjects: np.ndarray
     return stats
 
 
+def declared_inputs(model: nn.Module, inputs: ModelInputs,
+                    reads: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The named inputs ``model`` is called with: ``model(**{name: tensor for name in ...})``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    inputs : ModelInputs
+    reads : sequence of str, optional
+        The model's declared inputs (``ModelSpec.inputs``). Default: those of the registered
+        model ``model.config.kind``, else the inputs that ``inputs`` holds.
+
+    Returns
+    -------
+    tuple of str
+        ``cls`` and/or ``fc``, in that order.
+    """
+    if reads is None:
+        kind = getattr(getattr(model, "config", None), "kind", None)
+        if isinstance(kind, str):
+            from fmtc.predict.registry import get_model, model_names
+
+            if kind in model_names():
+                reads = get_model(kind).inputs
+    if reads is None:
+        reads = [name for name, held in (("cls", inputs.cls is not None),
+                                         ("fc", inputs.fc is not None or inputs.window_fc))
+                 if held]
+    found = tuple(name for name in ("cls", "fc") if name in reads)
+    if not found:
+        raise ValueError(f"a torch model reads cls and/or fc; got {list(reads)}")
+    if "cls" in found and inputs.cls is None:
+        raise ValueError("the model reads cls but the inputs hold no CLS features")
+    if "fc" in found and inputs.fc is None and not inputs.window_fc:
+        raise ValueError("the model reads fc but the inputs hold no connectivity")
+    return found
+
+
+def fc_images(model: nn.Module, inputs: ModelInputs, chunk: int = 32) -> Tensor | None:
+    """``model.fc_encoder.image`` of every subject's connectivity, computed once.
+
+    The standardised, pooled matrices depend on no trained weight, only on the
+    standardisation set from the fold's fitting subjects, so a fold computes them once and
+    feeds them as ``fc_image`` at every step and evaluation. Needs a model that accepts
+    ``fc_image`` (``accepts_fc_image``) and pools its input (``pool_size``; without pooling
+    the image is the standardised matrix itself, and a copy of every matrix would only cost
+    memory).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Its standardisation already set.
+    inputs : ModelInputs
+    chunk : int
+        Matrices per call.
+
+    Returns
+    -------
+    Tensor of shape (N, 1, P, P) or (N, W, 1, P, P), or None
+        One image per subject, or per window when ``inputs.window_fc``; None when the model
+        takes no ``fc_image`` or does not pool.
+    """
+    from fmtc.predict.models import FCEncoder
+
+    encoder = getattr(model, "fc_encoder", None)
+    if (not getattr(model, "accepts_fc_image", False) or not isinstance(encoder, FCEncoder)
+            or encoder.pool_size is None):
+        return None
+    source = inputs.fc_windows if inputs.window_fc else inputs.fc
+    if source is None:
+        return None
+    flat = source.flatten(0, 1) if inputs.window_fc else source
+    with torch.no_grad():
+        images = torch.cat([encoder.image(flat[start:start + chunk])
+                            for start in range(0, len(flat), chunk)])
+    return images.unflatten(0, source.shape[:2]) if inputs.window_fc else images
+
+
 def _batches(order: Tensor, batch_size: int) -> list[Tensor]:
     # BatchNorm cannot train on one sample: a final singleton joins the batch before it.
     batches = list(torch.split(order, batch_size))
@@ -199,11 +283,56 @@ def _batches(order: Tensor, batch_size: int) -> list[Tensor]:
     return batches
 
 
+@dataclass(frozen=True)
+class _Feed:
+    """Gathers the keyword inputs of a model for some subjects (and windows).
+
+    ``images`` (:func:`fc_images` of the same inputs) replace ``fc`` by ``fc_image``.
+    """
+
+    inputs: ModelInputs
+    reads: tuple[str, ...]
+    images: Tensor | None = None
+
+    def window_fc(self, subjects: Tensor, window: Tensor | None) -> dict[str, Tensor]:
+        """The crop FC (or FC image) of one window per subject, or of all windows (flattened).
+
+        Images stand for the crops only when the FC is defined per window (``window_fc``);
+        otherwise they are the whole-recording matrices', and crops come from ``fc_windows``.
+        """
+        if "fc" not in self.reads:
+            return {}
+        name, source = (("fc_image", self.images)
+                        if self.images is not None and self.inputs.window_fc
+                        else ("fc", self.inputs.fc_windows))
+        rows = source[subjects].flatten(0, 1) if window is None else source[subjects, window]
+        return {name: rows}
+
+    def subject_fc(self, subjects: Tensor) -> dict[str, Tensor]:
+        """The whole-recording FC (or FC image) of each subject."""
+        if "fc" not in self.reads:
+            return {}
+        if self.images is None:
+            return {"fc": self.inputs.fc[subjects]}
+        return {"fc_image": self.images[subjects]}
+
+    def fc(self, subjects: Tensor, window: Tensor | None) -> dict[str, Tensor]:
+        """The FC input of one window per subject: the window's own when ``window_fc``."""
+        if self.inputs.window_fc:
+            return self.window_fc(subjects, window)
+        return self.subject_fc(subjects)
+
+
 def _sample_windows(inputs: ModelInputs, subjects: Tensor,
                     generator: torch.Generator) -> tuple[Tensor | None, Tensor | None]:
-    """One random window per subject: its CLS and (per-window FC kinds) its crop's FC."""
+    """One random window per subject and its CLS (None without per-window inputs).
+
+    Returns the drawn window of each subject and its CLS row; the draws (a uniform per
+    subject, then a token order per subject with ``cls_draws``) depend on the inputs held,
+    never on the model.
+    """
     if inputs.cls is None and not inputs.window_fc:
-        return None, inputs.fc[subjects] if inputs.fc is not None else None
+        return None, None
     device = inputs.labels.device
     draws = torch.rand(len(subjects), generator=generator).to(device)
     window = (draws * inputs.n_windows[subjects]).long()
@@ -215,11 +344,7 @@ def _sample_windows(inputs: ModelInputs, subjects: Tensor,
             cls = inputs.cls_draws[subjects, window, order]
         else:
             cls = inputs.cls[subjects, window]
-    if inputs.window_fc:
-        fc = inputs.fc_windows[subjects, window]
-    else:
-        fc = inputs.fc[subjects] if inputs.fc is not None else None
-    return cls, fc
+    return window, cls
 
 
 EVAL_CROPS = ("all_windows", "random")
@@ -234,13 +359,16 @@ def evaluation_generator(seed: int, epoch: int) -> torch.Generator:
 
 def predict_logits(model: torch.nn.Module, inputs: ModelInputs, subjects: np.ndarray,
                    device: torch.device, chunk: int = 16, crops: str = "all_windows",
-                   generator: torch.Generator | None = None) -> np.ndarray:
+                   generator: torch.Generator | None = None, *,
+                   reads: Sequence[str] | None = None,
+                   images: Tensor | None = None) -> np.ndarray:
     """Subject logits: by default the mean of the logits over each subject's valid windows.
 
     Parameters
     ----------
     model : torch.nn.Module
-        A model of :mod:`fmtc.predict.models` (put in eval mode here).
+        A model of :mod:`fmtc.predict.models` (put in eval mode here), called with its
+        declared inputs as keywords.
     inputs : ModelInputs
     subjects : ndarray of int
         Rows of ``inputs`` to predict.
@@ -250,10 +378,17 @@ def predict_logits(model: torch.nn.Module, inputs: ModelInputs, subjects: np.nda
     crops : {"all_windows", "random"}
         ``all_windows`` (deterministic unless ``inputs.cls_draws``): the mean logits over the
         valid windows, with the whole-recording FC (or each window's own FC when
-        ``inputs.window_fc``). ``random`` (the authors' evaluation, ``protocol.eval_crops``):
-        one window drawn per subject from ``generator``, with the FC of that window's crop.
+        ``inputs.window_fc``). A model that reads no per-window input (FC-only on
+        whole-recording FC) is called once per subject: its logits are every window's.
+        ``random`` (the authors' evaluation, ``protocol.eval_crops``): one window drawn per
+        subject from ``generator``, with the FC of that window's crop.
     generator : torch.Generator, optional
         Draws of ``random`` crops and of ``cls_draws`` token orders (default: seed 0).
+    reads : sequence of str, optional
+        The model's declared inputs (:func:`declared_inputs`).
+    images : Tensor, optional
+        :func:`fc_images` of ``inputs`` for this model (fed as ``fc_image``); None computes
+        the model's whole path from ``fc``.
 
     Returns
     -------
@@ -265,6 +400,7 @@ def predict_logits(model: torch.nn.Module, inputs: ModelInputs, subjects: np.nda
         raise ValueError("random evaluation crops need per-window inputs (n_windows)")
     if crops == "random" and inputs.fc is not None and inputs.fc_windows is None:
         raise ValueError("random evaluation crops need each window's connectivity (fc_windows)")
+    feed = _Feed(inputs, declared_inputs(model, inputs, reads), images)
     drawn = (inputs.cls_draws is not None or crops == "random")
     if drawn and generator is None:
         generator = torch.Generator().manual_seed(0)
@@ -274,34 +410,35 @@ def predict_logits(model: torch.nn.Module, inputs: ModelInputs, subjects: np.nda
         for start in range(0, len(subjects), chunk):
             index = torch.as_tensor(np.asarray(subjects[start:start + chunk]), device=device)
             if crops == "random":
-                out.append(_random_crop_logits(model, inputs, index, device, generator))
+                out.append(_random_crop_logits(model, feed, index, device, generator))
                 continue
-            fc = inputs.fc[index] if inputs.fc is not None else None
-            if inputs.cls is None and not inputs.window_fc:
-                with autocast(device):
-                    logits = model(None, fc).float()
-                out.append(logits)
-                continue
-            n_windows = inputs.n_windows[index]
-            width = int(inputs.cls.shape[1] if inputs.cls is not None
-                        else inputs.fc_windows.shape[1])
             cls = None
             if inputs.cls is not None:
                 cls = inputs.cls[index]
                 if inputs.cls_draws is not None:  # one token order per window and evaluation
+                    width = int(inputs.cls.shape[1])
                     order = torch.randint(inputs.cls_draws.shape[2], cls.shape[:2],
                                           generator=generator).to(device)
                     rows = torch.arange(len(index), device=device)[:, None]
                     cols = torch.arange(width, device=device)[None, :]
                     cls = inputs.cls_draws[index][rows, cols, order]
-            if inputs.window_fc:  # each window with its own crop's FC
-                fcw = inputs.fc_windows[index].flatten(0, 1)
-                flat = cls.flatten(0, 1) if cls is not None else None
+            per_window = "cls" in feed.reads or inputs.window_fc
+            if not per_window:  # one call per subject; its logits are every window's
                 with autocast(device):
-                    logits = model(flat, fcw).float().view(len(index), width, 2)
-            else:
-                with autocast(device):
-                    logits = model(cls, fc).float()
+                    out.append(model(**feed.subject_fc(index)).float())
+                continue
+            n_windows = inputs.n_windows[index]
+            width = int(inputs.cls.shape[1] if inputs.cls is not None
+                        else inputs.fc_windows.shape[1])
+            named = {"cls": cls} if "cls" in feed.reads else {}
+            with autocast(device):
+                if inputs.window_fc:  # each window with its own crop's FC
+                    if "cls" in named:
+                        named["cls"] = cls.flatten(0, 1)
+                    logits = model(**named, **feed.window_fc(index, None)).float()
+                    logits = logits.view(len(index), width, 2)
+                else:
+                    logits = model(**named, **feed.subject_fc(index)).float()
             valid = (torch.arange(width, device=device)[None, :] < n_windows[:, None]).float()
             out.append((logits * valid[..., None]).sum(1) / valid.sum(1, keepdim=True))
     if not out:
@@ -309,12 +446,13 @@ def predict_logits(model: torch.nn.Module, inputs: ModelInputs, subjects: np.nda
     return torch.cat(out).cpu().double().numpy()
 
 
-def _random_crop_logits(model: torch.nn.Module, inputs: ModelInputs, index: Tensor,
+def _random_crop_logits(model: torch.nn.Module, feed: _Feed, index: Tensor,
                         device: torch.device, generator: torch.Generator) -> Tensor:
     """Logits ``[B, 2]`` of one random window per subject, with that crop's FC."""
+    inputs = feed.inputs
     draws = torch.rand(len(index), generator=generator).to(device)
     window = (draws * inputs.n_windows[index]).long()
-    cls = None
+    named: dict[str, Tensor] = {}
     if inputs.cls is not None:
         if inputs.cls_draws is not None:
             order = torch.randint(inputs.cls_draws.shape[2], (len(index),),
@@ -322,9 +460,12 @@ def _random_crop_logits(model: torch.nn.Module, inputs: ModelInputs, index: Tens
             cls = inputs.cls_draws[index, window, order]
         else:
             cls = inputs.cls[index, window]
-    fc = inputs.fc_windows[index, window] if inputs.fc_windows is not None else None
+        if "cls" in feed.reads:
+            named["cls"] = cls
+    if inputs.fc_windows is not None:
+        named.update(feed.window_fc(index, window))
     with autocast(device):
-        return model(cls, fc).float()
+        return model(**named).float()
 
 
 def probabilities(logits: np.ndarray) -> np.ndarray:
@@ -335,11 +476,25 @@ def probabilities(logits: np.ndarray) -> np.ndarray:
     return expit(logits[:, 1] - logits[:, 0])
 
 
+def adamw(parameters: Any, lr: float, weight_decay: float, device: torch.device
+          ) -> torch.optim.AdamW:
+    """AdamW, fused where torch has a fused kernel for ``device`` (CPU and CUDA).
+
+    The fused kernel updates each parameter in one pass instead of the per-tensor loop's
+    chain of operations (each allocating a temporary): the same update, rounded differently
+    in the last bits (:mod:`tests.test_training_speed`), and deterministic (elementwise).
+    """
+    fused = device.type in ("cpu", "cuda")
+    return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay,
+                             **({"fused": True} if fused else {}))
+
+
 def train_fold(config: ModelConfig | Callable[[], nn.Module], train: TrainPlan,
                inputs: ModelInputs, fit: np.ndarray, val: np.ndarray, test: np.ndarray, *,
                seed: int, device: torch.device,
                snapshot: SnapshotRule | None = None, zero_grad: str = "per_batch",
-               eval_crops: str = "all_windows") -> TrainingLog:
+               eval_crops: str = "all_windows",
+               reads: Sequence[str] | None = None) -> TrainingLog:
     """Train one model on ``fit`` subjects, logging validation and test predictions per epoch.
 
     Parameters
@@ -369,10 +524,19 @@ def train_fold(config: ModelConfig | Callable[[], nn.Module], train: TrainPlan,
         How validation and test subjects are predicted after each epoch
         (:func:`predict_logits`); random draws come from :func:`evaluation_generator` of
         ``seed`` and the epoch.
+    reads : sequence of str, optional
+        The model's declared inputs, passed by name (:func:`declared_inputs`; default: the
+        registered model's).
 
     Returns
     -------
     TrainingLog
+
+    Notes
+    -----
+    A model that accepts ``fc_image`` gets the standardised, pooled FC of every subject
+    computed once per fold (:func:`fc_images`), not per sample and step: the same numbers.
+    AdamW is fused (:func:`adamw`): the same update, rounded differently in the last bits.
     """
     if zero_grad not in ("per_batch", "per_epoch"):
         raise ValueError(f"unknown zero_grad {zero_grad!r}; use 'per_batch' or 'per_epoch'")
@@ -387,17 +551,21 @@ def train_fold(config: ModelConfig | Callable[[], nn.Module], train: TrainPlan,
         torch.manual_seed(seed)
         return _train(build().to(device), train, inputs, fit, val, test, seed=seed,
                       device=device, snapshot=snapshot, zero_grad=zero_grad,
-                      eval_crops=eval_crops)
+                      eval_crops=eval_crops, reads=reads)
 
 
 def _train(model: nn.Module, train: TrainPlan, inputs: ModelInputs, fit: np.ndarray,
            val: np.ndarray, test: np.ndarray, *, seed: int, device: torch.device,
            snapshot: SnapshotRule | None, zero_grad: str = "per_batch",
-           eval_crops: str = "all_windows") -> TrainingLog:
+           eval_crops: str = "all_windows", reads: Sequence[str] | None = None) -> TrainingLog:
     if hasattr(model, "set_standardisation"):  # optional for registered modules
         stats = standardisation_statistics(inputs, fit)
         model.set_standardisation(cls=stats.get("cls"), fc=stats.get("fc"))
-    optimiser = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    reads = declared_inputs(model, inputs, reads)
+    # The standardised, pooled FC is fixed from here on: computed once for every subject.
+    images = fc_images(model, inputs) if "fc" in reads else None
+    feed = _Feed(inputs, reads, images)
+    optimiser = adamw(model.parameters(), train.lr, train.weight_decay, device)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=train.epochs)
     weight = None
     if train.class_weights:
@@ -417,15 +585,17 @@ def _train(model: nn.Module, train: TrainPlan, inputs: ModelInputs, fit: np.ndar
         if zero_grad == "per_epoch":  # the authors' loop: gradients accumulate over the epoch
             optimiser.zero_grad(set_to_none=True)
         for subjects in _batches(order, train.batch_size):
-            cls, fc = _sample_windows(inputs, subjects, generator)
+            window, cls = _sample_windows(inputs, subjects, generator)
+            named = {"cls": cls} if "cls" in reads else {}
+            named.update(feed.fc(subjects, window))
             if zero_grad == "per_batch":
                 optimiser.zero_grad(set_to_none=True)
             labels = inputs.labels[subjects]
             with autocast(device):
                 if aux_weight > 0:
-                    logits, branches = model.branch_logits(cls, fc)
+                    logits, branches = model.branch_logits(**named)
                 else:
-                    logits, branches = model(cls, fc), ()
+                    logits, branches = model(**named), ()
             loss = F.cross_entropy(logits.float(), labels, weight=weight)
             for branch in branches:  # unimodal auxiliary losses (train.aux_weight)
                 loss = loss + aux_weight * F.cross_entropy(branch.float(), labels, weight=weight)
@@ -439,9 +609,9 @@ def _train(model: nn.Module, train: TrainPlan, inputs: ModelInputs, fit: np.ndar
         drawn = eval_crops == "random" or inputs.cls_draws is not None
         evaluation = evaluation_generator(seed, epoch) if drawn else None
         val_logits = predict_logits(model, inputs, val, device, crops=eval_crops,
-                                    generator=evaluation)
+                                    generator=evaluation, reads=reads, images=images)
         test_logits = predict_logits(model, inputs, test, device, crops=eval_crops,
-                                     generator=evaluation)
+                                     generator=evaluation, reads=reads, images=images)
         log.test_logits.append(test_logits)
         val_history.append(probabilities(val_logits))
         test_history.append(probabilities(test_logits))
@@ -464,9 +634,10 @@ class TorchClassifier:
     kind : str
         Registered model name (``ModelConfig.kind``).
     module : type
-        ``nn.Module`` class built from a :class:`ModelConfig`; takes ``(cls, fc)``.
+        ``nn.Module`` class built from a :class:`ModelConfig`; called with its ``inputs``
+        as keywords (``model(cls=..., fc=...)``).
     inputs : sequence of str
-        Inputs it reads (``cls``, ``fc``).
+        Inputs it reads (``cls``, ``fc``): what is gathered and passed by name.
     params : TrainPlan
         Epochs, batch size, learning rate, weight decay, class weights.
     context : ModelContext
@@ -507,11 +678,12 @@ class TorchClassifier:
                                empty if test is None else test, seed=seed, device=self.device,
                                snapshot=snapshot,
                                zero_grad=getattr(self.context, "zero_grad", "per_batch"),
-                               eval_crops=getattr(self.context, "eval_crops", "all_windows"))
+                               eval_crops=getattr(self.context, "eval_crops", "all_windows"),
+                               reads=self.inputs)
         return self
 
     def predict_proba(self, data: Any, subjects: np.ndarray) -> np.ndarray:
         """P(class 1) of rows ``subjects`` from the last epoch's model."""
         inputs = ModelInputs.from_data(data, self.inputs, self.device)
         return probabilities(predict_logits(self.log_.model, inputs, np.asarray(subjects),
-                                            self.device))
+                                            self.device, reads=self.inputs))
