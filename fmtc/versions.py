@@ -19,7 +19,8 @@ VERSIONS: dict[str, int] = {
     # fmtc.represent.features / readout / brainlm forward / preprocess.transforms windows
     "features": 2,
     # fmtc.predict (models, training, baselines), fmtc.evaluate.selection, fold seeds
-    "fit": 1,
+    # (2: fused AdamW, one kernel per parameter; rounding, and so training, differs from 1)
+    "fit": 2,
     # fmtc.evaluate.protocol tables, metrics, uncertainty, paired differences
     "run": 1,
     # fmtc.evaluate.generalisation (jobs, within references, confounds)
