@@ -116,10 +116,10 @@ def environment() -> dict[str, str]:
 class Result(abc.ABC):
     """One kind of computed thing (see the module docstring).
 
-    Subclasses set :attr:`kind` (a key of :data:`fmtc.versions.VERSIONS`) and implement
+    Subclasses set ``kind`` (a key of :data:`fmtc.versions.VERSIONS`) and implement
     :meth:`config`, :meth:`default_folder`, :meth:`compute` and :meth:`load`; they may
-    declare :meth:`inputs` (identities of what they read), :attr:`extras` (optional
-    artifacts, computed only when asked for), :attr:`resumable` (the staging folder survives an
+    declare ``inputs`` (identities of what they read), ``extras`` (optional
+    artifacts, computed only when asked for), ``resumable`` (the staging folder survives an
     interruption and ``compute`` resumes from it) and :meth:`provenance`.
     """
 
@@ -134,7 +134,7 @@ class Result(abc.ABC):
 
     @abc.abstractmethod
     def config(self) -> Mapping[str, Any]:
-        """The settings that define the result (plain data once :func:`canonical`)."""
+        """What defines the result (made plain data by :func:`~fmtc.lifecycle.canonical`)."""
 
     def inputs(self) -> Mapping[str, Any]:
         """Identities of what the result reads: other results' keys, content hashes."""
@@ -448,7 +448,7 @@ def materialise(result: Result, folder: str | os.PathLike[str] | None = None, *,
         Recompute even a published identical result, and replace a result of the same kind
         and another key in ``folder``.
     need : iterable of str
-        Optional artifacts (:attr:`Result.extras`) the caller needs; a published result
+        Optional artifacts (``Result.extras``) the caller needs; a published result
         without them is recomputed with them (and with those it already had).
     load : bool
         Read the published result back (:meth:`Result.load`).

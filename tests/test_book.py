@@ -1,4 +1,4 @@
-"""End to end: the smoke reproduce runs every notebook and the strict book build passes.
+"""End to end: every notebook runs on the tiny profile and the strict book build passes.
 
 The notebooks execute into a temporary copy of the book; the tracked book tree and the
 notebook sources are never written.
@@ -11,8 +11,6 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,25 +32,24 @@ def test_every_notebook_has_an_executed_copy_in_the_book():
         assert f"file: {source.stem}" in toc
 
 
-@pytest.mark.slow
-def test_smoke_reproduce_builds_the_book_strictly(tmp_path):
+def test_every_page_runs_on_the_tiny_profile_and_the_book_builds_strictly(tmp_path):
     tracked = {p: p.stat().st_mtime_ns for p in (ROOT / "book").glob("*.ipynb")}
     plan_file = tmp_path / "plan.yml"
-    # The smoke profile on a 6-epoch schedule: what is checked is that every notebook runs end
-    # to end and the book builds, and the claims pages' ~170 ResNet-18 fits must stay well
-    # inside CI's budget on 2 cores.
+    # The tiny profile (16 subjects, 3 folds, 2 epochs, the pages' sweeps cut to one setting):
+    # what is checked is that every page runs end to end and the book builds, in a few minutes.
     plan_file.write_text(
-        "profiles:\n  smoke:\n    train: {epochs: 6}\n    outputs:\n"
+        "profiles:\n  tiny:\n    outputs:\n"
         + "".join(f"      {key}: {tmp_path / 'data' / sub}\n" for key, sub in (
             ("data_dir", ""), ("cohorts_dir", "cohorts"), ("features_dir", "features"),
             ("models_dir", "models"), ("fits_dir", "fits"), ("runs_dir", "runs")))
         + f"      book_dir: {ROOT / 'book'}\n")
     book = tmp_path / "book"
     result = subprocess.run(
-        [sys.executable, "-m", "fmtc", "reproduce", "--profile", "smoke", "--plan",
+        [sys.executable, "-m", "fmtc", "reproduce", "--profile", "tiny", "--plan",
          str(plan_file), "--notebooks", str(ROOT / "notebooks"), "--scratch-copy", str(book)],
         capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "10 notebook(s) executed on profile 'tiny'" in result.stdout
     index = book / "_build" / "html" / "index.html"
     assert index.is_file()
     baseline_page = (book / "_build" / "html" / "01_cohort_and_fc_baseline.html").read_text()
@@ -65,6 +62,13 @@ def test_smoke_reproduce_builds_the_book_strictly(tmp_path):
     assert f"https://colab.research.google.com/github/{owner}/{name}/blob/" in baseline_page
     assert 'href="_downloads/' in baseline_page and "fc-logreg_summary.csv" in baseline_page
     assert {p: p.stat().st_mtime_ns for p in (ROOT / "book").glob("*.ipynb")} == tracked
+    # every page now carries its record, and nothing is stale on the profile it ran
+    stale = subprocess.run(
+        [sys.executable, "-m", "fmtc", "reproduce", "--profile", "tiny", "--plan",
+         str(plan_file), "--notebooks", str(ROOT / "notebooks"), "--book", str(book),
+         "--missing-only", "--no-build"], capture_output=True, text=True, cwd=tmp_path)
+    assert stale.returncode == 0, stale.stderr[-2000:]
+    assert "0 notebook(s) executed" in stale.stdout and "stale" not in stale.stdout
 
 
 ABSOLUTE = re.compile(r"(?<![\w:/.~<])/(?:home|root|work|tmp|Users|usr|opt|var|mnt|srv)/")

@@ -14,7 +14,7 @@ one fit per fold.
 A fit is selection-free: it stores the honest epoch's test predictions (the last epoch of the
 declared schedule, or the epoch an inner validation split picks), the per-epoch validation
 predictions, losses and learning rates. Two optional artifacts are computed only when asked for
-(:attr:`Fit.extras`): ``test_trajectory``, the test subjects' predictions after every epoch (the
+(``Fit.extras``): ``test_trajectory``, the test subjects' predictions after every epoch (the
 paper's selection reads it), and ``weights``, the honest epoch's ``state_dict`` (interpretation
 reads it). A fit asked for with an artifact it lacks is trained again with it (same seed, same
 numbers) and replaces the folder.
@@ -282,7 +282,8 @@ class Fit(Result):
     ----------
     task : FoldTask
     data_identity : dict
-        What the model reads (:meth:`ExperimentData.identity` of its inputs).
+        What the model reads (:meth:`fmtc.predict.data.ExperimentData.identity` of its
+        inputs).
     fits : Path
         Where fits are published.
     device : str

@@ -232,7 +232,7 @@ class CrossValidation:
         return out
 
     def assemble(self, records: Sequence[FitRecord]) -> ExperimentResult:
-        """The tables of the experiment from one record per task (in :attr:`tasks` order)."""
+        """The tables of the experiment from one record per task (in ``tasks`` order)."""
         labels, ids, selections = self.labels, self.ids, self.selections
         metric_rows: list[tuple] = []
         prediction_rows: dict[str, list[tuple]] = {s: [] for s in selections}

@@ -111,8 +111,8 @@ class ExperimentRun:
     reused : bool
         True when an existing complete run with this identity was read back.
     tables : dict
-        :func:`load_run` of the folder (``metrics``, ``predictions``, ``summary``,
-        ``contrasts``, ``provenance``, ...).
+        :func:`fmtc.evaluate.runs.load_run` of the folder (``metrics``, ``predictions``,
+        ``summary``, ``contrasts``, ``provenance``, ...).
     """
 
     name: str

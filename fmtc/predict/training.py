@@ -482,7 +482,7 @@ def adamw(parameters: Any, lr: float, weight_decay: float, device: torch.device
 
     The fused kernel updates each parameter in one pass instead of the per-tensor loop's
     chain of operations (each allocating a temporary): the same update, rounded differently
-    in the last bits (:mod:`tests.test_training_speed`), and deterministic (elementwise).
+    in the last bits (``tests/test_training_speed.py``), and deterministic (elementwise).
     """
     fused = device.type in ("cpu", "cuda")
     return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay,
