@@ -149,13 +149,16 @@ class TrainingLog:
         Mean training loss and learning rate of each epoch.
     val_probabilities : ndarray of shape (epochs, n_val)
         P(class 1) of the inner-validation subjects after each epoch.
-    test_probabilities : ndarray of shape (epochs, n_test)
-        P(class 1) of the test subjects after each epoch (logged, never trained on).
+    test_probabilities : ndarray of shape (scored epochs, n_test)
+        P(class 1) of the test subjects after each scored epoch (logged, never trained on;
+        every epoch unless ``score_test="last"``, see ``test_epochs``).
     snapshots : dict of str to (int, dict)
         Selection name -> (epoch, CPU ``state_dict`` of that epoch).
     test_logits : list of ndarray of shape (n_test, 2)
-        The test subjects' two logits after each epoch (the authors' AUC reads the class-1
-        logit).
+        The test subjects' two logits after each scored epoch (the authors' AUC reads the
+        class-1 logit).
+    test_epochs : list of int
+        The epochs (0-based) after which the test subjects were scored.
     model : torch.nn.Module or None
         The model after the last epoch.
     """
@@ -167,6 +170,7 @@ class TrainingLog:
     snapshots: dict[str, tuple[int, dict[str, Tensor]]] = field(default_factory=dict)
     model: nn.Module | None = None
     test_logits: list[np.ndarray] = field(default_factory=list)
+    test_epochs: list[int] = field(default_factory=list)
 
 
 def standardisation_statistics(inputs: ModelInputs, subjects: np.ndarray
@@ -493,8 +497,8 @@ def train_fold(config: ModelConfig | Callable[[], nn.Module], train: TrainPlan,
                inputs: ModelInputs, fit: np.ndarray, val: np.ndarray, test: np.ndarray, *,
                seed: int, device: torch.device,
                snapshot: SnapshotRule | None = None, zero_grad: str = "per_batch",
-               eval_crops: str = "all_windows",
-               reads: Sequence[str] | None = None) -> TrainingLog:
+               eval_crops: str = "all_windows", reads: Sequence[str] | None = None,
+               score_test: str = "every_epoch") -> TrainingLog:
     """Train one model on ``fit`` subjects, logging validation and test predictions per epoch.
 
     Parameters
@@ -527,6 +531,10 @@ def train_fold(config: ModelConfig | Callable[[], nn.Module], train: TrainPlan,
     reads : sequence of str, optional
         The model's declared inputs, passed by name (:func:`declared_inputs`; default: the
         registered model's).
+    score_test : {"every_epoch", "last"}
+        Predict the test subjects after every epoch (what the paper's selection reads), or
+        after the last one only (the honest last epoch needs nothing else; it saves an
+        evaluation per epoch). ``TrainingLog.test_epochs`` says which epochs were scored.
 
     Returns
     -------
@@ -540,6 +548,8 @@ def train_fold(config: ModelConfig | Callable[[], nn.Module], train: TrainPlan,
     """
     if zero_grad not in ("per_batch", "per_epoch"):
         raise ValueError(f"unknown zero_grad {zero_grad!r}; use 'per_batch' or 'per_epoch'")
+    if score_test not in ("every_epoch", "last"):
+        raise ValueError(f"unknown score_test {score_test!r}; use 'every_epoch' or 'last'")
     fit, val, test = (np.asarray(a, dtype=np.int64) for a in (fit, val, test))
     if len(fit) < 2:
         raise ValueError(f"training needs at least 2 subjects, got {len(fit)}")
@@ -551,13 +561,14 @@ def train_fold(config: ModelConfig | Callable[[], nn.Module], train: TrainPlan,
         torch.manual_seed(seed)
         return _train(build().to(device), train, inputs, fit, val, test, seed=seed,
                       device=device, snapshot=snapshot, zero_grad=zero_grad,
-                      eval_crops=eval_crops, reads=reads)
+                      eval_crops=eval_crops, reads=reads, score_test=score_test)
 
 
 def _train(model: nn.Module, train: TrainPlan, inputs: ModelInputs, fit: np.ndarray,
            val: np.ndarray, test: np.ndarray, *, seed: int, device: torch.device,
            snapshot: SnapshotRule | None, zero_grad: str = "per_batch",
-           eval_crops: str = "all_windows", reads: Sequence[str] | None = None) -> TrainingLog:
+           eval_crops: str = "all_windows", reads: Sequence[str] | None = None,
+           score_test: str = "every_epoch") -> TrainingLog:
     if hasattr(model, "set_standardisation"):  # optional for registered modules
         stats = standardisation_statistics(inputs, fit)
         model.set_standardisation(cls=stats.get("cls"), fc=stats.get("fc"))
@@ -610,13 +621,16 @@ def _train(model: nn.Module, train: TrainPlan, inputs: ModelInputs, fit: np.ndar
         evaluation = evaluation_generator(seed, epoch) if drawn else None
         val_logits = predict_logits(model, inputs, val, device, crops=eval_crops,
                                     generator=evaluation, reads=reads, images=images)
-        test_logits = predict_logits(model, inputs, test, device, crops=eval_crops,
-                                     generator=evaluation, reads=reads, images=images)
-        log.test_logits.append(test_logits)
         val_history.append(probabilities(val_logits))
-        test_history.append(probabilities(test_logits))
+        if score_test == "every_epoch" or epoch == train.epochs - 1:
+            test_logits = predict_logits(model, inputs, test, device, crops=eval_crops,
+                                         generator=evaluation, reads=reads, images=images)
+            log.test_logits.append(test_logits)
+            log.test_epochs.append(epoch)
+            test_history.append(probabilities(test_logits))
         if snapshot is not None:
-            chosen = snapshot(np.stack(val_history), np.stack(test_history))
+            scored = np.stack(test_history) if test_history else np.zeros((0, len(test)))
+            chosen = snapshot(np.stack(val_history), scored)
             if chosen:
                 state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
                 log.snapshots.update({name: (epoch, state) for name in chosen})
@@ -662,9 +676,12 @@ class TorchClassifier:
         return self.context.device if self.context.device is not None else torch.device("cpu")
 
     def fit(self, data: Any, train: np.ndarray, *, seed: int, validation: np.ndarray | None = None,
-            test: np.ndarray | None = None,
-            snapshot: SnapshotRule | None = None) -> TorchClassifier:
-        """Train on rows ``train``; log per-epoch probabilities of ``validation`` and ``test``."""
+            test: np.ndarray | None = None, snapshot: SnapshotRule | None = None,
+            score_test: str = "every_epoch") -> TorchClassifier:
+        """Train on rows ``train``; log per-epoch probabilities of ``validation`` and ``test``.
+
+        ``score_test="last"`` scores the test subjects after the last epoch only
+        (:func:`train_fold`)."""
         self.inputs_ = ModelInputs.from_data(data, self.inputs, self.device)
         self.config_ = ModelConfig(
             kind=self.kind,
@@ -679,7 +696,7 @@ class TorchClassifier:
                                snapshot=snapshot,
                                zero_grad=getattr(self.context, "zero_grad", "per_batch"),
                                eval_crops=getattr(self.context, "eval_crops", "all_windows"),
-                               reads=self.inputs)
+                               reads=self.inputs, score_test=score_test)
         return self
 
     def predict_proba(self, data: Any, subjects: np.ndarray) -> np.ndarray:
