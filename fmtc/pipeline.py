@@ -58,7 +58,7 @@ __all__ = ["ExperimentRequest", "ExperimentRun", "GeneralisationRun", "cohort_pa
            "encoder_spec", "evaluate", "executor_for", "experiment_plan", "feature_settings",
            "gather_datasets", "interpret_run", "knowledge_control", "plan_cohort",
            "resolve_arms", "run_experiment", "run_experiments", "run_generalisation",
-           "simulation_sweep", "store_for"]
+           "simulation_sweep", "store_for", "sweep"]
 
 
 # --------------------------------------------------------------------------- experiments
@@ -275,50 +275,69 @@ def knowledge_control(plan: Plan, ts_effect: float = 0.0) -> Plan:
                           if source.arms[a].model != "fmmtc"]}})
 
 
-def simulation_sweep(plan: Plan, name: str, settings: Sequence[dict[str, Any]], *,
-                     selection: str = "honest", metric: str = "mcc",
-                     progress: bool = False) -> Any:
-    """Run the experiment ``name`` on one simulated cohort per entry of ``settings``.
+@dataclass
+class Sweep:
+    """The experiment ``name`` on one simulated cohort per entry of ``settings``.
 
-    Each entry changes the plan's ``simulation`` section (e.g. ``{"seed": 41,
-    "effect_size": 3.0}`` or ``{"fc_effect": 0.0}``); every cohort is generated (or read
-    back), encoded and evaluated like the embedded default, all fits in one executor pool.
-
-    Returns
-    -------
-    DataFrame
-        One row per setting and arm: the setting's keys as columns, ``arm``, ``model``,
-        ``value`` (the mean over repeats of the pooled metric), ``low``/``high`` (its 95%
-        subject-bootstrap interval), ``run`` (the run folder's name).
+    :attr:`requests` can be run with a page's other experiments in one pool
+    (:func:`run_experiments`); :meth:`table` reads the runs back into one table.
     """
-    import pandas as pd
 
+    plan: Plan
+    name: str
+    settings: list[dict[str, Any]]
+    requests: list[ExperimentRequest]
+
+    def table(self, runs: Sequence[ExperimentRun], selection: str = "honest",
+              metric: str = "mcc") -> Any:
+        """One row per setting and arm: the setting's keys, ``arm``, ``model``, ``value`` (the
+        mean over repeats of the pooled ``metric``), ``low``/``high`` (its 95% subject-bootstrap
+        interval), ``run`` (the run folder's name)."""
+        import pandas as pd
+
+        spec = experiment_plan(self.plan, self.name)
+        rows = []
+        for changes, run in zip(self.settings, runs, strict=True):
+            summary = run.summary
+            for arm, arm_plan in spec.arms.items():
+                row = summary[(summary["arm"] == arm) & (summary["selection"] == selection)
+                              & (summary["metric"] == metric)]
+                if row.empty:
+                    raise PlanError(f"experiment {self.name!r} reports no {selection} {metric} "
+                                    f"for arm {arm!r}")
+                row = row.iloc[0]
+                rows.append({**changes, "arm": arm, "model": arm_plan.model,
+                             "value": float(row["mean"]), "low": float(row["bootstrap_low"]),
+                             "high": float(row["bootstrap_high"]), "run": run.run_dir.name})
+        return pd.DataFrame(rows)
+
+
+def sweep(plan: Plan, name: str, settings: Sequence[dict[str, Any]],
+          progress: bool = False) -> Sweep:
+    """A :class:`Sweep`: each entry of ``settings`` changes the plan's ``simulation`` section
+    (e.g. ``{"seed": 41, "effect_size": 3.0}`` or ``{"fc_effect": 0.0}``); every cohort is
+    generated (or read back) like the embedded default. Every setting is checked first."""
     if plan.data.cohort != "simulated":
         raise PlanError(f"a simulation sweep needs data.cohort: simulated, not "
                         f"{plan.data.cohort!r}")
-    spec = experiment_plan(plan, name)
+    experiment_plan(plan, name)
     plans = []
-    for changes in settings:  # every setting is checked before anything runs
+    for changes in settings:
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(plan.simulation)})
         if unknown:
             raise PlanError(f"simulation sweep: unknown simulation key(s) {unknown}")
         plans.append(plan.replace(simulation=dict(changes)))
-    runs = run_experiments([experiment_request(p, name, cohort=plan_cohort(p, progress))
-                            for p in plans], progress=progress)
-    rows = []
-    for changes, run in zip(settings, runs, strict=True):
-        summary = run.summary
-        for arm, arm_plan in spec.arms.items():
-            row = summary[(summary["arm"] == arm) & (summary["selection"] == selection)
-                          & (summary["metric"] == metric)]
-            if row.empty:
-                raise PlanError(f"experiment {name!r} reports no {selection} {metric} for arm "
-                                f"{arm!r}")
-            row = row.iloc[0]
-            rows.append({**changes, "arm": arm, "model": arm_plan.model,
-                         "value": float(row["mean"]), "low": float(row["bootstrap_low"]),
-                         "high": float(row["bootstrap_high"]), "run": run.run_dir.name})
-    return pd.DataFrame(rows)
+    requests = [experiment_request(p, name, cohort=plan_cohort(p, progress)) for p in plans]
+    return Sweep(plan, name, [dict(c) for c in settings], requests)
+
+
+def simulation_sweep(plan: Plan, name: str, settings: Sequence[dict[str, Any]], *,
+                     selection: str = "honest", metric: str = "mcc",
+                     progress: bool = False) -> Any:
+    """Run the experiment ``name`` on one simulated cohort per entry of ``settings`` (all fits
+    in one executor pool) and return :meth:`Sweep.table`."""
+    found = sweep(plan, name, settings, progress)
+    return found.table(run_experiments(found.requests, progress=progress), selection, metric)
 
 
 # --------------------------------------------------------------------------- generalisation

@@ -24,7 +24,8 @@ VERSIONS: dict[str, int] = {
     # fmtc.evaluate.protocol tables, metrics, uncertainty, paired differences
     "run": 1,
     # fmtc.evaluate.generalisation (jobs, within references, confounds)
-    "generalisation": 1,
+    # (2: every scheme's fits in one pool; the cross-cohort fits' seeds follow the schemes')
+    "generalisation": 2,
     # fmtc.interpret (integrated gradients, aggregation, recovery)
     "interpretation": 1,
     # fmtc.report: what an executed page shows from the results above (tables, figures, text)

@@ -386,13 +386,58 @@ def _within_metrics(found: list[tuple[Split, Any]], labels: np.ndarray) -> dict[
             "bacc": float(np.nanmean([v["bacc"] for v in values])), "folds": folds}
 
 
+def scheme_jobs(datasets: dict[str, ExperimentData] | ExperimentData, arms: Sequence[Arm],
+                groups: dict[str, Sequence[Any]], evaluation: EvaluationPlan, seed: int, *,
+                test: dict[str, ExperimentData] | ExperimentData | None = None,
+                names: tuple[str, str] = ("A", "B"),
+                within: bool = True) -> tuple[dict[str, ExperimentData], list[GeneralisationJob]]:
+    """The datasets and jobs of every scheme: one per entry of ``groups``, and cross-cohort.
+
+    ``groups`` maps a within-cohort scheme (``drug``, ``study``) to the group of each subject;
+    with ``test`` (a second cohort's datasets, keyed like ``datasets``), the jobs of training
+    on every subject of ``datasets`` and testing on every subject of ``test`` are added, under
+    datasets of the two cohorts combined (``<key>|cross``, :func:`combine_cohorts`). The
+    within reference of each cross split is CV inside its training group (``within``).
+    """
+    datasets = _datasets(datasets)
+    labels = np.asarray(next(iter(datasets.values())).labels, dtype=np.int64)
+    jobs = [job for scheme, values in groups.items()
+            for job in group_jobs(_check_length(values, labels, scheme), labels, scheme,
+                                  evaluation, seed, within)]
+    if test is None:
+        return datasets, jobs
+    test = _datasets(test)
+    missing = sorted({a.data for a in arms} - set(test))
+    if missing:
+        raise ValueError(f"cross-cohort: the test cohort {names[1]!r} lacks dataset(s) {missing}")
+    combined = dict(datasets)
+    rows = None
+    for key in {a.data for a in arms}:
+        if key not in datasets:
+            raise ValueError(f"arm data {key!r} missing from the training cohort {names[0]!r}")
+        both, rows_a, rows_b = combine_cohorts(datasets[key], test[key], names)
+        combined[f"{key}|cross"] = both
+        rows = (rows_a, rows_b)
+    rows_a, rows_b = rows
+    jobs.append(GeneralisationJob("cross-cohort", "cross", names[0], names[1],
+                                  [Split(0, 0, rows_a, rows_b)], data="|cross"))
+    if within:
+        splits, folds, note = _within_splits(np.arange(len(labels)), labels, evaluation.folds,
+                                             evaluation.repeats, seed)
+        jobs.append(GeneralisationJob("cross-cohort", "within", names[0], names[0], splits,
+                                      folds=folds, note=note))
+    return combined, jobs
+
+
 def generalise(datasets: dict[str, ExperimentData] | ExperimentData, arms: Sequence[Arm],
                groups: dict[str, Sequence[Any]], evaluation: EvaluationPlan, seed: int, *,
-               within: bool = True, executor: Executor | None = None,
-               progress: bool | None = None,
+               test: dict[str, ExperimentData] | ExperimentData | None = None,
+               names: tuple[str, str] = ("A", "B"), within: bool = True,
+               executor: Executor | None = None, progress: bool | None = None,
                predictions: list[dict[str, Any]] | None = None, fits: Path | None = None,
                device: str = "cpu", counts: dict[str, int] | None = None) -> pd.DataFrame:
-    """Within-cohort generalisation across groups: one scheme per entry of ``groups``.
+    """Generalisation across groups (one scheme per entry of ``groups``) and, with ``test``,
+    to a second cohort: every fit of every scheme in one executor pool.
 
     Parameters
     ----------
@@ -404,6 +449,10 @@ def generalise(datasets: dict[str, ExperimentData] | ExperimentData, arms: Seque
     evaluation : EvaluationPlan
         ``folds``, ``repeats`` of the within references; ``bootstrap`` resamples.
     seed : int
+    test : dict of str to ExperimentData, or ExperimentData, optional
+        A second cohort (``cross-cohort``): same dataset keys and per-subject input shapes.
+    names : (str, str)
+        The two cohorts' names in the table.
     fits, device, counts
         See :func:`run_jobs`.
 
@@ -412,11 +461,9 @@ def generalise(datasets: dict[str, ExperimentData] | ExperimentData, arms: Seque
     DataFrame
         :data:`COLUMNS`; ``kind`` is ``cross`` or ``within``.
     """
-    labels = np.asarray(next(iter(_datasets(datasets).values())).labels, dtype=np.int64)
-    jobs = [job for scheme, values in groups.items()
-            for job in group_jobs(_check_length(values, labels, scheme), labels, scheme,
-                                  evaluation, seed, within)]
-    return run_jobs(datasets, arms, jobs, seed, n_bootstrap=evaluation.bootstrap,
+    combined, jobs = scheme_jobs(datasets, arms, groups, evaluation, seed, test=test,
+                                 names=names, within=within)
+    return run_jobs(combined, arms, jobs, seed, n_bootstrap=evaluation.bootstrap,
                     executor=executor, progress=progress, predictions=predictions, fits=fits,
                     device=device, counts=counts)
 
@@ -424,41 +471,10 @@ def generalise(datasets: dict[str, ExperimentData] | ExperimentData, arms: Seque
 def cross_cohort(train: dict[str, ExperimentData] | ExperimentData,
                  test: dict[str, ExperimentData] | ExperimentData, arms: Sequence[Arm],
                  evaluation: EvaluationPlan, seed: int, *, names: tuple[str, str] = ("A", "B"),
-                 within: bool = True, executor: Executor | None = None,
-                 progress: bool | None = None,
-                 predictions: list[dict[str, Any]] | None = None, fits: Path | None = None,
-                 device: str = "cpu", counts: dict[str, int] | None = None) -> pd.DataFrame:
-    """Train on every subject of cohort ``train``, test on every subject of cohort ``test``.
-
-    ``train`` and ``test`` hold the same dataset keys (each arm's ``data``) with the same
-    per-subject input shapes (:func:`combine_cohorts` says which differs). The within
-    reference is CV inside ``train``; ``fits``, ``device`` and ``counts`` as in
-    :func:`run_jobs`.
-    """
-    train, test = _datasets(train), _datasets(test)
-    missing = sorted({a.data for a in arms} - set(test))
-    if missing:
-        raise ValueError(f"cross-cohort: the test cohort {names[1]!r} lacks dataset(s) {missing}")
-    combined = dict(train)
-    rows = None
-    for key in {a.data for a in arms}:
-        if key not in train:
-            raise ValueError(f"arm data {key!r} missing from the training cohort {names[0]!r}")
-        both, rows_a, rows_b = combine_cohorts(train[key], test[key], names)
-        combined[f"{key}|cross"] = both
-        rows = (rows_a, rows_b)
-    rows_a, rows_b = rows
-    jobs = [GeneralisationJob("cross-cohort", "cross", names[0], names[1],
-                              [Split(0, 0, rows_a, rows_b)], data="|cross")]
-    if within:
-        labels = np.asarray(next(iter(train.values())).labels, dtype=np.int64)
-        splits, folds, note = _within_splits(np.arange(len(labels)), labels, evaluation.folds,
-                                             evaluation.repeats, seed)
-        jobs.append(GeneralisationJob("cross-cohort", "within", names[0], names[0], splits,
-                                      folds=folds, note=note))
-    return run_jobs(combined, arms, jobs, seed, n_bootstrap=evaluation.bootstrap,
-                    executor=executor, progress=progress, predictions=predictions, fits=fits,
-                    device=device, counts=counts)
+                 **options: Any) -> pd.DataFrame:
+    """Train on every subject of cohort ``train``, test on every subject of cohort ``test``
+    (:func:`generalise` without within-cohort schemes; ``options`` as there)."""
+    return generalise(train, arms, {}, evaluation, seed, test=test, names=names, **options)
 
 
 def _check_length(values: Sequence[Any], labels: np.ndarray, scheme: str) -> list[Any]:

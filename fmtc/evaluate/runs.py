@@ -374,7 +374,6 @@ class GeneralisationResult(Result):
     def compute(self, staging: Path, extras: frozenset[str]) -> None:
         from fmtc.evaluate.generalisation import (
             PREDICTION_COLUMNS,
-            cross_cohort,
             feature_views,
             generalise,
             study_predictability,
@@ -385,15 +384,10 @@ class GeneralisationResult(Result):
         counts: dict[str, int] = {}
         options = {"executor": self.executor, "fits": self.fits, "device": self.device,
                    "counts": counts}
-        parts, rows = [], []
-        if self.groups:
-            parts.append(generalise(self.datasets, self.arms, self.groups, self.evaluation,
-                                    self.seed, predictions=rows, **options))
-        if self.test_datasets is not None:
-            parts.append(cross_cohort(self.datasets, self.test_datasets, self.arms,
-                                      self.evaluation, self.seed, names=self.names,
-                                      predictions=rows, **options))
-        table = pd.concat(parts, ignore_index=True)
+        rows: list[dict[str, Any]] = []
+        table = generalise(self.datasets, self.arms, self.groups, self.evaluation, self.seed,
+                           test=self.test_datasets, names=self.names, predictions=rows,
+                           **options)
         predictions = pd.DataFrame(rows, columns=PREDICTION_COLUMNS)
         confounds = []
         study = self.groups.get("study")
