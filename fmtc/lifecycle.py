@@ -407,10 +407,18 @@ def _publish(staging: Path, destination: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _disk_full(destination: Path, result: Result) -> OutputError:
-    return OutputError(f"{destination.parent}: no space left on the device while writing the "
-                       f"{result.kind}; nothing was published there. Free some space (or choose "
-                       "another output folder) and run the command again")
+NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+"""``errno`` values of a write refused for want of room: a full device, a quota, a file-size
+limit (``ulimit -f``)."""
+
+
+def _disk_full(destination: Path, result: Result, error: OSError) -> OutputError:
+    reason = {errno.EDQUOT: "the disk quota is exceeded",
+              errno.EFBIG: "a file exceeds the size limit (ulimit -f)"}.get(
+        error.errno, "no space left on the device")
+    return OutputError(f"{destination}: {reason} while writing this {result.kind}; "
+                       "nothing was published there. Free some space (or choose another output "
+                       "folder) and run the command again")
 
 
 # --------------------------------------------------------------------------- the lifecycle
@@ -503,8 +511,8 @@ def _compute(result: Result, destination: Path, extras: frozenset[str]) -> dict[
         _publish(staging, destination)
     except OSError as error:
         discard()
-        if error.errno == errno.ENOSPC:
-            raise _disk_full(destination, result) from None
+        if error.errno in NO_ROOM:
+            raise _disk_full(destination, result, error) from None
         raise
     except BaseException:
         discard()

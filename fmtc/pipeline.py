@@ -58,7 +58,7 @@ __all__ = ["ExperimentRequest", "ExperimentRun", "GeneralisationRun", "cohort_pa
            "encoder_spec", "evaluate", "executor_for", "experiment_plan", "feature_settings",
            "gather_datasets", "interpret_run", "knowledge_control", "plan_cohort",
            "resolve_arms", "run_experiment", "run_experiments", "run_generalisation",
-           "simulation_sweep", "store_for", "sweep"]
+           "Sweep", "simulation_sweep", "store_for", "sweep"]
 
 
 # --------------------------------------------------------------------------- experiments
@@ -279,8 +279,19 @@ def knowledge_control(plan: Plan, ts_effect: float = 0.0) -> Plan:
 class Sweep:
     """The experiment ``name`` on one simulated cohort per entry of ``settings``.
 
-    :attr:`requests` can be run with a page's other experiments in one pool
+    Its ``requests`` can be run with a page's other experiments in one pool
     (:func:`run_experiments`); :meth:`table` reads the runs back into one table.
+
+    Attributes
+    ----------
+    plan : Plan
+        The plan every setting changes.
+    name : str
+        The experiment.
+    settings : list of dict
+        The ``simulation`` changes, one per cohort.
+    requests : list of ExperimentRequest
+        One request per setting, in the same order.
     """
 
     plan: Plan
@@ -417,7 +428,7 @@ def run_generalisation(plan: Plan, models: Sequence[str],
 def interpret_run(run_dir: str | Path, *, arms: Sequence[str] | None = None,
                   settings: Any = None, cohort: str | Path | None = None,
                   out: str | Path | None = None, device: Any = None, overwrite: bool = False,
-                  progress: bool = False) -> Any:
+                  figures: bool = True, progress: bool = False) -> Any:
     """Integrated gradients of every fold model of a run's interpretable arms.
 
     Rebuilds the run's plan (``provenance.json``), cohort, arms and fits, makes sure each
@@ -443,6 +454,10 @@ def interpret_run(run_dir: str | Path, *, arms: Sequence[str] | None = None,
         Default: the run plan's device setting.
     overwrite : bool
         Replace ``out`` when it holds another interpretation.
+    figures : bool
+        Also save the figures (PNG and SVG under ``figures/``); a page that draws its own
+        passes False. Not part of the identity: an interpretation published without them is
+        recomputed when they are asked for.
     """
     from fmtc.interpret.inputs import run_context
     from fmtc.interpret.results import Interpretation
@@ -465,7 +480,8 @@ def interpret_run(run_dir: str | Path, *, arms: Sequence[str] | None = None,
     interpretation = Interpretation(context, result.cv, batch.records,
                                     {a.data: _feature_plan(plan, a, request) for a in
                                      result.cv.arms}, settings, progress)
-    found = materialise(interpretation, out, overwrite=overwrite)
+    found = materialise(interpretation, out, overwrite=overwrite,
+                        need=("figures",) if figures else ())
     return dataclasses.replace(found.value, reused=found.reused)
 
 

@@ -67,6 +67,24 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
         handle.write("\n")
 
 
+def write_torch(path: str | os.PathLike[str], obj: Any) -> None:
+    """``torch.save`` of ``obj`` to ``path``, atomically; a failed write raises :class:`OSError`.
+
+    The archive is built in memory, then written: ``torch.save`` to a file turns a full disk
+    into an opaque ``RuntimeError`` (``enforce fail at inline_container.cc``), and to a path it
+    names the archive's records after the temporary file. The bytes are those of
+    ``torch.save(obj, handle)``.
+    """
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with atomic_open(path, "wb") as handle:
+        handle.write(buffer.getbuffer())
+
+
 def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
     """Return the hex sha256 of a file, read in chunks."""
     digest = hashlib.sha256()

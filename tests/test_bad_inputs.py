@@ -52,8 +52,8 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable
-from contextlib import redirect_stderr, redirect_stdout
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -188,6 +188,7 @@ class Context:
     monkeypatch: pytest.MonkeyPatch
     kept: list[Path] = field(default_factory=list)
     checks: list[Callable[[Context], None]] = field(default_factory=list)
+    file_size_limit: int | None = None  # bytes; RLIMIT_FSIZE while the command runs
 
     def copy_cohort(self, name: str = "cohort") -> Path:
         return Path(shutil.copytree(self.shared.cohort, self.tmp / name))
@@ -240,13 +241,34 @@ def run_case(case: Case, context: Context, capsys) -> Outcome:
     before = tree_hashes(*context.kept)
     capsys.readouterr()
     try:
-        code = main(argv)
+        with file_size_limit(context.file_size_limit):
+            code = main(argv)
     except SystemExit as stop:  # argparse refusing an option (exit 2, after its usage)
         code = stop.code
     out, err = capsys.readouterr()
     after = tree_hashes(*context.kept)
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     return Outcome(argv, code, out, err, user_message(argv, out, err), changed)
+
+
+@contextmanager
+def file_size_limit(limit: int | None) -> Iterator[None]:
+    """Writes past ``limit`` bytes fail with ``EFBIG`` (``ulimit -f``), as a full disk would.
+
+    Python ignores ``SIGXFSZ``, so the write raises :class:`OSError` instead of ending the
+    process; the limit is this process's, lifted again as soon as the command returns.
+    """
+    if limit is None:
+        yield
+        return
+    import resource
+
+    before = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, before[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, before)
 
 
 def prefixes(argv: list[str]) -> tuple[str, ...]:
@@ -1096,7 +1118,41 @@ def _from_fmriprep(derivatives: str, participants: str = "participants.tsv"
     return setup
 
 
+def _no_room_for_weights(context: Context) -> list[str]:
+    """``evaluate --model fc --keep-weights`` where a file may not exceed 4 MiB (the weights
+    of a fold's ResNet-18 are ~45 MB): one line naming the fits folder, nothing published."""
+    context.file_size_limit = 4 << 20
+    fits = context.tmp / "fits"
+    plan = context.file("full.yml", plan_text(
+        f"  full:\n    extends: tiny\n    train: {{epochs: 1}}\n"
+        f"    outputs: {{fits_dir: {fits}}}\n"))
+    context.then(lambda c: assert_absent(c.tmp / "new_run"))
+    context.then(lambda c: _nothing_published_under(fits))
+    return evaluate_argv(context, "--profile", "full", "--keep-weights", plan=plan,
+                         model="fc")
+
+
+def _no_room_for_cohort(context: Context) -> list[str]:
+    """``simulate`` where a file may not exceed 64 KiB (a subject's series is ~250 KB)."""
+    context.file_size_limit = 64 << 10
+    context.then(lambda c: _nothing_published_under(c.tmp))
+    return _simulate(lambda c: str(c.tmp / "new_cohort"))(context)
+
+
+def _nothing_published_under(folder: Path) -> None:
+    """No result, no staging folder and no temporary file left under ``folder``."""
+    if not folder.exists():
+        return
+    left = sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                  if p.is_file() and not p.name.startswith(("_config", "full.yml")))
+    assert not left, f"half-written files left under {folder}: {left[:5]}"
+
+
 OUTPUT_CASES = [
+    Case("out-disk-full-evaluate-weights", _no_room_for_weights, 2,
+         ("fits", "size limit", "nothing was published")),
+    Case("out-disk-full-simulate", _no_room_for_cohort, 2,
+         ("new_cohort", "size limit", "nothing was published")),
     Case("out-evaluate-onto-another-run",
          _evaluate_out(lambda c: str(c.shared.run), "--seed", "7"), 2,
          ("previous_run", "another run", "--overwrite")),

@@ -1,4 +1,4 @@
-"""End to end: every notebook runs on the tiny profile and the strict book build passes.
+"""End to end: every notebook runs on the tiny profile (a test a page); the strict build passes.
 
 The notebooks execute into a temporary copy of the book; the tracked book tree and the
 notebook sources are never written.
@@ -11,6 +11,8 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,27 +34,61 @@ def test_every_notebook_has_an_executed_copy_in_the_book():
         assert f"file: {source.stem}" in toc
 
 
-def test_every_page_runs_on_the_tiny_profile_and_the_book_builds_strictly(tmp_path):
-    tracked = {p: p.stat().st_mtime_ns for p in (ROOT / "book").glob("*.ipynb")}
-    plan_file = tmp_path / "plan.yml"
-    # The tiny profile (16 subjects, 3 folds, 2 epochs, the pages' sweeps cut to one setting):
-    # what is checked is that every page runs end to end and the book builds, in a few minutes.
+PAGES = sorted(path.stem for path in (ROOT / "notebooks").glob("*.ipynb"))
+
+
+@pytest.fixture(scope="module")
+def tiny_book(tmp_path_factory) -> dict[str, Path]:
+    """A scratch copy of the book and a plan whose ``tiny`` profile writes under a temporary folder.
+
+    The tiny profile (16 subjects, 3 folds, 2 epochs, the pages' sweeps cut to one setting)
+    checks that every page runs end to end and the book builds; the pages share one store, so
+    the first page pays for the cohort, the encoder and the features, later pages reuse them
+    and each other's fits. The tracked book and the notebook sources are never written.
+    """
+    from fmtc.report.reproduce import copy_book
+
+    root = tmp_path_factory.mktemp("tiny-book")
+    plan_file = root / "plan.yml"
     plan_file.write_text(
         "profiles:\n  tiny:\n    outputs:\n"
-        + "".join(f"      {key}: {tmp_path / 'data' / sub}\n" for key, sub in (
+        + "".join(f"      {key}: {root / 'data' / sub}\n" for key, sub in (
             ("data_dir", ""), ("cohorts_dir", "cohorts"), ("features_dir", "features"),
             ("models_dir", "models"), ("fits_dir", "fits"), ("runs_dir", "runs")))
         + f"      book_dir: {ROOT / 'book'}\n")
-    book = tmp_path / "book"
-    result = subprocess.run(
+    tracked = {p: p.stat().st_mtime_ns for p in (ROOT / "book").glob("*.ipynb")}
+    book = copy_book(ROOT / "book", root / "book")
+    yield {"root": root, "plan": plan_file, "book": book}
+    assert {p: p.stat().st_mtime_ns for p in (ROOT / "book").glob("*.ipynb")} == tracked
+
+
+def _reproduce(tiny_book: dict[str, Path], *options: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
         [sys.executable, "-m", "fmtc", "reproduce", "--profile", "tiny", "--plan",
-         str(plan_file), "--notebooks", str(ROOT / "notebooks"), "--scratch-copy", str(book)],
-        capture_output=True, text=True, cwd=tmp_path)
+         str(tiny_book["plan"]), "--notebooks", str(ROOT / "notebooks"), "--book",
+         str(tiny_book["book"]), *options], capture_output=True, text=True,
+        cwd=tiny_book["root"])
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_each_page_runs_on_the_tiny_profile(tiny_book, page):
+    # The committed copies were executed on another profile: each page is executed here.
+    result = _reproduce(tiny_book, "--only", page, "--no-build")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "10 notebook(s) executed on profile 'tiny'" in result.stdout
-    index = book / "_build" / "html" / "index.html"
-    assert index.is_file()
-    baseline_page = (book / "_build" / "html" / "01_cohort_and_fc_baseline.html").read_text()
+    assert "1 notebook(s) executed on profile 'tiny'" in result.stdout, result.stdout
+    record = json.loads((tiny_book["book"] / f"{page}.ipynb").read_text())["metadata"]["fmtc"]
+    assert record["kind"] == "page", record
+    assert record["identity"]["config"]["parameters"]["profile"] == "tiny", record
+
+
+def test_the_tiny_book_builds_strictly_and_nothing_is_left_stale(tiny_book):
+    # After the page tests this executes nothing (run alone, it executes every page first).
+    result = _reproduce(tiny_book)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "stale" not in result.stdout, result.stdout
+    html = tiny_book["book"] / "_build" / "html"
+    assert (html / "index.html").is_file()
+    baseline_page = (html / "01_cohort_and_fc_baseline.html").read_text()
     assert "SIMULATED" in baseline_page and "<img" in baseline_page
     assert "MCC" in baseline_page
     from fmtc.report.launch import github_parts, repository_url
@@ -61,14 +97,9 @@ def test_every_page_runs_on_the_tiny_profile_and_the_book_builds_strictly(tmp_pa
     assert f"https://mybinder.org/v2/gh/{owner}/{name}/main?urlpath=tree/book/" in baseline_page
     assert f"https://colab.research.google.com/github/{owner}/{name}/blob/" in baseline_page
     assert 'href="_downloads/' in baseline_page and "fc-logreg_summary.csv" in baseline_page
-    assert {p: p.stat().st_mtime_ns for p in (ROOT / "book").glob("*.ipynb")} == tracked
-    # every page now carries its record, and nothing is stale on the profile it ran
-    stale = subprocess.run(
-        [sys.executable, "-m", "fmtc", "reproduce", "--profile", "tiny", "--plan",
-         str(plan_file), "--notebooks", str(ROOT / "notebooks"), "--book", str(book),
-         "--missing-only", "--no-build"], capture_output=True, text=True, cwd=tmp_path)
-    assert stale.returncode == 0, stale.stderr[-2000:]
-    assert "0 notebook(s) executed" in stale.stdout and "stale" not in stale.stdout
+    again = _reproduce(tiny_book, "--missing-only", "--no-build")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "0 notebook(s) executed" in again.stdout and "stale" not in again.stdout
 
 
 ABSOLUTE = re.compile(r"(?<![\w:/.~<])/(?:home|root|work|tmp|Users|usr|opt|var|mnt|srv)/")

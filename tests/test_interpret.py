@@ -279,6 +279,23 @@ def test_interpret_reuses_an_identical_interpretation_and_protects_other_folders
     assert (other / "notes.txt").read_text() == "mine"
 
 
+def test_figures_are_an_optional_artifact_outside_the_identity(interpreted_run, tmp_path):
+    run, result, settings = interpreted_run
+    out = tmp_path / "bare"
+    bare = interpret_run(run.run_dir, arms=["fc"], settings=settings, device=CPU, out=out,
+                         figures=False)
+    assert not (out / "figures").exists()
+    pd.testing.assert_frame_equal(
+        bare.tables["regions"].reset_index(drop=True),
+        result.tables["regions"].query("arm == 'fc'").reset_index(drop=True))
+    # Asked for later, the figures are added under the same key; asked for again, reused.
+    full = interpret_run(run.run_dir, arms=["fc"], settings=settings, device=CPU, out=out)
+    assert not full.reused and full.key == bare.key
+    assert (out / "figures" / "fc_regions_fc.svg").is_file()
+    assert interpret_run(run.run_dir, arms=["fc"], settings=settings, device=CPU, out=out,
+                         figures=False).reused
+
+
 def test_interpret_names_the_arm_or_cohort_that_is_wrong(interpreted_run, small_cohort,
                                                          tmp_path):
     run, _, settings = interpreted_run

@@ -44,7 +44,7 @@ from fmtc.execution import Executor
 from fmtc.lifecycle import Result, find, materialise
 from fmtc.predict.data import ExperimentData
 from fmtc.predict.registry import ModelContext, ModelSpec, get_model
-from fmtc.storage import atomic_open, write_json
+from fmtc.storage import write_json, write_torch
 
 logger = logging.getLogger(__name__)
 
@@ -351,11 +351,7 @@ class Fit(Result):
         record = run_fold(self.task, self.data, weights=WEIGHTS in extras,
                           trajectory=TEST_TRAJECTORY in extras)
         if record.state is not None:
-            import torch
-
-            # A handle, so the archive's record names do not carry the temporary file's name.
-            with atomic_open(staging / WEIGHTS_FILE, "wb") as handle:
-                torch.save(record.state, handle)
+            write_torch(staging / WEIGHTS_FILE, record.state)
         write_json(staging / FIT_FILE, record.to_json())
 
     def load(self, folder: Path, record: dict[str, Any]) -> FitRecord:

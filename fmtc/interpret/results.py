@@ -333,6 +333,7 @@ class Interpretation(Result):
     """
 
     kind: ClassVar[str] = "interpretation"
+    extras: ClassVar[frozenset[str]] = frozenset({"figures"})
 
     context: Any
     cv: Any
@@ -415,7 +416,8 @@ class Interpretation(Result):
             seconds={a: r.seconds for a, r in results.items()},
             timings={"total_s": time.perf_counter() - start})
         write_tables(staging, summary, record)
-        write_figures(staging / "figures", summary, cohort)
+        if "figures" in extras:
+            write_figures(staging / "figures", summary, cohort)
 
     def load(self, folder: Path, record: dict[str, Any]) -> InterpretationRun:
         return InterpretationRun(folder, record["key"], False, read_interpretation(folder))

@@ -18,7 +18,7 @@ import torch
 
 from fmtc.errors import InvalidDataError
 from fmtc.represent.brainlm import BrainLM, BrainLMConfig
-from fmtc.storage import atomic_open, atomic_path, sha256_file
+from fmtc.storage import atomic_path, sha256_file, write_torch
 
 DEFAULT_SOURCE = "vandijklab/brainlm/old_13M"
 OFFICIAL_REPO = "vandijklab/brainlm"
@@ -130,11 +130,9 @@ def save_brainlm(model: BrainLM, folder: str | os.PathLike[str]) -> Path:
     """
     folder = Path(folder)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    # Through a handle, not the temporary path: torch names the archive's records after the
-    # file it is given, so saving to a random temporary name would make identical weights
-    # hash differently (and miss every cache keyed by the weights' sha256).
-    with atomic_open(folder / "pytorch_model.bin", "wb") as handle:
-        torch.save(state, handle)
+    # Not to the temporary path: torch names the archive's records after the file it is
+    # given, so identical weights would hash differently (and miss every cache keyed by them).
+    write_torch(folder / "pytorch_model.bin", state)
     with atomic_path(folder / "config.json") as tmp:
         tmp.write_text(model.config.to_json(), encoding="utf-8")
     return folder

@@ -40,7 +40,7 @@ from fmtc.preprocess.transforms import make_windows, robust_scale
 from fmtc.represent.brainlm import BrainLM, BrainLMConfig
 from fmtc.represent.loading import save_brainlm
 from fmtc.represent.probe import ProbeSet, probe_encoder
-from fmtc.storage import atomic_open, sha256_file, write_json
+from fmtc.storage import sha256_file, write_json, write_torch
 
 CHECKPOINT_FILE = "checkpoint.pt"
 LOG_FILE = "training_log.json"
@@ -387,8 +387,7 @@ def _save_checkpoint(path: Path, identity: dict[str, Any], epoch: int, history: 
         "scheduler": scheduler.state_dict(),
         "rng": state.state_dict(device),
     }
-    with atomic_open(path, "wb") as handle:
-        torch.save(payload, handle)
+    write_torch(path, payload)
 
 
 def _resume(path: Path, identity: dict[str, Any], model: BrainLM,
