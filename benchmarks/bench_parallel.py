@@ -10,7 +10,8 @@ are byte-identical.
 
 Measured side by side in one process, one after another, on the same cohort and cached
 BrainLM features (built, untimed, before the first run): the wall time of the experiment
-under each executor, each into a fresh run folder. The Dask cluster's start-up (scheduler
+under each executor, each into a fresh run folder and a fresh fit store (so that no fit is
+read back from an earlier executor's run). The Dask cluster's start-up (scheduler
 and two worker processes) is timed separately and not counted in its run. The headline is
 ``t(1 worker) / t(2 workers)``; with 2 cores and tasks of very different cost, the ideal
 is 2.0 less the tail where one worker waits for the other's last fit.
@@ -69,8 +70,10 @@ def main() -> None:
     times: dict[str, float] = {}
     try:
         def timed(name: str, executor: Executor) -> None:
+            # A fit store of its own: every executor computes every fit (none is read back).
+            own = plan.replace(outputs={"fits_dir": str(scratch / f"fits-{len(times)}")})
             start = time.perf_counter()
-            run_experiment(plan, args.experiment, cohort=cohort, out=scratch / name,
+            run_experiment(own, args.experiment, cohort=cohort, out=scratch / name,
                            device=device, executor=executor)
             times[name] = time.perf_counter() - start
             print(f"  {name:<22} {times[name]:7.1f} s", flush=True)

@@ -6,6 +6,7 @@ started again reads the finished ones back.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -149,3 +150,52 @@ def test_the_command_killed_mid_run_exits_cleanly_and_resumes(small_cohort, tmp_
     assert provenance["fits"] == {"total": N_FITS, "computed": N_FITS - finished,
                                   "read_back": finished}
     assert f"{N_FITS} fit(s): {finished} read back, {N_FITS - finished} to compute" in rerun.stderr
+
+
+def _stat(pid: int) -> list[str]:
+    """``/proc/<pid>/stat`` after the command name: state, parent, ...; [] once gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def _running(pid: int) -> bool:
+    return _stat(pid)[:1] not in ([], ["Z"])  # a zombie has exited
+
+
+def _children(pid: int) -> set[int]:
+    return {int(p.name) for p in Path("/proc").iterdir()
+            if p.name.isdigit() and _stat(int(p.name))[1:2] == [str(pid)]}
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs Linux /proc")
+def test_local_workers_exit_when_the_command_is_killed(small_cohort, tmp_path):
+    # kill -9 leaves the command no chance to stop its workers: they must notice on their own
+    # (fmtc.execution.exit_with_parent) instead of finishing their fits and idling for minutes.
+    plan = write_plan(tmp_path, epochs=400)
+    command = [sys.executable, "-m", "fmtc", "evaluate", "--cohort", str(small_cohort),
+               "--profile", "smoke", "--plan", str(plan), "--out", str(tmp_path / "run"),
+               "--model", "fc", "--jobs", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline, busy = time.monotonic() + 120, set()
+        while time.monotonic() < deadline and process.poll() is None and len(busy) < 2:
+            # a worker has started its fit once it has used a second of CPU (a fit: minutes)
+            busy = {p for p in _children(process.pid) if int((_stat(p) or [0] * 12)[11]) > 100}
+            time.sleep(0.2)
+        assert len(busy) >= 2, f"no two busy workers: exit {process.poll()}"
+        workers = _children(process.pid)
+    finally:
+        process.kill()
+        process.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(_running(p) for p in workers):
+        time.sleep(0.2)
+    alive = {p for p in workers if _running(p)}
+    for pid in alive:  # leave nothing behind, whatever the outcome
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert not alive, f"process(es) still running 30 s after kill -9 of their parent: {alive}"
