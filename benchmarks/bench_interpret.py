@@ -17,10 +17,12 @@ printed), in one process, alternating, on the same model and inputs:
 Wall-clock seconds per subject are the headline; the ratio is loop / batched.
 Usage: ``.venv/bin/python benchmarks/bench_interpret.py [--threads 2] [--repeats 2]``
 
-Measured on the project's 2-core CPU (2 threads, 2 repeats, median; 2026-11-30):
-FC 0.556 s/subject batched vs 0.495 looped (0.89x), TS 5.45 vs 5.91 (1.08x), identical
-attributions (max |diff| 1e-10). On a CPU, batching subjects buys nothing: captum already
-evaluates a subject's ``n_steps`` points in one pass and the cores are busy either way. What
+Measured on the project's 2-core CPU (2 threads, median; 2026-11-30, 2 repeats): FC 0.556
+s/subject batched vs 0.495 looped (0.89x), TS 5.45 vs 5.91 (1.08x); 2026-12-07 (1 repeat,
+models called with named inputs): FC 0.461 vs 0.329 (0.71x), TS 3.95 vs 3.44 (0.87x);
+identical attributions (max |diff| 1e-10). On a CPU, batching subjects buys nothing and the
+larger passes cost up to a third more: captum already evaluates a subject's ``n_steps``
+points in one pass and the cores are busy either way. What
 batching gives is a bounded memory (``internal_batch_size`` caps a pass whatever ``n_steps``
 and the number of subjects) and fuller passes on a GPU (not measured: no GPU was lent).
 """
@@ -104,10 +106,10 @@ def main() -> None:
     ts_fc = fc[:args.ts_subjects]
 
     def fc_forward(x, c, v):
-        return evidence(model(c, x), v)
+        return evidence(model(cls=c, fc=x), v)
 
     def ts_forward(w, f):
-        return evidence(model(features(w), f))
+        return evidence(model(cls=features(w), fc=f))
 
     rows = {k: [] for k in ("fc_batched", "fc_loop", "ts_batched", "ts_loop")}
     diffs = {}
