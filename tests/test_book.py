@@ -7,6 +7,7 @@ notebook sources are never written.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -63,11 +64,14 @@ def tiny_book(tmp_path_factory) -> dict[str, Path]:
 
 
 def _reproduce(tiny_book: dict[str, Path], *options: str) -> subprocess.CompletedProcess:
+    # One torch / BLAS thread: `make test` runs two test workers on two cores, and a kernel
+    # with two threads beside another worker's two spins for the cores it waits on.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     return subprocess.run(
         [sys.executable, "-m", "fmtc", "reproduce", "--profile", "tiny", "--plan",
          str(tiny_book["plan"]), "--notebooks", str(ROOT / "notebooks"), "--book",
          str(tiny_book["book"]), *options], capture_output=True, text=True,
-        cwd=tiny_book["root"])
+        cwd=tiny_book["root"], env=env)
 
 
 @pytest.mark.parametrize("page", PAGES)
