@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.fmtc-installed
-# The committed book was executed on `preview`: on a fresh clone `make book` finds every page up
-# to date and only builds it. `make book PROFILE=quick` re-executes on the embedded default's
-# meaningful settings (~3 h on 2 cores).
+# The committed book was executed on `preview`. `make book` never re-executes a committed page: it
+# executes the pages that have no executed copy (with PROFILE), builds the book strictly and lists
+# the stale pages. Re-executing is `fmtc reproduce --profile quick` (~2.5 h on 2 cores, projected).
 PROFILE ?= preview
 
 .PHONY: install book test test-full lint benchmark clean-book

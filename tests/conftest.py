@@ -37,3 +37,20 @@ def one_thread():
     with threadpool_limits(1):
         yield
     torch.set_num_threads(previous)
+
+
+REPOSITORY_DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+def _data_entries() -> set[str]:
+    return {str(p.relative_to(REPOSITORY_DATA)) for p in REPOSITORY_DATA.glob("*/*")}
+
+
+@pytest.fixture(autouse=True)
+def _nothing_written_into_the_repositorys_data():
+    """A test writes under its temporary folders only, never into the repository's data/."""
+    before = _data_entries()
+    yield
+    added = _data_entries() - before
+    assert not added, (f"this test wrote {sorted(added)} under {REPOSITORY_DATA}: give its plan "
+                       "outputs under tmp_path")

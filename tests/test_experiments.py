@@ -180,7 +180,9 @@ def test_paired_experiment_gives_zero_for_identical_arms_and_a_gain_for_an_oracl
     plan = load_plan("smoke").replace(
         device="cpu", execution={"n_jobs": 1},
         evaluation={"folds": 3, "repeats": 2, "permutations": 50, "bootstrap": 100},
-        outputs={"runs_dir": str(tmp_path / "runs"), "fits_dir": str(tmp_path / "fits")},
+        # the plan's own simulated cohort, generated under tmp_path like everything else
+        outputs={k: str(tmp_path / k) for k in ("data_dir", "cohorts_dir", "features_dir",
+                                               "models_dir", "fits_dir", "runs_dir")},
         experiments={"check": {
             "arms": {"a": {"model": "fc-logreg"}, "b": {"model": "fc-logreg"},
                      "oracle": {"model": "oracle"},
