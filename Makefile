@@ -40,6 +40,7 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/bench_brainlm_forward.py
 	$(BIN)/python benchmarks/bench_training_epoch.py
 	$(BIN)/python benchmarks/bench_parallel.py
+	$(BIN)/python benchmarks/bench_dask_allocator.py
 	$(BIN)/python benchmarks/bench_pretraining.py
 
 clean-book:

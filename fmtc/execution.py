@@ -84,9 +84,9 @@ def tune_allocator() -> bool:
     A Dask nanny starts its workers with ``MALLOC_TRIM_THRESHOLD_=65536``. That fixes glibc's
     mmap threshold at 128 KiB, so every FC batch and activation of a fit (most are larger)
     is a fresh ``mmap`` whose pages fault in and are zeroed again, step after step: measured
-    on an FMM_TC fit (smoke sizes, 424-region FC), 10x the page faults, 2.0 s instead of
-    0.2 s of system time and 1.5x the wall time of the same fit with the settings here
-    (``benchmarks/bench_parallel.py``). Sets :data:`MMAP_THRESHOLD` and
+    on FMM_TC fits (smoke sizes, 424-region FC), 3-14x the page faults, 2-10x the system time
+    and 1.3-1.5x the wall time of the same fits with the settings here
+    (``benchmarks/bench_dask_allocator.py``). Sets :data:`MMAP_THRESHOLD` and
     :data:`TRIM_THRESHOLD` with ``mallopt`` (idempotent; glibc on Linux only, elsewhere
     nothing is changed and False returned). Where memory comes from cannot change a number.
     """

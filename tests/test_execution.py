@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 
@@ -29,7 +30,8 @@ print(json.dumps({"untuned": untuned, "tuned": tuned, "after": faults()}))
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+                    reason="glibc's mallopt and MALLOC_TRIM_THRESHOLD_")
 def test_tune_allocator_stops_the_page_faults_a_dask_nanny_environment_causes():
     # A Dask nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536: every block above
     # 128 KiB is then a fresh mmap whose pages fault in again on each use.
