@@ -39,6 +39,7 @@ from fmtc.predict.data import gather_datasets
 from fmtc.predict.registry import check_models
 from fmtc.resolve import (  # noqa: F401 - the plan's settings, resolved (public here too)
     _arm_plan,
+    calibration_settings,
     cohort_path,
     cohort_record,
     encoder_spec,
@@ -57,7 +58,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["ExperimentRequest", "ExperimentRun", "GeneralisationRun", "cohort_path",
            "encoder_spec", "evaluate", "executor_for", "experiment_plan", "feature_settings",
            "gather_datasets", "interpret_run", "knowledge_control", "plan_cohort",
-           "resolve_arms", "run_experiment", "run_experiments", "run_generalisation",
+           "resolve_arms", "run_calibration", "run_experiment", "run_experiments",
+           "run_generalisation",
            "Sweep", "simulation_sweep", "store_for", "sweep"]
 
 
@@ -419,6 +421,17 @@ def run_generalisation(plan: Plan, models: Sequence[str],
         executor)
     found = materialise(result, out, overwrite=overwrite)
     logger.info("generalisation run folder %s", found.folder)
+    return dataclasses.replace(found.value, reused=found.reused)
+
+
+def run_calibration(plan: Plan, *, progress: bool = False) -> Any:
+    """The inference calibration of the claims table (:mod:`fmtc.evaluate.calibration`)."""
+    from fmtc.evaluate.calibration import CalibrationStudy
+
+    settings, pool, fresh = calibration_settings(plan)
+    study = CalibrationStudy(settings, pool, fresh, store_for(plan),
+                             n_jobs=executor_for(plan).n_jobs, progress=progress)
+    found = materialise(study)
     return dataclasses.replace(found.value, reused=found.reused)
 
 

@@ -543,6 +543,17 @@ class PagesPlan:
     ig_ts_subjects : int or None
         Test subjects per fold whose windows the interpretation page attributes through
         BrainLM (None: fmtc's default, every subject on a GPU and 4 on a CPU).
+    calibration_pool : int
+        Simulated subjects of each pool of the inference calibration (the population).
+    calibration_seeds : list of int
+        Simulator seeds of the pool the interval method is chosen on and of the fresh pool it
+        is reported on.
+    calibration_replicates, calibration_null_replicates : int
+        Fresh replicates for coverage and label-permuted ones for family-wise error.
+    calibration_choice_replicates : int
+        Replicates (each kind) on the calibration pool.
+    calibration_truth_draws : int
+        Monte Carlo training sets per row of the truth.
     """
 
     stability_seeds: list[int] = field(default_factory=lambda: [41, 42, 43, 44, 45])
@@ -551,8 +562,24 @@ class PagesPlan:
     ig_steps: int = 50
     ig_ts_steps: int = 16
     ig_ts_subjects: int | None = None
+    calibration_pool: int = 3000
+    calibration_seeds: list[int] = field(default_factory=lambda: [1, 61])
+    calibration_replicates: int = 1000
+    calibration_null_replicates: int = 400
+    calibration_choice_replicates: int = 400
+    calibration_truth_draws: int = 200
 
     def check(self, key: str) -> None:
+        _require(len(self.calibration_seeds) == 2
+                 and self.calibration_seeds[0] != self.calibration_seeds[1],
+                 f"{key}.calibration_seeds",
+                 "must be two different seeds: [the pool the interval method is chosen on, "
+                 "the fresh pool it is reported on]")
+        _require(min(self.calibration_replicates, self.calibration_null_replicates,
+                     self.calibration_choice_replicates, self.calibration_truth_draws) >= 2,
+                 f"{key}.calibration_replicates",
+                 "calibration replicates, null replicates, choice replicates and truth draws "
+                 "must each be >= 2")
         _require(bool(self.stability_seeds), f"{key}.stability_seeds",
                  "must list at least one seed")
         _require(bool(self.stability_effects), f"{key}.stability_effects",

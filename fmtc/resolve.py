@@ -174,3 +174,35 @@ def resolve_arms(plan: Plan, arms: dict[str, ArmPlan], device: Any,
 def encoders_of(arms: Sequence[Arm], datasets: dict[str, ExperimentData]) -> dict[str, Any]:
     """Per arm reading TS features, the provenance of its encoder."""
     return {a.name: datasets[a.data].encoder for a in arms if datasets[a.data].encoder}
+
+
+def calibration_settings(plan: Plan) -> tuple[Any, Any, Any]:
+    """The inference calibration of the plan: its settings and its two pools' simulations.
+
+    Returns
+    -------
+    (CalibrationSettings, SimulationPlan, SimulationPlan)
+        The study (the plan's cohort size and cross-validation, ``pages.calibration_*``), the
+        calibration pool and the fresh pool (the plan's simulation, ``calibration_pool``
+        subjects, each of ``calibration_seeds``).
+    """
+    import dataclasses
+
+    from fmtc.evaluate.calibration import CalibrationSettings
+
+    pages, size = plan.pages, plan.simulation.n_subjects
+    if pages.calibration_pool < 4 * size:
+        raise PlanError(f"plan key pages.calibration_pool: {pages.calibration_pool} subjects "
+                        f"cannot hold two disjoint cohorts of {size} and a population to "
+                        f"evaluate on; give at least {4 * size}")
+    settings = CalibrationSettings(
+        n_subjects=size, folds=plan.evaluation.folds, repeats=plan.evaluation.repeats,
+        bootstrap=tuple(sorted({plan.evaluation.bootstrap, 2000})),
+        permutations=plan.evaluation.permutations, replicates=pages.calibration_replicates,
+        null_replicates=pages.calibration_null_replicates,
+        choice_replicates=pages.calibration_choice_replicates,
+        truth_draws=pages.calibration_truth_draws, seed=plan.seed)
+    pools = [dataclasses.replace(plan.simulation, n_subjects=pages.calibration_pool, seed=seed,
+                                 population_seed=None)
+             for seed in pages.calibration_seeds]
+    return settings, pools[0], pools[1]

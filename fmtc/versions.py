@@ -28,6 +28,8 @@ VERSIONS: dict[str, int] = {
     "generalisation": 2,
     # fmtc.interpret (integrated gradients, aggregation, recovery)
     "interpretation": 1,
+    # fmtc.evaluate.calibration and family (pool, cheap arms, truth, replicates, methods)
+    "calibration": 1,
     # fmtc.report: what an executed page shows from the results above (tables, figures, text)
     "page": 1,
 }

@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-KINDS = ("cohort", "encoder", "features", "fit", "run", "generalisation", "interpretation")
+KINDS = ("cohort", "encoder", "features", "fit", "run", "generalisation", "interpretation",
+         "calibration")
 
 TOLERANCE: dict[str, tuple[float, float]] = {
     # (rtol, atol)
@@ -52,6 +53,9 @@ TOLERANCE: dict[str, tuple[float, float]] = {
     "run": (1e-9, 1e-12),             # float64 arithmetic on fixed predictions
     "generalisation": (1e-6, 1e-9),   # L-BFGS logistic fits
     "interpretation": (1e-3, 1e-5),   # integrated gradients through a given (untrained) model
+    # Kernels are float32 products over 89,676 edges; Newton logistic fits in float64; the
+    # coverage counts and quantiles are then exact unless a probability crosses 0.5.
+    "calibration": (1e-4, 1e-6),
 }
 
 
@@ -320,10 +324,29 @@ def interpretation_values(root: Path) -> dict[str, Any]:
     return out
 
 
+def calibration_values(root: Path) -> dict[str, Any]:
+    """The inference calibration on two tiny pools: truths, the choice, coverage and error."""
+    from fmtc.evaluate.calibration import CalibrationSettings, CalibrationStudy
+    from fmtc.lifecycle import Store, materialise
+    from fmtc.plan import SimulationPlan
+
+    pools = [SimulationPlan(n_subjects=40, n_volumes=120, tr=2.5, effect_size=3.0, seed=seed)
+             for seed in (1, 2)]
+    settings = CalibrationSettings(n_subjects=10, folds=2, repeats=1, bootstrap=(50,),
+                                   nominal=(0.95, 0.99), permutations=20, replicates=3,
+                                   null_replicates=3, choice_replicates=3, truth_draws=2)
+    found = materialise(CalibrationStudy(settings, *pools, Store.under(root / "calibration")))
+    value = found.value
+    return {"truth": _round(value.truth["truth"]), "choice": value.choice,
+            **{f"{name}/{column}": _round(getattr(value, name)[column])
+               for name in ("choice_summary", "fresh_summary")
+               for column in ("coverage", "fwe", "width")}}
+
+
 COMPUTE: dict[str, Callable[[Path], dict[str, Any]]] = {
     "cohort": cohort_values, "encoder": encoder_values, "features": features_values,
     "fit": fit_values, "run": run_values, "generalisation": generalisation_values,
-    "interpretation": interpretation_values}
+    "interpretation": interpretation_values, "calibration": calibration_values}
 
 
 def compute(kind: str, root: Path) -> dict[str, Any]:

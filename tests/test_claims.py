@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 
-from fmtc.evaluate.paired import paired_difference
+from fmtc.evaluate.family import Contrast
 from fmtc.report.claims import (
     CLAIM_COLUMNS,
     PAPER_CLAIMS,
@@ -24,14 +22,34 @@ from fmtc.report.claims import (
 )
 
 
-def contrast_row(a: float, b: float, low: float, high: float, p: float = 0.01,
-                 arms: tuple[str, str] = ("fmmtc", "fc")) -> pd.Series:
-    """A row of a run's contrasts table (fractions of MCC, as ``paired_differences`` writes)."""
-    return pd.Series({"arm_a": arms[0], "arm_b": arms[1], "selection": "honest", "metric": "mcc",
-                      "value_a": a, "value_b": b, "difference": a - b,
-                      "difference_pp": 100 * (a - b), "low": low, "high": high,
-                      "low_pp": 100 * low, "high_pp": 100 * high, "p_value": p,
-                      "n_repeats": 2, "n_subjects": 40})
+def made_contrast(a: float, b: float, n: int = 60, seed: int = 0,
+                  arms: tuple[str, str] = ("fmmtc", "fc"), subjects: tuple | None = None
+                  ) -> Contrast:
+    """Two arms whose pooled MCC are near ``a`` and ``b`` on ``n`` balanced subjects."""
+    rng = np.random.default_rng(seed)
+    labels = np.tile([0, 1], n // 2)
+
+    def arm(mcc: float) -> np.ndarray:
+        right = rng.random(n) < (1 + mcc) / 2  # accuracy (1 + MCC) / 2 on balanced labels
+        predicted = np.where(right, labels, 1 - labels)
+        return np.where(predicted == 1, 0.8, 0.2)[None]
+
+    return Contrast(labels, arm(a), arm(b), subjects or tuple(range(n)), *arms)
+
+
+def table_of(rows: list[tuple]) -> pd.DataFrame:
+    """A claims table with the given intervals (points), as the plots read it."""
+    out = []
+    for name, contrast, d, low, high, paper in rows:
+        word, reason = verdict(low, high, paper)
+        out.append({"claim": name, "contrast": contrast, "mcc_a": np.nan, "mcc_b": np.nan,
+                    "difference_pp": d, "relative_pct": np.nan,
+                    "relative_note": "undefined: an arm's MCC is missing",
+                    "low_pp": low, "high_pp": high, "raw_low_pp": low, "raw_high_pp": high,
+                    "level": 0.95, "p_value": 0.01, "p_holm": 0.02,
+                    "paper_pp": np.nan if paper is None else paper, "verdict": word,
+                    "reason": reason})
+    return pd.DataFrame(out, columns=list(CLAIM_COLUMNS))
 
 
 @pytest.fixture(autouse=True)
@@ -47,100 +65,112 @@ def test_paper_claims_hold_the_papers_numbers_and_two_qualitative_rows():
     assert PAPER_CLAIMS["multimodal-fusion"].contrast == ("fmmtc", "ts")
     qualitative = [c for c in PAPER_CLAIMS.values() if c.paper_pp is None]
     assert {c.name for c in qualitative} == {"drug generalisation", "dataset generalisation"}
-    assert "L > 0" in VERDICT_RULE and "H < P" in VERDICT_RULE
+    assert "simultaneous" in VERDICT_RULE and "never by the point estimate" in VERDICT_RULE
     assert all(f"'{word}'" in VERDICT_RULE for word in VERDICTS)
 
 
-def test_claims_table_from_a_paired_difference_and_a_contrasts_row():
-    rng = np.random.default_rng(0)
-    labels = np.tile([0, 1], 20)
-    good = np.clip(0.2 + 0.6 * labels + rng.normal(0, 0.15, (2, 40)), 0, 1)
-    noise = rng.random((2, 40))
-    result = paired_difference(labels, good, noise, n_bootstrap=300, n_permutations=200, seed=1)
-    row = contrast_row(0.30, 0.20, 0.02, 0.18, p=0.04, arms=("fmmtc", "ts"))
-    table = claims_table([("external-knowledge", result),
-                          (PAPER_CLAIMS["multimodal-fusion"], row),
-                          ("drug-generalisation", row.to_dict(), "fmmtc − fc (other drug)")])
+def test_claims_table_is_one_family_with_simultaneous_intervals_and_holm_p_values():
+    rows = [("external-knowledge", made_contrast(0.8, 0.1, seed=1)),
+            (PAPER_CLAIMS["multimodal-fusion"], made_contrast(0.5, 0.4, seed=2,
+                                                              arms=("fmmtc", "ts"))),
+            ("drug-generalisation",
+             made_contrast(0.3, 0.3, seed=3, subjects=tuple(range(100, 160))),
+             "fmmtc − fc (other drug)")]
+    table = claims_table(rows, n_bootstrap=500, n_permutations=300, seed=1)
     assert list(table.columns) == list(CLAIM_COLUMNS)
     assert list(table["claim"]) == ["external knowledge", "multimodal fusion",
                                     "drug generalisation"]
     assert list(table["contrast"]) == ["fmmtc − fc", "fmmtc − ts", "fmmtc − fc (other drug)"]
+    assert table.attrs["size"] == 3 and table.attrs["method"] == "max-t"
+    # Simultaneous intervals hold the raw ones; Holm never lowers a p-value.
+    assert (table["low_pp"] <= table["raw_low_pp"] + 1e-9).all()
+    assert (table["high_pp"] >= table["raw_high_pp"] - 1e-9).all()
+    assert (table["p_holm"] >= table["p_value"]).all()
+    for _, row in table.iterrows():  # the verdict is the rule applied to the interval
+        assert verdict(row["low_pp"], row["high_pp"], row["paper_pp"])[0] == row["verdict"]
     first = table.iloc[0]
-    assert first["mcc_a"] == result.value_a and first["mcc_b"] == result.value_b
-    assert first["difference_pp"] == pytest.approx(result.difference_pp)
-    assert (first["low_pp"], first["high_pp"]) == pytest.approx((result.low_pp, result.high_pp))
-    assert first["p_value"] == result.p_value and first["level"] == 0.95
-    assert first["paper_pp"] == 14.71
-    second = table.iloc[1]
-    assert second["difference_pp"] == pytest.approx(10.0)
-    assert (second["low_pp"], second["high_pp"]) == pytest.approx((2.0, 18.0))
-    assert second["p_value"] == 0.04 and second["paper_pp"] == 2.80
-    assert second["verdict"] == "supported"  # 0 < 2 and 10 >= 2.80
-    assert np.isnan(table.iloc[2]["paper_pp"]) and table.iloc[2]["verdict"] == "supported"
-    # The paper's number of a claim can be changed for a sensitivity reading.
-    stricter = dataclasses.replace(PAPER_CLAIMS["multimodal-fusion"], paper_pp=12.0)
-    assert claims_table([(stricter, row)])["verdict"].iloc[0] == "direction supported, size not"
+    assert first["difference_pp"] == pytest.approx(100 * (first["mcc_a"] - first["mcc_b"]))
+    assert first["verdict"] in ("size reached", "direction shown, size not shown")
+    assert table.iloc[2]["verdict"] == "inconclusive"  # no size: sign only
+    # A single row alone gets its (narrower) own interval: the family widens it.
+    alone = claims_table(rows[:1], n_bootstrap=500, n_permutations=300, seed=1)
+    assert alone["high_pp"].iloc[0] - alone["low_pp"].iloc[0] < first["high_pp"] - first["low_pp"]
+
+
+def test_the_point_estimate_alone_never_reaches_the_papers_size():
+    # The estimate is far above 14.71 but the interval's lower bound is not: the verdict
+    # does not follow the point (the winner's curse of the old rule).
+    contrast = made_contrast(0.35, 0.05, n=40, seed=7)
+    table = claims_table([("external-knowledge", contrast)], n_bootstrap=500,
+                         n_permutations=200)
+    row = table.iloc[0]
+    assert row["difference_pp"] > 14.71 and row["low_pp"] < 14.71
+    assert row["verdict"] != "size reached"
 
 
 def test_relative_change_is_relative_to_b_and_undefined_when_b_is_not_positive():
-    table = claims_table([("multimodal-fusion", contrast_row(0.30, 0.20, 0.0, 0.2)),
-                          ("multimodal-fusion", contrast_row(0.30, 0.0, 0.1, 0.5)),
-                          ("multimodal-fusion", contrast_row(0.10, -0.05, 0.1, 0.2)),
-                          ("multimodal-fusion", contrast_row(0.10, np.nan, 0.1, 0.2))])
-    assert table["relative_pct"].iloc[0] == pytest.approx(50.0)  # 10 points on 20: +50 %
+    table = claims_table([("multimodal-fusion", made_contrast(0.6, 0.3, seed=4)),
+                          ("multimodal-fusion", made_contrast(0.3, -0.3, seed=5))],
+                         n_bootstrap=100, n_permutations=50)
+    a, b = table["mcc_a"].iloc[0], table["mcc_b"].iloc[0]
+    assert table["relative_pct"].iloc[0] == pytest.approx(100 * (a - b) / b)
     assert table["relative_note"].iloc[0] == "relative to b's MCC"
-    assert table["relative_pct"].iloc[1:].isna().all()
-    assert "0.000) is not positive" in table["relative_note"].iloc[1]
-    assert "-0.050) is not positive" in table["relative_note"].iloc[2]
-    assert "missing" in table["relative_note"].iloc[3]
+    assert np.isnan(table["relative_pct"].iloc[1])
+    assert "is not positive" in table["relative_note"].iloc[1]
 
 
-@pytest.mark.parametrize(("d", "low", "high", "paper", "expected", "because"), [
-    (20.0, 5.0, 35.0, 14.71, "supported", "reaches"),
-    (14.71, 0.1, 30.0, 14.71, "supported", "reaches"),  # at the paper's number exactly
-    (5.0, 1.0, 9.0, None, "supported", "no size claimed"),
-    (8.0, 1.0, 15.0, 14.71, "direction supported, size not", "below the paper"),
-    (8.0, 1.0, 12.0, 14.71, "direction supported, size not", "below the paper"),
-    (-8.0, -15.0, -1.0, 14.71, "not supported", "opposite direction"),
-    (-8.0, -15.0, -1.0, None, "not supported", "opposite direction"),
-    (2.0, -5.0, 10.0, 14.71, "not supported", "upper bound +10.00 is below"),
-    (2.0, 0.0, 10.0, 14.71, "not supported", "upper bound"),  # L = 0 does not exclude 0
-    (2.0, -5.0, 20.0, 14.71, "inconclusive", "both 0 and the paper"),
-    (2.0, -5.0, 20.0, None, "inconclusive", "holds 0"),
-    (2.0, -5.0, 0.0, 2.80, "not supported", "upper bound"),  # H = 0: not the opposite side
-    (2.0, np.nan, np.nan, 14.71, "not estimable", "missing"),
-    (np.nan, -1.0, 1.0, None, "not estimable", "missing"),
+@pytest.mark.parametrize(("low", "high", "paper", "expected", "because"), [
+    (15.0, 35.0, 14.71, "size reached", "at or above the paper"),
+    (14.71, 30.0, 14.71, "size reached", "at or above"),  # L = P exactly
+    (1.0, 15.0, 14.71, "direction shown, size not shown", "holds the paper"),
+    (1.0, 14.71, 14.71, "direction shown, size not shown", "holds the paper"),  # H = P
+    (1.0, 12.0, 14.71, "direction shown, size excluded", "below the paper"),
+    (-5.0, 10.0, 14.71, "no effect shown, size excluded", "holds 0 and lies below"),
+    (0.0, 10.0, 14.71, "no effect shown, size excluded", "holds 0"),  # L = 0 is not above 0
+    (-5.0, 0.0, 2.80, "no effect shown, size excluded", "holds 0"),  # H = 0: not opposite
+    (-5.0, 20.0, 14.71, "inconclusive", "both 0 and the paper"),
+    (-15.0, -1.0, 14.71, "opposite direction", "below 0"),
+    (1.0, 9.0, None, "direction shown", "no size claimed"),
+    (-15.0, -1.0, None, "opposite direction", "below 0"),
+    (-5.0, 20.0, None, "inconclusive", "holds 0"),
+    (np.nan, np.nan, 14.71, "not estimable", "missing"),
 ])
-def test_every_verdict_branch(d, low, high, paper, expected, because):
-    word, reason = verdict(d, low, high, paper)
+def test_every_verdict_branch(low, high, paper, expected, because):
+    word, reason = verdict(low, high, paper)
     assert word == expected and because in reason, reason
-    # The same through the table, from fractions of MCC.
-    claim = dataclasses.replace(PAPER_CLAIMS["external-knowledge"], paper_pp=paper)
-    row = contrast_row(0.5 + d / 100, 0.5, low / 100, high / 100)
-    table = claims_table([(claim, row)])
-    assert table["verdict"].iloc[0] == expected
+    assert word in VERDICTS
 
 
-def test_claims_table_refuses_other_metrics_unknown_claims_and_bad_rows():
-    row = contrast_row(0.3, 0.2, 0.0, 0.2)
-    with pytest.raises(ValueError, match="about MCC.*'auc'"):
-        claims_table([("external-knowledge", row.replace("mcc", "auc"))])
+def test_a_row_whose_arm_predicts_one_class_is_not_estimable():
+    good = made_contrast(0.4, 0.2, seed=8)
+    flat = Contrast(good.labels, np.full((1, 60), 0.2), np.full((1, 60), 0.3), good.subjects)
+    table = claims_table([("external-knowledge", good), ("drug-generalisation", flat)],
+                         n_bootstrap=100, n_permutations=50)
+    assert table["verdict"].iloc[1] == "not estimable"
+    assert "single class" in table["reason"].iloc[1]
+    assert verdict(1.0, 2.0, None, "an arm is flat") == ("not estimable", "an arm is flat")
+
+
+def test_claims_table_refuses_unknown_claims_and_bad_rows():
+    row = made_contrast(0.3, 0.2)
     with pytest.raises(ValueError, match="unknown claim 'speed'"):
         claims_table([("speed", row)])
-    with pytest.raises(ValueError, match="lacks"):
-        claims_table([("external-knowledge", row.drop("low"))])
-    with pytest.raises(ValueError, match=r"\(claim, estimate\)"):
+    with pytest.raises(ValueError, match=r"\(claim, contrast\)"):
         claims_table([("external-knowledge",)])
-    with pytest.raises(TypeError, match="PairedDifference"):
+    with pytest.raises(TypeError, match="Contrast"):
         claims_table([("external-knowledge", 0.12)])
+    with pytest.raises(ValueError, match="at least one row"):
+        claims_table([])
+    with pytest.raises(ValueError, match="must be positive"):
+        verdict(1.0, 2.0, -3.0)
 
 
 def example_table() -> pd.DataFrame:
-    return claims_table([
-        ("external-knowledge", contrast_row(0.40, 0.20, 0.05, 0.35)),
-        ("multimodal-fusion", contrast_row(0.40, -0.10, -0.3, 2.5, arms=("fmmtc", "ts"))),
-        ("drug-generalisation", contrast_row(0.10, 0.90, -2.6, -0.2)),
-        ("dataset-generalisation", contrast_row(0.10, 0.10, np.nan, np.nan)),
+    return table_of([
+        ("external knowledge", "fmmtc − fc", 20.0, 5.0, 35.0, 14.71),
+        ("multimodal fusion", "fmmtc − ts", 50.0, -30.0, 250.0, 2.80),
+        ("drug generalisation", "fmmtc − fc", -80.0, -260.0, -20.0, None),
+        ("dataset generalisation", "fmmtc − fc", 0.0, np.nan, np.nan, None),
     ])
 
 
@@ -183,7 +213,7 @@ def test_claims_plot_keeps_intervals_and_points_in_the_range_of_a_difference():
 
 
 def test_claims_plot_clips_a_point_outside_the_range():
-    table = claims_table([("external-knowledge", contrast_row(1.0, -1.5, -3.0, 3.0))])
+    table = table_of([("external knowledge", "fmmtc − fc", 250.0, -300.0, 300.0, 14.71)])
     ax = plot_claims(table).axes[0]
     (estimate,) = [line for line in ax.lines if line.get_gid() == "estimate"]
     assert estimate.get_xdata()[0] == 200.0
@@ -191,8 +221,8 @@ def test_claims_plot_clips_a_point_outside_the_range():
 
 def test_claims_plot_wraps_long_claim_names_and_keeps_the_axes_wide():
     long = "simulated-4e328026b6→simulated-61bbb7dff4: FMM_TC − FC-only"
-    table = claims_table([("external-knowledge", contrast_row(0.40, 0.20, 0.05, 0.35)),
-                          ("dataset-generalisation", contrast_row(0.1, 0.1, -0.2, 0.2), long)])
+    table = table_of([("external knowledge", "fmmtc − fc", 20.0, 5.0, 35.0, 14.71),
+                      ("dataset generalisation", long, 0.0, -20.0, 20.0, None)])
     fig = plot_claims(table)
     fig.canvas.draw()
     (ax,) = fig.axes

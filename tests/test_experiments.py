@@ -209,7 +209,8 @@ def test_paired_experiment_gives_zero_for_identical_arms_and_a_gain_for_an_oracl
 def test_the_main_comparison_is_an_experiment_of_every_profile():
     for profile in ("smoke", "quick", "paper"):
         spec = load_plan(profile).experiments["main-comparison"]
-        assert list(spec.arms) == ["fmmtc", "ts", "fc", "fc-logreg", "cls-logreg"]
+        assert list(spec.arms) == ["fmmtc", "ts", "fc", "fc-logreg", "cls-logreg",
+                                   "ts-handcrafted", "covariates-logreg"]
         assert ["fmmtc", "fc"] in spec.contrasts and ["fmmtc", "ts"] in spec.contrasts
 
 

@@ -29,9 +29,9 @@ from fmtc.evaluate.clinical import decision_curve, enrichment_curve, reliability
 from fmtc.report import clinical, figures, interpretation  # noqa: E402
 from fmtc.report.claims import (  # noqa: E402
     PP_RANGE,
-    claims_table,
     plot_claims,
     plot_generalisation,
+    verdict,
 )
 
 MIN_PX = 9.0
@@ -122,17 +122,17 @@ def contrasts_frame() -> pd.DataFrame:
 
 
 def claims_frame() -> pd.DataFrame:
-    def row(a, b, low, high, arms=("fmmtc", "fc")):
-        return {"arm_a": arms[0], "arm_b": arms[1], "metric": "mcc", "value_a": a,
-                "value_b": b, "difference": a - b, "low": low, "high": high, "p_value": 0.02}
-
-    return claims_table([
-        ("external-knowledge", row(0.40, 0.20, 0.05, 0.35)),
-        ("multimodal-fusion", row(0.40, -0.10, -0.3, 2.5, ("fmmtc", "ts"))),
-        ("drug-generalisation", row(0.10, 0.90, -2.6, -0.2),
-         "drug A→B: FMM_TC − FC-only"),
-        ("dataset-generalisation", row(0.10, 0.10, np.nan, np.nan)),
-    ])
+    rows = []
+    for claim, contrast, d, low, high, paper in (
+            ("external knowledge", "fmmtc − fc", 20.0, 5.0, 35.0, 14.71),
+            ("multimodal fusion", "fmmtc − ts", 50.0, -30.0, 250.0, 2.80),
+            ("drug generalisation", "drug A→B: FMM_TC − FC-only", -80.0, -260.0, -20.0, None),
+            ("dataset generalisation", "fmmtc − fc", 0.0, np.nan, np.nan, None)):
+        word, reason = verdict(low, high, paper)
+        rows.append({"claim": claim, "contrast": contrast, "difference_pp": d, "low_pp": low,
+                     "high_pp": high, "paper_pp": np.nan if paper is None else paper,
+                     "verdict": word, "reason": reason})
+    return pd.DataFrame(rows)
 
 
 def generalisation_frame() -> pd.DataFrame:

@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from fmtc.evaluate.family import Contrast
 from fmtc.evaluate.fits import Fit, run_fits
 from fmtc.evaluate.protocol import CrossValidation, ExperimentResult, summarise
 from fmtc.execution import Executor
@@ -142,6 +143,22 @@ class ExperimentRun:
         selections = self.tables["provenance"]["selections"]
         return {name: self.tables["predictions" if i == 0 else f"predictions_{name}"]
                 for i, name in enumerate(selections)}
+
+    def contrast(self, arm_a: str, arm_b: str, selection: str = "honest") -> Contrast:
+        """The paired :class:`~fmtc.evaluate.family.Contrast` ``arm_a − arm_b`` of one selection.
+
+        Subjects are in the order of their ids, so that contrasts of runs on the same cohort
+        are resampled jointly in a family (:func:`~fmtc.evaluate.family.family_inference`).
+        """
+        from fmtc.evaluate.family import contrast_from_predictions
+
+        predictions = self.predictions
+        if selection not in predictions:
+            raise ValueError(f"run {self.name} has no selection {selection!r}; it has "
+                             f"{', '.join(predictions)}")
+        table = predictions[selection]
+        subjects = sorted(table["participant_id"].unique(), key=str)
+        return contrast_from_predictions(table, arm_a, arm_b, subjects, arm_column="arm")
 
 
 # --------------------------------------------------------------------------- experiments

@@ -257,10 +257,12 @@ def display_names() -> dict[str, str]:
 
 # --------------------------------------------------------------------------- built-in models
 register(ModelSpec("fmmtc", "FMM_TC", ("cls", "fc"), module="fmtc.predict.models:FMMTC",
-                   description="BrainLM CLS ⊕ ResNet-18(FC) -> linear head (the paper's model)",
+                   description="BrainLM read-out ⊕ ResNet-18(FC) -> linear head (the paper's "
+                               "model reads the CLS vector)",
                    default=True))
 register(ModelSpec("ts", "TS-only", ("cls",), module="fmtc.predict.models:TSOnly",
-                   description="BrainLM CLS -> linear head", default=True))
+                   description="BrainLM read-out (brainlm.readout) -> linear head",
+                   default=True))
 register(ModelSpec("fc", "FC-only", ("fc",), module="fmtc.predict.models:FCOnly",
                    description="ResNet-18(FC) from scratch -> linear head", default=True))
 register(ModelSpec("fc-logreg", "FC logistic", ("fc",),
@@ -268,10 +270,11 @@ register(ModelSpec("fc-logreg", "FC logistic", ("fc",),
                    params="fmtc.plan:LogisticPlan", section="logistic",
                    description="FC upper triangle -> standardise -> L2 logistic (C by inner CV)",
                    default=True))
-register(ModelSpec("cls-logreg", "CLS logistic", ("cls",),
+register(ModelSpec("cls-logreg", "TS read-out logistic", ("cls",),
                    factory="fmtc.predict.baselines:cls_logistic",
                    params="fmtc.plan:LogisticPlan", section="logistic",
-                   description="window-mean BrainLM CLS -> standardise -> L2 logistic",
+                   description="window-mean BrainLM read-out (brainlm.readout: the CLS vector, "
+                               "the token mean or network means) -> standardise -> L2 logistic",
                    default=True))
 register(ModelSpec("ts-handcrafted", "TS handcrafted", ("temporal",),
                    factory="fmtc.predict.baselines:temporal_logistic",

@@ -1,10 +1,10 @@
 """The paper's claims against this companion's paired differences: a table, a CSV, figures.
 
 Each claim of Fan et al. (MICCAI 2025) is a difference of MCC between two arms evaluated
-on identical splits (``A − B``); this module puts the estimate of such a difference
-(:class:`~fmtc.evaluate.paired.PairedDifference`, or a row of an experiment's
-``contrasts`` table) beside the paper's number and gives a verdict in words by one
-stated rule, :data:`VERDICT_RULE`.
+on identical splits (``A − B``); this module puts such differences
+(:class:`~fmtc.evaluate.family.Contrast`) beside the paper's numbers, as one family with
+simultaneous intervals and Holm-adjusted p-values (:mod:`fmtc.evaluate.family`), and gives a
+verdict in words by one stated rule, :data:`VERDICT_RULE`, decided by the interval alone.
 
 The paper writes its numbers as "%" of MCC ("at least 14.71% MCC"); they are read here as
 percentage points of MCC (MCC × 100), as everywhere in this companion. The relative change
@@ -25,14 +25,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from fmtc.evaluate.paired import PairedDifference
+from fmtc.evaluate.family import (
+    FAMILY_BOOTSTRAP,
+    FAMILY_METHOD,
+    FAMILY_NOMINAL,
+    Contrast,
+    family_inference,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-__all__ = ["CLAIM_COLUMNS", "PAPER_CLAIMS", "PP_RANGE", "VERDICTS", "VERDICT_RULE", "PaperClaim",
-           "claims_table", "plot_claims", "plot_generalisation", "verdict",
-           "write_claims_csv"]
+__all__ = ["BASELINES", "CLAIM_COLUMNS", "PAPER_CLAIMS", "PP_RANGE", "VERDICTS", "VERDICT_RULE",
+           "PaperClaim", "baseline_reading", "claims_table", "claims_view", "plot_claims",
+           "plot_generalisation", "verdict", "write_claims_csv"]
 
 
 @dataclass(frozen=True)
@@ -78,92 +84,84 @@ PAPER_CLAIMS: dict[str, PaperClaim] = {
 }
 """The paper's claims, keyed by a short id; the arms are those of ``main-comparison``."""
 
-VERDICTS = ("supported", "direction supported, size not", "inconclusive", "not supported",
-            "not estimable")
-"""Every verdict :func:`verdict` can give."""
+VERDICTS = ("size reached", "direction shown, size not shown", "direction shown, size excluded",
+            "no effect shown, size excluded", "inconclusive", "opposite direction",
+            "direction shown", "not estimable")
+"""Every verdict :func:`verdict` can give (``direction shown``: a claim without a size)."""
 
 VERDICT_RULE = (
-    "With d the paired difference A − B of pooled MCC (percentage points), [L, H] its 95% "
-    "paired subject-bootstrap interval and P the paper's number: a claim is 'supported' when "
-    "L > 0 (the interval excludes 0 in the claimed direction) and d ≥ P (or the paper gives "
-    "no number); 'direction supported, size not' when L > 0 but d < P; 'not supported' when "
-    "H < 0 (the interval excludes 0 in the opposite direction) or, with 0 inside the "
-    "interval, H < P (the interval rules out the paper's size); 'inconclusive' when the "
-    "interval holds 0 and reaches P (or the paper gives no number); 'not estimable' when d, "
-    "L or H is missing.")
-"""The rule of :func:`verdict`, as one sentence for the book."""
+    "Each claim is decided by the interval [L, H] of its difference A − B of pooled MCC "
+    "(percentage points), simultaneous over every row of the table (all rows are covered "
+    "together with probability 95%), never by the point estimate. With P the paper's number: "
+    "'size reached' when L ≥ P; 'direction shown, size not shown' when 0 < L < P ≤ H; "
+    "'direction shown, size excluded' when 0 < L and H < P; 'no effect shown, size excluded' "
+    "when L ≤ 0 and H < P; 'inconclusive' when L ≤ 0 and H ≥ P; 'opposite direction' when "
+    "H < 0. A claim without a number is judged by its sign only: 'direction shown' when L > 0, "
+    "'opposite direction' when H < 0, 'inconclusive' otherwise; 'not estimable' when an arm "
+    "predicts a single class in every repeat (its MCC of 0 is a convention, not an estimate) "
+    "or the interval is missing.")
+"""The rule of :func:`verdict`, as one paragraph for the book."""
 
 CLAIM_COLUMNS = ("claim", "contrast", "mcc_a", "mcc_b", "difference_pp", "relative_pct",
-                 "relative_note", "low_pp", "high_pp", "level", "p_value", "paper_pp", "verdict",
-                 "reason")
-"""Columns of :func:`claims_table`, in order."""
+                 "relative_note", "low_pp", "high_pp", "raw_low_pp", "raw_high_pp", "level",
+                 "p_value", "p_holm", "paper_pp", "verdict", "reason")
+"""Columns of :func:`claims_table`, in order (``low_pp``, ``high_pp``: simultaneous)."""
 
 PP_RANGE = (-200.0, 200.0)
 """The range of a difference of two MCCs, in percentage points."""
 CLAIM_LABEL_WIDTH = 44
 """Characters per line of a claim's name on the y-axis of :func:`plot_claims`."""
+VERDICT_WIDTH = 18
+"""Characters per line of a verdict at the right of :func:`plot_claims`."""
 
 MINUS = "\N{MINUS SIGN}"
 
-SIZE_TOLERANCE = 1e-9
-"""Points: an estimate this close to the paper's number counts as reaching it (float noise)."""
 
-
-def verdict(difference_pp: float, low_pp: float, high_pp: float,
-            paper_pp: float | None) -> tuple[str, str]:
+def verdict(low_pp: float, high_pp: float, paper_pp: float | None,
+            reason_missing: str = "") -> tuple[str, str]:
     """The verdict of :data:`VERDICT_RULE` and its reason, in words.
 
     Parameters
     ----------
-    difference_pp, low_pp, high_pp : float
-        Estimate ``A − B`` and its interval, in MCC percentage points.
+    low_pp, high_pp : float
+        The simultaneous interval of ``A − B``, in MCC percentage points.
     paper_pp : float or None
         The paper's number (points); None or NaN for a qualitative claim.
+    reason_missing : str
+        Why the difference is not estimable (non-empty: the verdict is ``not estimable``).
 
     Returns
     -------
     (verdict, reason)
         ``verdict`` is one of :data:`VERDICTS`.
     """
-    d, low, high = float(difference_pp), float(low_pp), float(high_pp)
+    low, high = float(low_pp), float(high_pp)
     size = None if paper_pp is None or not np.isfinite(paper_pp) else float(paper_pp)
-    if not (np.isfinite(d) and np.isfinite(low) and np.isfinite(high)):
-        return "not estimable", "the estimate or its interval is missing"
-    if low > 0:
-        if size is None:
-            return "supported", "the interval excludes 0 in the claimed direction (no size claimed)"
-        if d >= size - SIZE_TOLERANCE:
-            return "supported", (f"the interval excludes 0 and the estimate {d:+.2f} reaches the "
-                                 f"paper's {size:+.2f}")
-        return "direction supported, size not", (
-            f"the interval excludes 0 but the estimate {d:+.2f} is below the paper's {size:+.2f}")
+    if reason_missing:
+        return "not estimable", reason_missing
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "not estimable", "the interval is missing"
+    span = f"[{low:+.1f}, {high:+.1f}]"
     if high < 0:
-        return "not supported", "the interval excludes 0 in the opposite direction"
-    if size is not None and high < size - SIZE_TOLERANCE:
-        return "not supported", (f"the interval holds 0 and its upper bound {high:+.2f} is "
-                                 f"below the paper's {size:+.2f}")
+        return "opposite direction", f"the interval {span} lies below 0"
     if size is None:
-        return "inconclusive", "the interval holds 0"
-    return "inconclusive", f"the interval holds both 0 and the paper's {size:+.2f}"
-
-
-def _estimate(estimate: PairedDifference | pd.Series | dict) -> dict[str, Any]:
-    if isinstance(estimate, PairedDifference):
-        values = estimate.to_dict()
-        values["level"] = estimate.level
-    elif isinstance(estimate, pd.Series | dict):
-        values = dict(estimate)
-    else:
-        raise TypeError(f"an estimate is a PairedDifference or a row of a contrasts table; got "
-                        f"{type(estimate).__name__}")
-    missing = [k for k in ("value_a", "value_b", "difference", "low", "high", "p_value")
-               if k not in values]
-    if missing:
-        raise ValueError(f"the estimate lacks {missing} (expected a contrasts-table row)")
-    metric = str(values.get("metric", "mcc")).lower()
-    if metric != "mcc":
-        raise ValueError(f"the paper's claims are about MCC; this estimate is of {metric!r}")
-    return values
+        if low > 0:
+            return "direction shown", f"the interval {span} lies above 0 (no size claimed)"
+        return "inconclusive", f"the interval {span} holds 0 (no size claimed)"
+    if size <= 0:
+        raise ValueError(f"the paper's size must be positive; got {size}")
+    if low >= size:
+        return "size reached", f"the interval {span} lies at or above the paper's {size:+.2f}"
+    if low > 0:
+        if high >= size:
+            return "direction shown, size not shown", (
+                f"the interval {span} lies above 0 and holds the paper's {size:+.2f}")
+        return "direction shown, size excluded", (
+            f"the interval {span} lies above 0 and below the paper's {size:+.2f}")
+    if high < size:
+        return "no effect shown, size excluded", (
+            f"the interval {span} holds 0 and lies below the paper's {size:+.2f}")
+    return "inconclusive", f"the interval {span} holds both 0 and the paper's {size:+.2f}"
 
 
 def _relative(value_a: float, value_b: float) -> tuple[float, str]:
@@ -175,57 +173,144 @@ def _relative(value_a: float, value_b: float) -> tuple[float, str]:
     return 100.0 * (value_a - value_b) / value_b, "relative to b's MCC"
 
 
-def claims_table(rows: Sequence[tuple]) -> pd.DataFrame:
+def claims_table(rows: Sequence[tuple], *, n_bootstrap: int = FAMILY_BOOTSTRAP,
+                 n_permutations: int | None = None, seed: int = 0, level: float = 0.95,
+                 method: str = FAMILY_METHOD, nominal: float = FAMILY_NOMINAL) -> pd.DataFrame:
     """The paper's claims beside this companion's paired differences, with verdicts.
+
+    The rows form one family: their intervals are simultaneous
+    (:func:`fmtc.evaluate.family.family_inference`), their permutation p-values
+    Holm-adjusted, and each verdict follows :data:`VERDICT_RULE`.
 
     Parameters
     ----------
-    rows : sequence of (claim, estimate) or (claim, estimate, contrast)
+    rows : sequence of (claim, contrast) or (claim, contrast, label)
         ``claim``: a :class:`PaperClaim` or a key of :data:`PAPER_CLAIMS` (use
-        ``dataclasses.replace`` for another number or contrast). ``estimate``: the
-        difference of MCC ``A − B``, a :class:`~fmtc.evaluate.paired.PairedDifference` or
-        a row (Series or dict) of an experiment's ``contrasts`` table
-        (:attr:`fmtc.pipeline.ExperimentRun.contrasts`; its level is taken as 0.95 unless
-        it has a ``level``). ``contrast``: the label of the row; default ``"a − b"`` from
-        the row's ``arm_a, arm_b``, else from the claim's contrast.
+        ``dataclasses.replace`` for another name or number). ``contrast``: a
+        :class:`~fmtc.evaluate.family.Contrast` (labels and both arms' probabilities, e.g.
+        :meth:`fmtc.evaluate.runs.ExperimentRun.contrast`). ``label``: the row's contrast in
+        words (default ``"a − b"`` from the contrast's arms).
+    n_bootstrap, seed, level, method, nominal
+        Of :func:`~fmtc.evaluate.family.family_inference` (the defaults are those chosen by
+        the inference calibration: :data:`~fmtc.evaluate.family.FAMILY_NOMINAL`).
+    n_permutations : int, optional
+        Swaps per row; default ``max(1000, 20 K / (1 − level))`` for K rows, so that a
+        Holm-adjusted p-value can fall below ``1 − level``.
 
     Returns
     -------
     DataFrame
         One row per input, columns :data:`CLAIM_COLUMNS`: the claim's name, the contrast,
-        each arm's MCC (``mcc_a``, ``mcc_b``), the difference in points and relative to
-        ``mcc_b`` in % (``relative_pct``, NaN when ``mcc_b <= 0`` with the reason in
-        ``relative_note``), the paired subject-bootstrap interval in points and its level,
-        the paired permutation p-value, the paper's number (NaN when qualitative), the
-        verdict and its reason (:data:`VERDICT_RULE`).
+        each arm's MCC, the difference in points and relative to ``mcc_b`` in %
+        (``relative_pct``, NaN when ``mcc_b <= 0``, the reason in ``relative_note``), the
+        simultaneous interval (``low_pp``, ``high_pp``) and the row's own raw interval, the
+        permutation p-value and its Holm adjustment, the paper's number (NaN when
+        qualitative), the verdict and its reason. ``attrs`` holds the family's ``method``,
+        ``critical`` value, ``level``, ``n_bootstrap`` and ``size``.
     """
-    out = []
+    claims, contrasts, labels = [], [], []
     for row in rows:
         if not isinstance(row, tuple | list) or len(row) not in (2, 3):
-            raise ValueError(f"each row is (claim, estimate) or (claim, estimate, contrast); "
+            raise ValueError(f"each row is (claim, contrast) or (claim, contrast, label); "
                              f"got {row!r}")
-        claim, estimate = row[0], row[1]
+        claim, contrast = row[0], row[1]
         if isinstance(claim, str):
             if claim not in PAPER_CLAIMS:
                 raise ValueError(f"unknown claim {claim!r}; known: {', '.join(PAPER_CLAIMS)}")
             claim = PAPER_CLAIMS[claim]
-        values = _estimate(estimate)
-        if len(row) == 3:
-            contrast = str(row[2])
-        elif "arm_a" in values and "arm_b" in values:
-            contrast = f"{values['arm_a']} {MINUS} {values['arm_b']}"
-        else:
-            contrast = f"{claim.contrast[0]} {MINUS} {claim.contrast[1]}"
-        value_a, value_b = float(values["value_a"]), float(values["value_b"])
-        difference = 100.0 * float(values["difference"])
-        low, high = 100.0 * float(values["low"]), 100.0 * float(values["high"])
+        if not isinstance(contrast, Contrast):
+            raise TypeError(f"a claim's estimate is a Contrast (labels and both arms' "
+                            f"probabilities; ExperimentRun.contrast gives one); got "
+                            f"{type(contrast).__name__}")
+        claims.append(claim)
+        contrasts.append(contrast)
+        labels.append(str(row[2]) if len(row) == 3
+                      else f"{contrast.arm_a} {MINUS} {contrast.arm_b}")
+    if not claims:
+        raise ValueError("a claims table needs at least one row")
+    if n_permutations is None:
+        n_permutations = max(1000, int(np.ceil(20 * len(contrasts) / (1 - level))))
+    family = family_inference(contrasts, method=method, n_bootstrap=n_bootstrap,
+                              n_permutations=n_permutations, seed=seed, level=level,
+                              nominal=nominal)
+    out = []
+    for claim, label, (_, found) in zip(claims, labels, family.iterrows(), strict=True):
+        value_a, value_b = float(found["value_a"]), float(found["value_b"])
         relative, note = _relative(value_a, value_b)
         paper = np.nan if claim.paper_pp is None else float(claim.paper_pp)
-        word, reason = verdict(difference, low, high, paper)
-        out.append((claim.name, contrast, value_a, value_b, difference, relative, note, low,
-                    high, float(values.get("level", 0.95)), float(values["p_value"]), paper,
-                    word, reason))
-    return pd.DataFrame(out, columns=list(CLAIM_COLUMNS))
+        low, high = 100.0 * found["low"], 100.0 * found["high"]
+        word, reason = verdict(low, high, paper, found["reason"])
+        out.append((claim.name, label, value_a, value_b, 100.0 * (value_a - value_b), relative,
+                    note, low, high, 100.0 * found["low_raw"], 100.0 * found["high_raw"],
+                    level, float(found["p_value"]), float(found["p_holm"]), paper, word,
+                    reason))
+    table = pd.DataFrame(out, columns=list(CLAIM_COLUMNS))
+    table.attrs.update(family.attrs, size=len(table))
+    return table
+
+
+def claims_view(table: pd.DataFrame) -> pd.DataFrame:
+    """The claims table for reading: human headers, no index, intervals as ``[L, H]``.
+
+    ``A − B`` and the intervals are in MCC percentage points; "interval" is simultaneous over
+    the table's rows, "own interval" the row's alone; "p (Holm)" is the paired permutation
+    p-value adjusted over the rows.
+    """
+    def span(low: float, high: float) -> str:
+        if not (np.isfinite(low) and np.isfinite(high)):
+            return "not estimable"
+        return f"[{low:+.1f}, {high:+.1f}]"
+
+    def number(value: float, form: str) -> str:
+        return format(value, form) if np.isfinite(value) else "—"
+
+    rows = [{"claim": row["claim"], "contrast": row["contrast"],
+             "MCC of A": number(row["mcc_a"], ".2f"), "MCC of B": number(row["mcc_b"], ".2f"),
+             "A − B (points)": number(row["difference_pp"], "+.1f"),
+             "relative (%)": number(row["relative_pct"], "+.0f"),
+             "interval": span(row["low_pp"], row["high_pp"]),
+             "own interval": span(row["raw_low_pp"], row["raw_high_pp"]),
+             "p (Holm)": number(row["p_holm"], ".3g"),
+             "paper (points)": number(row["paper_pp"], "+.2f"),
+             "verdict": row["verdict"]} for _, row in table.iterrows()]
+    return pd.DataFrame(rows).style.hide(axis="index")
+
+
+BASELINES = ("fc-logreg", "cls-logreg", "ts-handcrafted", "covariates-logreg")
+"""The simple models every claim page shows beside FMM_TC (logistic regressions)."""
+
+
+def baseline_reading(run: Any, names: dict[str, str], model: str = "fmmtc",
+                     seed: int = 0) -> str:
+    """One sentence, chosen from the result: does a simple model beat ``model`` here?
+
+    Compares ``model``'s pooled honest MCC with the best of :data:`BASELINES` in ``run``
+    (an :class:`~fmtc.evaluate.runs.ExperimentRun` holding both), with the paired difference
+    and its own 95% subject-bootstrap interval.
+
+    Returns
+    -------
+    str
+        Markdown; says plainly when a simple model's MCC is higher.
+    """
+    summary = run.summary
+    mcc = summary[(summary["metric"] == "mcc") & (summary["selection"] == "honest")]
+    mcc = mcc.set_index("arm")["mean"]
+    present = [arm for arm in BASELINES if arm in mcc.index]
+    if model not in mcc.index or not present:
+        return (f"This run holds no simple baseline beside {names.get(model, model)}; "
+                "nothing to compare.")
+    best = max(present, key=lambda arm: mcc[arm])
+    found = family_inference([run.contrast(best, model)], n_bootstrap=FAMILY_BOOTSTRAP,
+                             n_permutations=0, seed=seed).iloc[0]
+    span = (f"difference {found['difference']:+.2f}, 95% interval {found['low_raw']:+.2f} to "
+            f"{found['high_raw']:+.2f}")
+    ours, theirs = names.get(model, model), names.get(best, best)
+    if mcc[best] > mcc[model]:
+        return (f"**A simple model beats {ours} here:** {theirs} reaches a pooled MCC of "
+                f"{mcc[best]:.2f} against {ours}'s {mcc[model]:.2f} ({span}).")
+    return (f"{ours}'s pooled MCC ({mcc[model]:.2f}) is at least that of every simple baseline; "
+            f"the best, {theirs}, reaches {mcc[best]:.2f} ({span}).")
 
 
 def write_claims_csv(table: pd.DataFrame, path: str | Path) -> Path:
@@ -280,6 +365,7 @@ def plot_claims(table: pd.DataFrame) -> Figure:
     ax.set_yticks(y, ticks)
     ax.set_ylim(max(n, 1) - 0.5, -0.5)
     for k, word in enumerate(table["verdict"]):
+        word = "\n".join(textwrap.wrap(str(word), VERDICT_WIDTH, break_on_hyphens=False))
         ax.annotate(word, (1.0, y[k]), xycoords=("axes fraction", "data"), xytext=(8, 0),
                     textcoords="offset points", va="center", fontsize=SMALL, color="#333333")
     ax.set_xlim(padded_limits([*shown, [0.0]], PP_RANGE, minimum=10.0))

@@ -55,6 +55,8 @@ so with ``study_shift: 0`` the series, labels and arms are those of generator ve
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -215,58 +217,21 @@ def simulate_cohort(out: Path, settings: SimulationPlan, atlas: Atlas,
     """
     out = Path(out)
     regions = atlas.regions.reset_index(drop=True)
-    truth = plant_truth(atlas, settings.population)
-    stream = _UNLABELLED_STREAM if unlabelled else 0
-    prefix = "P" if unlabelled else ""
-    n = settings.n_subjects
-    design = np.random.default_rng([settings.seed, stream, 10**6])
-    labels = _balanced(design, n, settings.responder_fraction)
-    drugs = np.where(_balanced(design, n, settings.duloxetine_fraction) == 1,
-                     "duloxetine", "placebo")
-    study = study_of(n, settings.n_studies)
-    profile = study_profile(settings)
-    site = np.random.default_rng([settings.seed, stream, _SITE_STREAM])
-    if settings.study_shift > 0 and not unlabelled:  # per-study prevalence
-        for k, part in profile["studies"].items():
-            members = np.flatnonzero(study == int(k))
-            labels[members] = _balanced(site, len(members), part["responder_fraction"])
-    participants = pd.DataFrame({
-        "participant_id": [f"sub-{prefix}{i + 1:03d}" for i in range(n)],
-        "type": "patient",
-        "study": study,
-        "gender": np.where(design.random(n) < 0.5, "female", "male"),
-        "Age": design.integers(35, 76, size=n),
-        "Drug": drugs,
-    })
-    if not unlabelled:
-        participants.insert(6, LABEL_COLUMN, labels)
-    participants["mean_fd"] = _mean_fd(site, study, profile, labels, settings, unlabelled)
-
+    design = _design(settings, atlas, unlabelled)
+    participants, subjects, population = design.participants, design.subjects, design.population
+    truth, profile, brain_state = design.truth, design.profile, design.brain_state
     out.mkdir(parents=True, exist_ok=True)
     write_regions(out, atlas.name, regions)
     write_participants(out, participants)
-    population = _Population(regions, truth, settings)
-    sites = [profile["studies"][str(k)] for k in study]
-    iterator = range(n)
     if progress:
         from tqdm import tqdm
 
-        iterator = tqdm(iterator, desc="simulating subjects", unit="subject")
+        subjects = tqdm(subjects, total=len(participants), desc="simulating subjects",
+                        unit="subject")
     traits = {}
-    brain_state = _brain_state(labels, drugs, settings, stream, unlabelled)
-    for i in iterator:
-        rng = np.random.default_rng([settings.seed, stream, i])
-        responder = bool(brain_state[i]) and not unlabelled
-        extra = None
-        if sites[i]["extra_noise_sd"] > 0:  # study-specific scanner noise, its own stream
-            extra = (np.random.default_rng([settings.seed, stream, _SITE_STREAM, i]),
-                     sites[i]["extra_noise_sd"])
-        series, z = population.subject(rng, responder, planted=not unlabelled,
-                                       global_share=sites[i]["global_share"],
-                                       extra_noise=extra)
-        traits[participants["participant_id"][i]] = [round(float(v), 6) for v in z]
-        write_timeseries(out, participants["participant_id"][i], atlas.name, series,
-                         regions["index"], settings.tr)
+    for participant_id, series, z in subjects:
+        traits[participant_id] = [round(float(v), 6) for v in z]
+        write_timeseries(out, participant_id, atlas.name, series, regions["index"], settings.tr)
 
     effect = {"effect_size": 0.0 if unlabelled else settings.effect_size,
               "fc_effect": settings.fc_effect, "ts_effect": settings.ts_effect}
@@ -307,6 +272,85 @@ def simulate_cohort(out: Path, settings: SimulationPlan, atlas: Atlas,
         AtlasLicence=atlas.licence,
     )
     return out
+
+
+def simulated_subjects(settings: SimulationPlan, atlas: Atlas, unlabelled: bool = False
+                       ) -> tuple[pd.DataFrame, Iterator[tuple[str, np.ndarray]]]:
+    """The subjects of :func:`simulate_cohort`, in memory: participants and their series.
+
+    For studies that need many simulated subjects without writing a cohort folder (the
+    inference calibration draws thousands). The series are those :func:`simulate_cohort`
+    writes, subject for subject.
+
+    Returns
+    -------
+    (participants, series)
+        The participants table and an iterator of ``(participant_id, series [T, R])``.
+    """
+    design = _design(settings, atlas, unlabelled)
+    return design.participants, ((pid, series) for pid, series, _ in design.subjects)
+
+
+@dataclass(frozen=True)
+class _Design:
+    """Everything drawn before the series: participants, truth, studies, brain states."""
+
+    participants: pd.DataFrame
+    subjects: Iterator[tuple[str, np.ndarray, np.ndarray]]  # (id, series, traits), lazily
+    population: _Population
+    truth: dict[str, Any]
+    profile: dict[str, Any]
+    brain_state: np.ndarray
+
+
+def _design(settings: SimulationPlan, atlas: Atlas, unlabelled: bool) -> _Design:
+    """Participants and a lazy iterator of ``(id, series, traits)`` of one simulated cohort."""
+    regions = atlas.regions.reset_index(drop=True)
+    truth = plant_truth(atlas, settings.population)
+    stream = _UNLABELLED_STREAM if unlabelled else 0
+    prefix = "P" if unlabelled else ""
+    n = settings.n_subjects
+    design = np.random.default_rng([settings.seed, stream, 10**6])
+    labels = _balanced(design, n, settings.responder_fraction)
+    drugs = np.where(_balanced(design, n, settings.duloxetine_fraction) == 1,
+                     "duloxetine", "placebo")
+    study = study_of(n, settings.n_studies)
+    profile = study_profile(settings)
+    site = np.random.default_rng([settings.seed, stream, _SITE_STREAM])
+    if settings.study_shift > 0 and not unlabelled:  # per-study prevalence
+        for k, part in profile["studies"].items():
+            members = np.flatnonzero(study == int(k))
+            labels[members] = _balanced(site, len(members), part["responder_fraction"])
+    participants = pd.DataFrame({
+        "participant_id": [f"sub-{prefix}{i + 1:03d}" for i in range(n)],
+        "type": "patient",
+        "study": study,
+        "gender": np.where(design.random(n) < 0.5, "female", "male"),
+        "Age": design.integers(35, 76, size=n),
+        "Drug": drugs,
+    })
+    if not unlabelled:
+        participants.insert(6, LABEL_COLUMN, labels)
+    participants["mean_fd"] = _mean_fd(site, study, profile, labels, settings, unlabelled)
+    population = _Population(regions, truth, settings)
+    sites = [profile["studies"][str(k)] for k in study]
+    brain_state = _brain_state(labels, drugs, settings, stream, unlabelled)
+    ids = participants["participant_id"].tolist()
+
+    def subjects() -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        for i in range(n):
+            rng = np.random.default_rng([settings.seed, stream, i])
+            responder = bool(brain_state[i]) and not unlabelled
+            extra = None
+            if sites[i]["extra_noise_sd"] > 0:  # study-specific scanner noise, its own stream
+                extra = (np.random.default_rng([settings.seed, stream, _SITE_STREAM, i]),
+                         sites[i]["extra_noise_sd"])
+            series, z = population.subject(rng, responder, planted=not unlabelled,
+                                           global_share=sites[i]["global_share"],
+                                           extra_noise=extra)
+            yield ids[i], series, z
+
+    return _Design(participants, subjects(), population, truth, profile, brain_state)
 
 
 _DRUG_STREAM = 3_000_017  # drug-specific brain states: separate from every other stream
