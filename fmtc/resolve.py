@@ -133,6 +133,10 @@ def _data_request(plan: Plan, spec: Any) -> DataRequest:
         if plan.connectivity.kind == "gram_raw_window" or (
                 spec.epochs and plan.protocol.eval_crops == "random"):
             fc_options["fc_windows"] = plan.windows
+        if spec.epochs and plan.protocol.eval_crops == "random":
+            # The authors crop a random 200-TR window for training and evaluation alike and
+            # compute its FC: training pairs each drawn window with its crop's FC too.
+            fc_options["window_fc"] = True
     reads_cls = "cls" in spec.inputs
     return DataRequest(
         fc_kind=plan.connectivity.kind if "fc" in spec.inputs else None,

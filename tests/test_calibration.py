@@ -113,18 +113,23 @@ def summary_of(rows: list[tuple]) -> pd.DataFrame:
                                        "width"])
 
 
-def test_choose_method_takes_the_coverage_closest_to_the_level_among_controlled_methods():
+def test_choose_method_takes_the_narrowest_method_that_covers_and_controls_the_error():
     summary = summary_of([
-        ("max-t", 500, 0.95, 0.90, 0.87, 0.93, 0.06, 0.04, 0.7),
-        ("max-t", 2000, 0.98, 0.94, 0.91, 0.96, 0.03, 0.02, 0.8),
-        ("rectangle", 2000, 0.98, 0.955, 0.93, 0.97, 0.09, 0.06, 0.75),  # error too high
-        ("percentile", 2000, 0.99, 0.95, 0.93, 0.97, 0.02, 0.01, 0.6),   # never chosen
+        ("max-t", 500, 0.95, 0.90, 0.87, 0.93, 0.06, 0.04, 0.7),       # under-covers
+        ("max-t", 2000, 0.98, 0.955, 0.93, 0.97, 0.04, 0.02, 0.8),
+        ("max-t", 2000, 0.99, 0.97, 0.95, 0.98, 0.03, 0.01, 0.9),      # wider
+        ("rectangle", 2000, 0.99, 0.96, 0.94, 0.97, 0.07, 0.05, 0.75),  # error too high
+        ("percentile", 2000, 0.99, 0.96, 0.94, 0.97, 0.02, 0.01, 0.6),  # never chosen
     ])
     assert choose_method(summary)[:3] == ("max-t", 2000, 0.98)
-    nothing = summary_of([("max-t", 500, 0.95, 0.80, 0.7, 0.85, 0.2, 0.1, 0.7),
-                          ("bonferroni", 500, 0.95, 0.85, 0.8, 0.9, 0.12, 0.08, 0.7)])
-    method, _, _, reason = choose_method(nothing)
-    assert method == "bonferroni" and "no method" in reason
+    high_error = summary_of([("max-t", 500, 0.99, 0.96, 0.94, 0.97, 0.08, 0.06, 0.7),
+                             ("bonferroni", 500, 0.99, 0.955, 0.93, 0.97, 0.06, 0.04, 0.7)])
+    method, _, _, reason = choose_method(high_error)
+    assert method == "bonferroni" and "lowest" in reason
+    short = summary_of([("max-t", 500, 0.99, 0.90, 0.87, 0.93, 0.02, 0.01, 0.7),
+                        ("bonferroni", 500, 0.99, 0.85, 0.8, 0.9, 0.01, 0.0, 0.6)])
+    method, _, _, reason = choose_method(short)
+    assert method == "max-t" and "closest" in reason
 
 
 def test_the_plans_calibration_is_refused_when_the_pool_is_too_small(tmp_path: Path):

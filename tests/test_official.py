@@ -74,8 +74,9 @@ def test_official_arms_differ_only_in_their_switch_and_the_honest_fits_are_fmmtc
     assert by_name["zero-grad-per-epoch"].context.zero_grad == "per_epoch"
     assert by_name["zero-grad-per-epoch"].data == plain[0].data  # training only
     assert by_name["eval-crops-random"].context.eval_crops == "random"
+    # The authors' random crops: each window's crop FC in training and evaluation alike.
     assert dict(requests[by_name["eval-crops-random"].data].fc_options) == {
-        "fc_windows": plan.windows}
+        "fc_windows": plan.windows, "window_fc": True}
     assert requests[by_name["input-scaling-none"].data].features.input_scaling == "none"
     assert by_name["gram-raw-window"].context.fc_kind == "gram_raw_window"
     assert len({a.data for a in arms}) == 6  # zero-grad shares honest's data
@@ -227,6 +228,13 @@ def test_gram_raw_window_is_the_raw_crops_gram(tiny):
     data = gather_datasets(cohort, requests)[arms[0].data]
     assert data.window_fc and data.fc_windows.shape == (4, 2, 12, 12)
     np.testing.assert_array_equal(data.n_windows, [2, 2, 2, 2])
+    # The authors' random crops (Pearson FC): each window's own crop FC, trained on as well.
+    arms, requests = resolve_arms(plan, {"fc": ArmPlan(model="fc", overrides={
+        "protocol": {"eval_crops": "random"}})}, CPU)
+    data = gather_datasets(cohort, requests)[arms[0].data]
+    assert data.window_fc and data.fc_windows.shape == (4, 2, 12, 12)
+    whole = gather_datasets(cohort, resolve_arms(plan, {"fc": ArmPlan(model="fc")}, CPU)[1])
+    assert not next(iter(whole.values())).window_fc
 
 
 def test_gram_mean_share_measures_the_mean_intensity_term():

@@ -123,3 +123,32 @@ def test_pretrained_encoder_beats_random_init_on_held_out_loss(tmp_path, monkeyp
     monkeypatch.setattr(pretrain, "pretrain_brainlm", pytest.fail)
     again = resolve_encoder(spec, resolve_device("cpu"))  # read back
     assert again.source_info["weights_sha256"] == model.source_info["weights_sha256"]
+
+
+@pytest.mark.slow
+def test_pretraining_teaches_the_latent_traits_on_a_calibration_seed(tmp_path):
+    # The quick encoder's pretraining (about 80 s on 2 cores), probed at its start (random
+    # init) and its end on a labelled simulated cohort: linear probes of the latent traits
+    # (what the simulator plants for masked reconstruction to learn) from the network read-out
+    # must gain on average. The pretraining seed 1 is a calibration seed.
+    #
+    # Measured here (quick, seed 1, network-mean read-out, probe MCC start -> end): traits
+    # 0.10 -> 0.10, 0.00 -> 0.30, -0.03 -> 0.18; the label 0.15 -> 0.07. The label probe does
+    # NOT gain on this seed: pretraining learns traits 2 and 3, not the label-linked trait 1,
+    # so "pretrained features beat random-init on the label" is not asserted (it is false
+    # here; the external-knowledge page measures it on the labelled cohort).
+    from fmtc.represent.pretrain import PROBE_FILE
+
+    plan = load_plan("quick").replace(
+        pretrain={"probe_points": 1, "seed": 1},
+        outputs={name: str(tmp_path / name) for name in ("data_dir", "cohorts_dir",
+                                                         "models_dir")})
+    spec = encoder_spec(plan)
+    resolve_encoder(spec, resolve_device("cpu"))
+    report = json.loads((simulated_encoder_folder(spec) / PROBE_FILE).read_text())
+    first, last = report["points"][0], report["points"][-1]
+    assert first["step"] == 0 and last["step"] > 0
+    start, end = first["mcc"]["network-mean"], last["mcc"]["network-mean"]
+    traits = [name for name in start if name.startswith("trait-")]
+    gain = sum(end[t] - start[t] for t in traits) / len(traits)
+    assert gain >= 0.1, (start, end)

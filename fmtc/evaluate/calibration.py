@@ -498,21 +498,26 @@ def row_coverage(replicates: list[dict], truth: pd.DataFrame, method: str,
 def choose_method(summary: pd.DataFrame, level: float = 0.95) -> tuple[str, int, float, str]:
     """The method, resample count and nominal level a calibration study supports, and why.
 
-    Among the simultaneous methods (not ``percentile``) whose family-wise-error interval
-    reaches down to ``1 − level``, the one whose coverage is closest to ``level`` (ties: the
-    narrower, then fewer resamples); if none qualifies, the one with the lowest family-wise
-    error (and the reason says so).
+    Among the simultaneous methods (not ``percentile``) whose joint coverage reached ``level``
+    and whose family-wise error stayed at or below ``1 − level`` on the calibration
+    replicates, the narrowest (ties: fewer resamples). If none did both, the one with the
+    lowest family-wise error among those that reached the coverage, else the one with the
+    highest coverage (and the reason says so).
     """
-    candidates = summary[summary["method"] != "percentile"].assign(
-        gap=lambda frame: (frame["coverage"] - level).abs().round(6))
-    good = candidates[candidates["fwe_low"] <= 1 - level]
+    candidates = summary[summary["method"] != "percentile"]
+    covering = candidates[candidates["coverage"] >= level]
+    good = covering[covering["fwe"] <= 1 - level]
     if len(good):
-        best = good.sort_values(["gap", "width", "bootstrap"]).iloc[0]
-        reason = ("the coverage closest to the level among the methods whose family-wise "
-                  "error passes")
+        best = good.sort_values(["width", "bootstrap"]).iloc[0]
+        reason = ("the narrowest method whose joint coverage reached the level and whose "
+                  "family-wise error stayed within 1 − level")
+    elif len(covering):
+        best = covering.sort_values(["fwe", "width"]).iloc[0]
+        reason = ("no method kept the family-wise error within 1 − level at the level's "
+                  "coverage; this one's error is the lowest of those that reached it")
     else:
-        best = candidates.sort_values(["fwe", "gap"]).iloc[0]
-        reason = "no method's family-wise error passed; this one's is the lowest"
+        best = candidates.sort_values(["coverage", "width"], ascending=[False, True]).iloc[0]
+        reason = "no method reached the level's coverage; this one came closest"
     return str(best["method"]), int(best["bootstrap"]), float(best["nominal"]), reason
 
 

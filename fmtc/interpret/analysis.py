@@ -127,7 +127,10 @@ class ArmAttributions:
     ----------
     subjects : DataFrame
         One row per attributed (repeat, fold, participant): ``ts_attribution``,
-        ``fc_attribution``, ``ts_share`` (fused models), ``evidence``,
+        ``fc_attribution`` (summed |IG| of each modality at the fused head), ``ts_share``
+        (fused models: the TS share of the mean |IG| per input value, so that the
+        modalities' widths do not weigh in), ``ts_share_sum`` (the share of the sums),
+        ``evidence``,
         ``baseline_evidence`` and, per path, its convergence delta.
     fc_regions, ts_regions : DataFrame or None
         One row per fold (``repeat-R_fold-F``), one column per region: mean region score over
@@ -242,13 +245,20 @@ def interpret_arm(build: Callable[[int, int], nn.Module], splits: Sequence[dict[
             found = modality_attributions(model, cls, fc, valid, base_cls, base_fc,
                                           n_steps=settings.n_steps,
                                           internal_batch_size=settings.internal_batch_size)
-            ts_part = _window_sum(found.values[0], valid).abs().sum(-1)
-            fc_part = _window_sum(found.values[1], valid).abs().sum(-1)
-            share = ts_part / (ts_part + fc_part)
+            ts_values = _window_sum(found.values[0], valid).abs()
+            fc_values = _window_sum(found.values[1], valid).abs()
+            ts_part, fc_part = ts_values.sum(-1), fc_values.sum(-1)
+            # Per input value: the modalities enter the head with different widths (e.g. 224
+            # TS read-out values against 256 FC embedding values); a share of summed |IG|
+            # would favour the wider one by its width alone.
+            ts_mean, fc_mean = ts_values.mean(-1), fc_values.mean(-1)
+            share = ts_mean / (ts_mean + fc_mean)
+            share_sum = ts_part / (ts_part + fc_part)
             for k, i in enumerate(test):
                 fold_rows[int(i)].update(ts_attribution=float(ts_part[k]),
                                          fc_attribution=float(fc_part[k]),
-                                         ts_share=float(share[k]))
+                                         ts_share=float(share[k]),
+                                         ts_share_sum=float(share_sum[k]))
             _record(fold_rows, test, found, "modality")
             seconds["modality"] += time.perf_counter() - start
         limit = settings.ts_subjects

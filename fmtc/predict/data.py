@@ -37,8 +37,9 @@ class ExperimentData:
         The features of each of ``S`` seeded token orders, un-averaged
         (``brainlm.token_order: random_each_call``); ``cls`` is then their mean.
     window_fc : bool
-        True when the FC is defined per window (``gram_raw_window``): training and evaluation
-        pair each window's features with ``fc_windows`` of that window.
+        True when the FC is defined per window (``gram_raw_window``, or the authors' random
+        crops, ``protocol.eval_crops: random``): training and evaluation pair each window's
+        features with ``fc_windows`` of that window.
     covariates : ndarray of shape (N, p) or None
         Participants covariates (study, drug, sex one-hot; age, mean FD), when a model
         reads ``covariates`` (:func:`fmtc.cohort.participants.covariate_design`).
@@ -131,7 +132,8 @@ class DataRequest:
     fc_options : tuple of (str, object)
         Protocol switches of the FC input, e.g. ``("input_scaling", "none")`` or
         ``("fc_windows", WindowPlan)`` (per-window FC, for ``eval_crops: random`` or
-        ``gram_raw_window``); empty at the defaults.
+        ``gram_raw_window``) and ``("window_fc", True)`` (train on each drawn window's crop
+        FC too, ``eval_crops: random``); empty at the defaults.
     """
 
     fc_kind: str | None = None
@@ -270,5 +272,6 @@ def gather_datasets(cohort: Any, requests: dict[str, DataRequest], *, device: An
         out[key] = ExperimentData(list(cohort.subject_ids), np.asarray(cohort.labels), fc, cls,
                                   n_windows, encoder, folder,
                                   temporal if request.temporal else None, fc_windows, draws,
-                                  request.fc_kind == "gram_raw_window", values, names)
+                                  request.fc_kind == "gram_raw_window"
+                                  or bool(options.get("window_fc")), values, names)
     return out
