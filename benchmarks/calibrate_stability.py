@@ -16,7 +16,7 @@ Remedies (each a plan setting, so a profile can adopt it):
 
 Usage::
 
-    python benchmarks/calibrate_stability.py --out benchmarks/results/stability_remedies.json
+    python benchmarks/calibrate_stability.py --out fmtc/plans/stability_remedies.json
 
 Two cores: about 25 minutes (the fits of one setting run in one pool of workers).
 """
