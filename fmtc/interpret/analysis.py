@@ -127,9 +127,10 @@ class ArmAttributions:
     ----------
     subjects : DataFrame
         One row per attributed (repeat, fold, participant): ``ts_attribution``,
-        ``fc_attribution`` (summed |IG| of each modality at the fused head), ``ts_share``
-        (fused models: the TS share of the mean |IG| per input value, so that the
-        modalities' widths do not weigh in), ``ts_share_sum`` (the share of the sums),
+        ``fc_attribution`` (the summed absolute IG of each modality at the fused head),
+        ``ts_share`` (fused models: the TS share of the mean absolute IG per input value, so
+        that the modalities' widths do not weigh in), ``ts_share_sum`` (the share of the
+        sums),
         ``evidence``,
         ``baseline_evidence`` and, per path, its convergence delta.
     fc_regions, ts_regions : DataFrame or None
