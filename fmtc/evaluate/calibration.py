@@ -328,8 +328,11 @@ def population_truth(pool: FeaturePool, settings: CalibrationSettings, seed: int
     """
     rng = np.random.default_rng([settings.seed, seed, 7])
     everyone = np.arange(len(pool))
-    n_cv = settings.n_subjects * (settings.folds - 1) // settings.folds
-    half = settings.n_subjects // 2
+    def size(setting: str) -> int:  # training subjects of a row's models
+        if setting == "cv":
+            return settings.n_subjects * (settings.folds - 1) // settings.folds
+        return settings.n_subjects if setting == "cross" else settings.n_subjects // 2
+
     draws: dict[str, list[float]] = {name: [] for name, *_ in ROWS}
     iterator = range(settings.truth_draws)
     if progress:
@@ -337,39 +340,37 @@ def population_truth(pool: FeaturePool, settings: CalibrationSettings, seed: int
 
         iterator = tqdm(iterator, desc="Monte Carlo truth", unit="draw")
     for _ in iterator:
-        cache: dict[tuple, float] = {}
+        splits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        scores: dict[tuple[str, str], float] = {}  # (setting, arm) -> MCC: each arm fitted once
         for name, arm_a, arm_b, setting in ROWS:
             if ARMS[arm_a][1]:  # exchangeable: the truth is 0 by construction
                 continue
-            if setting in ("cv", "cross"):
-                size = n_cv if setting == "cv" else settings.n_subjects
-                key = (setting,)
-                if key not in cache:
-                    train = _stratified(rng, everyone, pool.labels, size)
-                    cache[key] = train
-                train = cache[key]
-                test = np.setdiff1d(everyone, train)
-            else:
-                group = pool.drug if setting.startswith("drug") else pool.study
-                source = int(setting.split(":")[1])
-                members = everyone[group == source]
-                train = _stratified(rng, members, pool.labels, half)
-                test = np.setdiff1d(everyone[group != source], train)
-            values = [_mcc(pool.labels[test],
-                           kernel_logistic(pool.kernels[ARMS[arm][0]], train, test,
-                                           pool.labels[train], settings.c))
-                      for arm in (arm_a, arm_b)]
-            draws[name].append(values[0] - values[1])
+            if setting not in splits:
+                if setting in ("cv", "cross"):
+                    train = _stratified(rng, everyone, pool.labels, size(setting))
+                    test = np.setdiff1d(everyone, train)
+                else:
+                    group = pool.drug if setting.startswith("drug") else pool.study
+                    source = int(setting.split(":")[1])
+                    train = _stratified(rng, everyone[group == source], pool.labels,
+                                        size(setting))
+                    test = np.setdiff1d(everyone[group != source], train)
+                splits[setting] = train, test
+            train, test = splits[setting]
+            for arm in (arm_a, arm_b):
+                if (setting, arm) not in scores:
+                    scores[setting, arm] = _mcc(pool.labels[test], kernel_logistic(
+                        pool.kernels[ARMS[arm][0]], train, test, pool.labels[train],
+                        settings.c))
+            draws[name].append(scores[setting, arm_a] - scores[setting, arm_b])
     rows = []
     for name, arm_a, _, setting in ROWS:
         values = np.asarray(draws[name])
-        size = (settings.n_subjects * (settings.folds - 1) // settings.folds if setting == "cv"
-                else settings.n_subjects if setting == "cross" else half)
         if ARMS[arm_a][1]:
-            rows.append((name, 0.0, 0.0, size))
+            rows.append((name, 0.0, 0.0, size(setting)))
         else:
             rows.append((name, float(values.mean()),
-                         float(values.std(ddof=1) / np.sqrt(len(values))), size))
+                         float(values.std(ddof=1) / np.sqrt(len(values))), size(setting)))
     return pd.DataFrame(rows, columns=["row", "truth", "mc_se", "n_train"])
 
 
