@@ -31,6 +31,10 @@ SEED_LIMIT = 2**32
 """Seeds lie in ``0 .. SEED_LIMIT - 1`` (numpy's and scikit-learn's range)."""
 
 
+TRAIT_LAYOUTS = ("networks", "scattered")
+"""``simulation.trait_layout``: the regions a latent temporal trait paces."""
+
+
 @dataclass(frozen=True)
 class SimulationPlan:
     """Settings of the embedded simulated cohort (see :mod:`fmtc.simulate`).
@@ -45,6 +49,10 @@ class SimulationPlan:
     ``drug_specificity`` (0: none) makes the planted brain signal a *predictive* marker: in
     the placebo arm, that fraction of subjects carries a brain state drawn independently of
     their response, so the brain predicts response to the drug better than to placebo.
+    ``trait_layout`` says which regions each latent temporal trait paces: ``networks`` (every
+    region of one network, the same networks for every seed) or ``scattered`` (as many
+    regions, drawn across all networks per population seed), so that a read-out averaging
+    along networks has no built-in advantage.
     """
 
     n_subjects: int = 60
@@ -61,16 +69,20 @@ class SimulationPlan:
     covariate_effect: float = 0.0
     population_seed: int | None = None
     drug_specificity: float = 0.0
+    trait_layout: str = "networks"
 
     def identity(self) -> dict[str, Any]:
         """The settings as plain data, without later settings left at their neutral default.
 
-        ``drug_specificity: 0`` leaves the cohort as it was before the setting existed, so it
-        is left out of cohort names, recorded parameters and encoder keys (caches stay valid).
+        ``drug_specificity: 0`` and ``trait_layout: networks`` leave the cohort as it was
+        before the setting existed, so they are left out of cohort names, recorded parameters
+        and encoder keys (caches stay valid).
         """
         values = dataclasses.asdict(self)
         if values["drug_specificity"] == 0:
             values.pop("drug_specificity")
+        if values["trait_layout"] == "networks":
+            values.pop("trait_layout")
         return values
 
     @property
@@ -97,6 +109,8 @@ class SimulationPlan:
                  "must lie in [0, 1] (0: the brain signal predicts response in both arms)")
         for name in ("responder_fraction", "duloxetine_fraction"):
             _require(0 < getattr(self, name) < 1, f"{key}.{name}", "must lie in (0, 1)")
+        _require(self.trait_layout in TRAIT_LAYOUTS, f"{key}.trait_layout",
+                 f"must be one of {', '.join(TRAIT_LAYOUTS)}")
         _check_seed(self.seed, f"{key}.seed")
         if self.population_seed is not None:
             _check_seed(self.population_seed, f"{key}.population_seed")

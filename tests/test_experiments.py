@@ -314,3 +314,29 @@ def test_the_command_line_prints_one_line_for_an_interruption_or_an_error(monkey
     assert ("unknown experiment 'nope'; the plan's profile 'smoke' declares: "
             "external-knowledge, main-comparison, official, pretraining, stability, token-order"
             ) in capsys.readouterr().err
+
+
+def test_a_runs_test_trajectories_re_make_the_paper_selection(small_cohort, tmp_path):
+    from fmtc.evaluate.metrics import binary_metrics
+    from fmtc.evaluate.official import reporting_effects, reselected_draws
+
+    plan = load_plan("smoke", write_plan(tmp_path)).replace(
+        connectivity={"pool_size": 16}, train={"epochs": 3},
+        evaluation={"folds": 3, "repeats": 1, "bootstrap": 20, "permutations": 10})
+    run = evaluate(plan, ["fc"], ["honest", "paper"], out=tmp_path / "run", device=CPU,
+                   cohort=load_cohort(small_cohort))
+    trajectories = run.test_trajectories("fc", plan.path(plan.outputs.fits_dir))
+    assert sorted(trajectories) == [(0, 0), (0, 1), (0, 2)]
+    assert all(t.shape[0] == 3 for _, t in trajectories.values())
+    honest = run.predictions["honest"]
+    honest = honest[honest["arm"] == "fc"].sort_values(["repeat", "participant_id"])
+    full = reselected_draws(honest, trajectories, n_bootstrap=0)
+    paper = run.predictions["paper"]
+    paper = paper[paper["arm"] == "fc"]
+    expected = binary_metrics(paper["label"].to_numpy(), paper["probability"].to_numpy())["mcc"]
+    assert full["paper"][0] == pytest.approx(expected, abs=1e-9)  # the run's own selection
+    effects = reporting_effects(run.predictions, "fc", n_bootstrap=20, seed=1,
+                                trajectories=trajectories).set_index("switch")
+    row = effects.loc["selection: paper"]
+    assert row["switched"] == pytest.approx(expected, abs=1e-9)
+    assert row["low"] <= row["high"]

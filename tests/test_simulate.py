@@ -105,3 +105,46 @@ def test_connectivity_effect_is_invisible_to_temporal_structure(tmp_path, sim_at
     fc_mcc, autocorrelation_mcc = _both_baselines(tmp_path, sim_atlas, ts_effect=0.0)
     assert fc_mcc >= 0.5
     assert autocorrelation_mcc <= 0.15
+
+
+def test_scattered_traits_span_the_networks_and_carry_the_label(sim_atlas):
+    from fmtc.interpret.aggregate import lag1_region_scores, recall_at_k
+    from fmtc.simulate.generator import LABEL_COLUMN, plant_truth, simulated_subjects
+
+    networks = plant_truth(sim_atlas, 4)
+    scattered = plant_truth(sim_atlas, 4, "scattered")
+    assert "trait_layout" not in networks  # the network layout's truth is as it always was
+    assert scattered["fc_regions"] == networks["fc_regions"]
+    regions = sim_atlas.regions.set_index("index")
+    sizes = [len(regions[regions["network"] == n]) for n in networks["trait_networks"]]
+    assert [len(m) for m in scattered["trait_regions"]] == sizes
+    flat = [i for members in scattered["trait_regions"] for i in members]
+    assert len(set(flat)) == len(flat) and not set(flat) & set(scattered["fc_regions"])
+    # Across networks: no network holds more than half of the label's trait regions.
+    assert regions.loc[scattered["ts_regions"], "network"].value_counts().iloc[0] <= (
+        len(scattered["ts_regions"]) / 2)
+    assert plant_truth(sim_atlas, 5, "scattered")["ts_regions"] != scattered["ts_regions"]
+    assert scattered["ts_network"] is None
+    with pytest.raises(ValueError, match="trait layout"):
+        plant_truth(sim_atlas, 4, "striped")
+
+    # The effect is planted where the truth says: each region's lag-1 autocorrelation finds
+    # the scattered regions, and the network layout's regions are no longer special.
+    settings = replace(SimulationPlan(), n_subjects=40, seed=4, effect_size=3.0,
+                       trait_layout="scattered")
+    participants, series = simulated_subjects(settings, sim_atlas)
+    lag1 = np.stack([lag_autocorrelation(x) for _, x in series])
+    scores = lag1_region_scores(lag1, participants[LABEL_COLUMN].to_numpy())
+    index = sim_atlas.regions["index"].to_numpy()
+    assert recall_at_k(scores, np.isin(index, scattered["ts_regions"])) >= 0.8
+    assert recall_at_k(scores, np.isin(index, networks["ts_regions"])) <= 0.35
+
+
+def test_the_trait_layout_is_validated_and_left_out_of_identity_by_default():
+    from fmtc.plan import PlanError, load_plan
+
+    assert "trait_layout" not in SimulationPlan().identity()
+    assert replace(SimulationPlan(), trait_layout="scattered").identity()["trait_layout"] == (
+        "scattered")
+    with pytest.raises(PlanError, match="trait_layout"):
+        load_plan("smoke").replace(simulation={"trait_layout": "striped"})

@@ -78,5 +78,7 @@ def run_info(args: argparse.Namespace) -> int:
         truth = cohort.ground_truth
         print(f"planted truth effect_size={truth.get('effect_size')}: "
               f"{len(truth.get('fc_edges', []))} FC edges between {truth.get('fc_networks')}, "
-              f"{len(truth.get('ts_regions', []))} temporal regions in {truth.get('ts_network')}")
+              f"{len(truth.get('ts_regions', []))} temporal regions "
+              + (f"in {truth['ts_network']}" if truth.get("ts_network")
+                 else "scattered across networks"))
     return 0

@@ -50,6 +50,10 @@ import pandas as pd
 
 from fmtc.evaluate.metrics import AUC_SCORES, binary_metrics
 
+Trajectory = tuple[Sequence[str], np.ndarray]
+"""A fold's test subjects (participant ids) and their P(class 1) after every epoch
+(``[epochs, n_test]``, the fit's ``test_trajectory``)."""
+
 REPORTS = ("pooled", "fold_mean")
 """``protocol.report``: the metric of pooled out-of-fold predictions, or the mean over folds."""
 
@@ -164,8 +168,9 @@ def _fold_mean_minus_pooled(part: pd.DataFrame) -> float:
 
 
 def reporting_effects(predictions: Mapping[str, pd.DataFrame], arm: str, *,
-                      n_bootstrap: int = 1000, seed: int = 0,
-                      level: float = 0.95) -> pd.DataFrame:
+                      n_bootstrap: int = 1000, seed: int = 0, level: float = 0.95,
+                      trajectories: Mapping[tuple[int, int], Trajectory] | None = None
+                      ) -> pd.DataFrame:
     """The effect of each reporting switch on one arm's headline, with a subject bootstrap.
 
     Parameters
@@ -179,6 +184,12 @@ def reporting_effects(predictions: Mapping[str, pd.DataFrame], arm: str, *,
         resample for both readings of a switch; the trained models are held fixed.
     seed : int
     level : float
+    trajectories : mapping, optional
+        The arm's test-fold trajectories per ``(repeat, fold)``
+        (:meth:`fmtc.evaluate.runs.ExperimentRun.test_trajectories`). Given, the paper's
+        selection is **re-made in every resample** (:func:`reselected_draws`), so its interval
+        carries the selection's own variability; without them, the chosen epochs are held
+        fixed and only the subjects are resampled.
 
     Returns
     -------
@@ -197,7 +208,15 @@ def reporting_effects(predictions: Mapping[str, pd.DataFrame], arm: str, *,
     def per_repeat(frame: pd.DataFrame) -> np.ndarray:
         return np.stack([frame[frame["repeat"] == r]["probability"].to_numpy() for r in repeats])
 
-    if "paper" in predictions:
+    if trajectories is not None:
+        draws = reselected_draws(honest, trajectories, n_bootstrap=n_bootstrap, seed=seed)
+        tail = (1 - level) / 2
+        low, high = np.quantile(draws["paper"] - draws["honest"], [tail, 1 - tail])
+        point = reselected_draws(honest, trajectories, n_bootstrap=0, seed=seed)
+        rows.append(("selection: paper", "mcc", float(point["honest"][0]),
+                     float(point["paper"][0]), float(point["paper"][0] - point["honest"][0]),
+                     float(low), float(high)))
+    elif "paper" in predictions:
         paper = _paired_frames(predictions, arm, "paper")
         found = paired_difference(labels, per_repeat(paper), per_repeat(honest),
                                   n_bootstrap=n_bootstrap, n_permutations=0, seed=seed,
@@ -239,3 +258,70 @@ def reporting_effects(predictions: Mapping[str, pd.DataFrame], arm: str, *,
                      float(low), float(high)))
     return pd.DataFrame(rows, columns=["switch", "metric", "honest", "switched", "difference",
                                        "low", "high"])
+
+
+def reselected_draws(honest: pd.DataFrame, trajectories: Mapping[tuple[int, int], Trajectory],
+                     *, n_bootstrap: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Pooled MCC of the honest and the paper-selected readings, the selection re-made per draw.
+
+    Each draw resamples the test subjects within every fold of every repeat (folds keep their
+    size), then, in each fold, picks the epoch the authors' rule picks **on the resampled
+    fold** (:func:`fmtc.evaluate.selection.paper_selection`) and reads its predictions; the
+    honest predictions of the same resampled subjects are read beside them. Holding the epoch
+    chosen on the full fold fixed would resample the subjects but not the choice that made the
+    reading optimistic.
+
+    Parameters
+    ----------
+    honest : DataFrame
+        One arm's honest predictions (``repeat, fold, participant_id, probability, label``).
+    trajectories : mapping
+        ``(repeat, fold) -> (test participant ids, [epochs, n_test] probabilities)``.
+    n_bootstrap : int
+        Resamples; 0 gives the full-sample reading (one "draw", no resampling).
+    seed : int
+
+    Returns
+    -------
+    dict
+        ``honest`` and ``paper``: arrays ``[max(n_bootstrap, 1)]`` of pooled MCC, averaged
+        over repeats.
+    """
+    from fmtc.evaluate.selection import paper_selection
+
+    repeats = sorted(int(r) for r in honest["repeat"].unique())
+    blocks = []
+    for (repeat, fold), part in honest.groupby(["repeat", "fold"], sort=True):
+        key = (int(repeat), int(fold))
+        if key not in trajectories:
+            raise ValueError(f"no test trajectory of repeat {key[0]}, fold {key[1]}: the paper's "
+                             "selection cannot be re-made (compute the fits with their test "
+                             "trajectory, as an experiment with selection 'paper' does)")
+        ids, trajectory = trajectories[key]
+        trajectory = np.asarray(trajectory, dtype=np.float64)
+        position = {str(pid): i for i, pid in enumerate(ids)}
+        try:
+            columns = np.array([position[str(pid)] for pid in part["participant_id"]])
+        except KeyError as error:
+            raise ValueError(f"repeat {key[0]}, fold {key[1]}: subject {error.args[0]} has no "
+                             "test trajectory") from None
+        blocks.append((key[0], part["label"].to_numpy().astype(int),
+                       part["probability"].to_numpy(dtype=np.float64),
+                       trajectory[:, columns]))
+    rng = np.random.default_rng([int(seed), 7919])
+    n_draws = max(int(n_bootstrap), 1)
+    out = {"honest": np.zeros(n_draws), "paper": np.zeros(n_draws)}
+    for b in range(n_draws):
+        pooled: dict[int, list[tuple[np.ndarray, ...]]] = {r: [] for r in repeats}
+        for repeat, labels, probabilities, trajectory in blocks:
+            index = (np.arange(len(labels)) if n_bootstrap == 0
+                     else rng.integers(0, len(labels), len(labels)))
+            epoch = paper_selection(labels[index], trajectory[:, index])
+            pooled[repeat].append((labels[index], probabilities[index],
+                                   trajectory[epoch, index]))
+        for name, column in (("honest", 1), ("paper", 2)):
+            out[name][b] = np.mean([
+                binary_metrics(np.concatenate([part[0] for part in parts]),
+                               np.concatenate([part[column] for part in parts]))["mcc"]
+                for parts in pooled.values()])
+    return out

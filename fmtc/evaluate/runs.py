@@ -160,6 +160,36 @@ class ExperimentRun:
         subjects = sorted(table["participant_id"].unique(), key=str)
         return contrast_from_predictions(table, arm_a, arm_b, subjects, arm_column="arm")
 
+    def test_trajectories(self, arm: str, fits: str | Path
+                          ) -> dict[tuple[int, int], tuple[list[str], np.ndarray]]:
+        """Per ``(repeat, fold)``, an arm's test subjects and their predictions after every epoch.
+
+        Read from the arm's fits in the fit store ``fits`` (the plan's ``outputs.fits_dir``);
+        they hold the trajectory when the run asked for the paper's selection.
+        :func:`fmtc.evaluate.official.reselected_draws` re-makes that selection per resample.
+        """
+        from fmtc.evaluate.fits import FIT_FILE
+
+        tests = {(int(s["repeat"]), int(s["fold"])): list(s["test"])
+                 for s in self.tables["splits"]["splits"]}
+        out = {}
+        for key, folder in fit_folders(self, Path(fits), arm).items():
+            path = folder / FIT_FILE
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: the fit of arm {arm!r} (repeat {key[0]}, fold "
+                                        f"{key[1]}) is not in the fit store {fits}; rerun the "
+                                        f"experiment {self.name!r} to compute it")
+            record = json.loads(path.read_text(encoding="utf-8"))
+            if record.get("test_trajectory") is None:
+                raise ValueError(f"{path}: computed without its test trajectory; the paper's "
+                                 "selection was not asked for in this run")
+            trajectory = np.asarray(record["test_trajectory"], dtype=np.float64)
+            if trajectory.shape[1] != len(tests[key]):
+                raise ValueError(f"{path}: {trajectory.shape[1]} test subjects, the run's "
+                                 f"split has {len(tests[key])}")
+            out[key] = (tests[key], trajectory)
+        return out
+
 
 # --------------------------------------------------------------------------- experiments
 

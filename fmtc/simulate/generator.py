@@ -24,6 +24,9 @@ The responder label is planted in two complementary ways:
   is shifted with the label, ``z = delta (2 y - 1) + sqrt(1 - delta^2) e``, so
   responders' trait network is slower. The trait keeps unit variance and every
   unlabelled subject's distribution; ``delta = ts_trait_shift``.
+  With ``trait_layout: scattered`` each trait paces as many regions as its network holds,
+  drawn across every network instead (per population seed), so the network-mean read-out
+  does not line up with the planted effect.
 
 ``effect_size`` scales both (0: no label signal; 1: paper-like difficulty,
 FC + logistic regression pooled MCC about 0.3 on 60 subjects; 3: easy);
@@ -159,15 +162,26 @@ def study_of(n_subjects: int, n_studies: int) -> np.ndarray:
     return np.arange(n_subjects) % n_studies + 1
 
 
-def plant_truth(atlas: Atlas, seed: int) -> dict[str, Any]:
-    """Choose the planted regions: FC blocks in networks A and B, the label's trait network.
+def plant_truth(atlas: Atlas, seed: int, layout: str = "networks") -> dict[str, Any]:
+    """Choose the planted regions: FC blocks in networks A and B, the label's trait regions.
+
+    Parameters
+    ----------
+    atlas : Atlas
+    seed : int
+        The population seed.
+    layout : {"networks", "scattered"}
+        ``networks``: trait ``k`` paces every region of ``trait_networks[k]``;
+        ``scattered``: as many regions, drawn at random (per ``seed``) from every network
+        outside the FC blocks, disjoint between traits.
 
     Returns
     -------
     dict
         ``fc_networks``, ``fc_regions``, ``fc_edges`` (pairs of region ``index``
-        values, A x B), ``trait_networks``, ``ts_network`` (the first trait's network) and
-        ``ts_regions`` (its regions).
+        values, A x B), ``trait_networks``, ``ts_network`` (the first trait's network; None
+        when scattered) and ``ts_regions`` (the first trait's regions); when scattered, also
+        ``trait_layout`` and ``trait_regions`` (per trait, :func:`trait_region_sets`).
     """
     rng = np.random.default_rng([seed, 7])
     traits = trait_networks(atlas)
@@ -181,15 +195,39 @@ def plant_truth(atlas: Atlas, seed: int) -> dict[str, Any]:
         return [int(i) for i in members[start:start + size]]
 
     block_a, block_b = block(net_a, FC_BLOCK_SIZE), block(net_b, FC_BLOCK_SIZE)
-    ts_regions = atlas.regions.loc[atlas.regions["network"] == traits[0], "index"]
-    return {
+    by_network = [[int(i) for i in atlas.regions.loc[atlas.regions["network"] == name, "index"]]
+                  for name in traits]
+    if layout == "networks":
+        trait_regions = by_network
+    elif layout == "scattered":
+        # Its own stream: the FC blocks stay where the network layout puts them.
+        scatter = np.random.default_rng([seed, 11])
+        free = np.setdiff1d(atlas.regions["index"].to_numpy(), block_a + block_b)
+        drawn = scatter.permutation(free)
+        sizes = np.cumsum([0] + [len(members) for members in by_network])
+        trait_regions = [sorted(int(i) for i in drawn[start:stop])
+                         for start, stop in zip(sizes[:-1], sizes[1:], strict=True)]
+    else:
+        raise ValueError(f"unknown trait layout {layout!r}; use 'networks' or 'scattered'")
+    truth = {
         "fc_networks": [str(net_a), str(net_b)],
         "fc_regions": block_a + block_b,
         "fc_edges": [[a, b] for a in block_a for b in block_b],
         "trait_networks": traits,
-        "ts_network": traits[0],
-        "ts_regions": [int(i) for i in ts_regions],
+        "ts_network": traits[0] if layout == "networks" else None,
+        "ts_regions": trait_regions[0],
     }
+    if layout != "networks":  # the network layout's truth is written as it always was
+        truth.update(trait_layout=layout, trait_regions=trait_regions)
+    return truth
+
+
+def trait_region_sets(truth: dict[str, Any], atlas_regions: pd.DataFrame) -> list[list[int]]:
+    """The region ``index`` values each latent trait paces (see :func:`plant_truth`)."""
+    if "trait_regions" in truth:
+        return [[int(i) for i in members] for members in truth["trait_regions"]]
+    return [[int(i) for i in atlas_regions.loc[atlas_regions["network"] == name, "index"]]
+            for name in truth["trait_networks"]]
 
 
 def simulate_cohort(out: Path, settings: SimulationPlan, atlas: Atlas,
@@ -306,7 +344,7 @@ class _Design:
 def _design(settings: SimulationPlan, atlas: Atlas, unlabelled: bool) -> _Design:
     """Participants and a lazy iterator of ``(id, series, traits)`` of one simulated cohort."""
     regions = atlas.regions.reset_index(drop=True)
-    truth = plant_truth(atlas, settings.population)
+    truth = plant_truth(atlas, settings.population, settings.trait_layout)
     stream = _UNLABELLED_STREAM if unlabelled else 0
     prefix = "P" if unlabelled else ""
     n = settings.n_subjects
@@ -411,8 +449,8 @@ class _Population:
         half = len(truth["fc_regions"]) // 2
         self.block_a = np.array([position[i] for i in truth["fc_regions"][:half]])
         self.block_b = np.array([position[i] for i in truth["fc_regions"][half:]])
-        self.trait_regions = [np.flatnonzero(regions["network"].to_numpy() == name)
-                              for name in truth["trait_networks"]]
+        self.trait_regions = [np.array([position[i] for i in members], dtype=int)
+                              for members in trait_region_sets(truth, regions)]
         effect = settings.effect_size
         self.fc_rho = float(min(_FC_GAIN * (effect * settings.fc_effect) ** _FC_POWER, 0.95))
         self.ts_delta = float(min(_TS_GAIN * effect * settings.ts_effect, 0.95))
