@@ -568,6 +568,11 @@ class PagesPlan:
         Replicates (each kind) on the calibration pool.
     calibration_truth_draws : int
         Monte Carlo training sets per row of the truth.
+    encoder_pretrained_seeds, encoder_random_seeds : list of int
+        ``pretrain.seed`` of the pretrained encoders and of the random initialisations whose
+        spread the encoder-level pretrained-against-random-init contrast resamples.
+    encoder_models : list of str
+        The models that contrast is computed for (each reads the TS features).
     """
 
     stability_seeds: list[int] = field(default_factory=lambda: [41, 42, 43, 44, 45])
@@ -582,6 +587,9 @@ class PagesPlan:
     calibration_null_replicates: int = 400
     calibration_choice_replicates: int = 400
     calibration_truth_draws: int = 200
+    encoder_pretrained_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    encoder_random_seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    encoder_models: list[str] = field(default_factory=lambda: ["ts", "cls-logreg"])
 
     def check(self, key: str) -> None:
         _require(len(self.calibration_seeds) == 2
@@ -599,6 +607,14 @@ class PagesPlan:
         _require(bool(self.stability_effects), f"{key}.stability_effects",
                  "must list at least one effect size")
         _require(self.null_replicates >= 1, f"{key}.null_replicates", "must be >= 1")
+        for name in ("encoder_pretrained_seeds", "encoder_random_seeds"):
+            seeds = getattr(self, name)
+            _require(len(seeds) >= 2 and len(set(seeds)) == len(seeds), f"{key}.{name}",
+                     "must list at least two different seeds")
+            for seed in seeds:
+                _check_seed(seed, f"{key}.{name}")
+        _require(bool(self.encoder_models), f"{key}.encoder_models",
+                 "must list at least one model")
         _require(self.ig_steps >= 2 and self.ig_ts_steps >= 2, f"{key}.ig_steps",
                  "integration steps must be >= 2 (ig_steps, ig_ts_steps)")
         _require(self.ig_ts_subjects is None or self.ig_ts_subjects >= 0,

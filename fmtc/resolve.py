@@ -210,3 +210,35 @@ def calibration_settings(plan: Plan) -> tuple[Any, Any, Any]:
                                  population_seed=None)
              for seed in pages.calibration_seeds]
     return settings, pools[0], pools[1]
+
+
+def encoder_draws(plan: Plan) -> tuple[Plan, dict[str, tuple[list[str], list[str]]]]:
+    """The plan of the encoder-level experiment ``encoder-draws`` and its arm sets.
+
+    For each of ``pages.encoder_models``, one arm per pretrained encoder
+    (``pages.encoder_pretrained_seeds``: the encoder's ``pretrain.seed``) and one per random
+    initialisation (``pages.encoder_random_seeds``), on identical splits.
+
+    Returns
+    -------
+    (plan, sets)
+        ``sets[model]`` is ``(pretrained arms, random-init arms)``, for
+        :meth:`fmtc.evaluate.runs.ExperimentRun.encoder_contrast`.
+    """
+    pages = plan.pages
+    arms: dict[str, dict[str, Any]] = {}
+    sets = {}
+    for model in pages.encoder_models:
+        pretrained = [f"{model}-pretrained-{s}" for s in pages.encoder_pretrained_seeds]
+        random = [f"{model}-random-init-{s}" for s in pages.encoder_random_seeds]
+        for name, seed in zip(pretrained, pages.encoder_pretrained_seeds, strict=True):
+            arms[name] = {"model": model, "overrides": {"pretrain": {"seed": seed}}}
+        for name, seed in zip(random, pages.encoder_random_seeds, strict=True):
+            arms[name] = {"model": model, "encoder": "random-init",
+                          "overrides": {"pretrain": {"seed": seed}}}
+        sets[model] = (pretrained, random)
+    out = plan.replace(experiments={"encoder-draws": {
+        "description": "every TS model with several pretrained encoders (pretraining seeds) "
+                       "and several random initialisations, on identical splits",
+        "arms": arms, "selections": ["honest"]}})
+    return out, sets

@@ -143,3 +143,63 @@ def test_contrasts_are_checked_and_built_from_a_predictions_table():
     np.testing.assert_allclose(contrast.probs_a, [[0.1, 0.9], [0.2, 0.8]])
     with pytest.raises(ValueError, match="at least one"):
         family_inference([])
+
+
+def _encoder_contrast(rng, encoder_sd: float, n: int = 80, pretrained: int = 3,
+                      random_init: int = 5, gain: float = 0.0, units: bool = True):
+    """Encoders whose accuracy varies between draws (``encoder_sd``), pretrained ones better
+    by ``gain``: each encoder predicts a subject correctly with its own probability."""
+    labels = np.tile([0, 1], n // 2)
+
+    def arm(count, shift):
+        rows = []
+        for _ in range(count):
+            accuracy = np.clip(0.65 + shift + encoder_sd * rng.standard_normal(), 0.05, 0.95)
+            for _ in range(2):  # two repeats per encoder
+                right = rng.random(n) < accuracy
+                rows.append(np.where(right, labels, 1 - labels) * 0.8 + 0.1)
+        return np.stack(rows)
+
+    probs_a, probs_b = arm(pretrained, gain), arm(random_init, 0.0)
+    units_a = np.repeat(np.arange(pretrained), 2) if units else None
+    units_b = np.repeat(np.arange(random_init), 2) if units else None
+    if not units:  # the same rows, read as repeats of one model
+        rows = min(len(probs_a), len(probs_b))
+        probs_a, probs_b = probs_a[:rows], probs_b[:rows]
+    return Contrast(labels, probs_a, probs_b, tuple(range(n)), "pretrained", "random",
+                    units_a, units_b)
+
+
+def test_encoder_level_intervals_cover_the_encoder_spread_that_subject_resampling_misses():
+    # The truth of "pretrained − random-init" is a difference of expected MCC over encoder
+    # draws (here 0: the same accuracy distribution). With encoders that vary a lot, intervals
+    # that resample subjects only treat the draws at hand as the truth and miss it often.
+    misses = {"units": 0, "subjects": 0}
+    for replicate in range(60):
+        rng = np.random.default_rng([11, replicate])
+        with_units = _encoder_contrast(rng, encoder_sd=0.12)
+        rows_only = Contrast(with_units.labels, with_units.probs_a[:6], with_units.probs_b[:6],
+                             with_units.subjects, "pretrained", "random")
+        for name, contrast in (("units", with_units), ("subjects", rows_only)):
+            row = family_inference([contrast], n_bootstrap=400, n_permutations=0,
+                                   method="percentile", seed=replicate).iloc[0]
+            misses[name] += not (row["low"] <= 0.0 <= row["high"])
+    assert misses["units"] / 60 <= 0.15
+    assert misses["subjects"] / 60 >= 0.3
+
+
+def test_encoder_level_values_average_encoders_and_the_p_value_permutes_them():
+    rng = np.random.default_rng(5)
+    contrast = _encoder_contrast(rng, encoder_sd=0.0, gain=0.3)
+    row = family_inference([contrast], n_bootstrap=200, n_permutations=100, seed=1).iloc[0]
+    rows = contrast.probs_a
+    by_encoder = [binary_metrics_batch(np.tile(contrast.labels, (2, 1)), rows[2 * e:2 * e + 2]
+                                       )["mcc"].mean() for e in range(3)]
+    assert row["value_a"] == pytest.approx(np.mean(by_encoder), abs=1e-9)
+    # Every pretrained encoder beats every random one: the most extreme of C(8, 3) = 56 splits
+    # (two-sided: it and its mirror image are both as extreme only when sizes match).
+    assert row["p_value"] == pytest.approx(1 / 56, abs=1e-9)
+    assert row["low"] > 0
+    with pytest.raises(ValueError, match="units of both arms"):
+        Contrast(contrast.labels, contrast.probs_a, contrast.probs_b, contrast.subjects,
+                 units_a=contrast.units_a)

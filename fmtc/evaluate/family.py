@@ -14,6 +14,11 @@ time. This module gives every row of a family
   interval (no adjustment, for comparison);
 - the paired permutation (swap) p-value and its Holm adjustment over the family.
 
+A contrast between two **sets of encoders** (pretrained with several seeds against several
+random initialisations, :class:`Contrast` with ``units``) also resamples the encoders of each
+arm in every draw, so its interval covers encoder-level variability; its p-value permutes the
+encoders between the arms.
+
 Rows that share their subjects (the same cohort, the same subject order: several contrasts
 of one experiment) are resampled **jointly**, the same subjects in every row of a draw, so
 the maximum sees their correlation; rows on other subjects are resampled independently.
@@ -75,6 +80,12 @@ class Contrast:
         jointly.
     arm_a, arm_b : str
         Names of the arms.
+    units_a, units_b : ndarray of shape (R_a,) and (R_b,), optional
+        Encoder-level contrasts: the unit (an encoder draw) of each row of ``probs_a`` and
+        ``probs_b``. An arm's value is then the mean over its units of each unit's mean over
+        its rows, the bootstrap also resamples the units of each arm (with replacement), and
+        the p-value permutes which units belong to which arm (every split, or 2,000 random
+        ones). The arms may then hold different numbers of rows.
     """
 
     labels: np.ndarray
@@ -83,14 +94,29 @@ class Contrast:
     subjects: tuple
     arm_a: str = "a"
     arm_b: str = "b"
+    units_a: np.ndarray | None = None
+    units_b: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         labels = np.asarray(self.labels)
         probs_a = np.atleast_2d(np.asarray(self.probs_a, dtype=np.float64))
         probs_b = np.atleast_2d(np.asarray(self.probs_b, dtype=np.float64))
         n = len(labels)
-        if (labels.ndim != 1 or n == 0 or probs_a.shape != probs_b.shape
-                or probs_a.shape[1] != n or len(self.subjects) != n):
+        if (self.units_a is None) != (self.units_b is None):
+            raise ValueError(f"contrast {self.arm_a} − {self.arm_b}: give the units of both "
+                             "arms or of neither")
+        units = self.units_a is not None
+        if units:
+            for name, value, probs in (("units_a", self.units_a, probs_a),
+                                       ("units_b", self.units_b, probs_b)):
+                if len(np.asarray(value)) != probs.shape[0]:
+                    raise ValueError(f"contrast {self.arm_a} − {self.arm_b}: {name} needs one "
+                                     f"unit per row ({probs.shape[0]}); got {len(value)}")
+            object.__setattr__(self, "units_a", np.asarray(self.units_a))
+            object.__setattr__(self, "units_b", np.asarray(self.units_b))
+        same_rows = units or probs_a.shape[0] == probs_b.shape[0]
+        if (labels.ndim != 1 or n == 0 or not same_rows or probs_a.shape[1] != n
+                or probs_b.shape[1] != n or len(self.subjects) != n):
             raise ValueError(f"contrast {self.arm_a} − {self.arm_b}: expected labels [n], "
                              f"probabilities [repeats, n] and n subject ids; got "
                              f"{labels.shape}, {probs_a.shape}, {probs_b.shape} and "
@@ -166,6 +192,11 @@ def _weighted_mcc(weights: np.ndarray, labels: np.ndarray, predicted: np.ndarray
 
     A bootstrap draw is a vector of subject counts: its confusion matrix is a weighted sum.
     """
+    return _row_mcc(weights, labels, predicted).mean(axis=1)
+
+
+def _row_mcc(weights: np.ndarray, labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """:func:`_weighted_mcc` before the mean over rows: ``[B, R]``."""
     positive = labels.astype(np.float64)
     negative = 1.0 - positive
     hit = predicted.astype(np.float64).T  # [n, R]
@@ -174,7 +205,45 @@ def _weighted_mcc(weights: np.ndarray, labels: np.ndarray, predicted: np.ndarray
     fp = weights @ (hit * negative[:, None])
     fn = weights @ (miss * positive[:, None])
     tn = weights @ (miss * negative[:, None])
-    return _mcc(tp, fp, fn, tn).mean(axis=1)
+    return _mcc(tp, fp, fn, tn)
+
+
+def _unit_means(row_values: np.ndarray, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per unit, the mean of its rows' values: ``[B, R]`` -> ``([B, U], unit ids)``."""
+    ids = np.unique(units)
+    return np.stack([row_values[:, units == u].mean(axis=1) for u in ids], axis=1), ids
+
+
+def _unit_resampled(means: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each draw's mean over units drawn with replacement: ``[B, U]`` -> ``[B]``."""
+    n_draws, n_units = means.shape
+    counts = rng.multinomial(n_units, np.full(n_units, 1.0 / n_units), size=n_draws)
+    return (counts * means).sum(axis=1) / n_units
+
+
+UNIT_PERMUTATIONS = 2000
+"""Random unit splits of an encoder-level p-value when there are more splits than this."""
+
+
+def _unit_permutation_p(means_a: np.ndarray, means_b: np.ndarray, seed: int) -> float:
+    """Two-sided p of "the units' arm does not matter": every split of the units, or a sample.
+
+    ``means_a`` and ``means_b`` are the units' full-sample values.
+    """
+    from itertools import combinations
+    from math import comb
+
+    pooled = np.concatenate([means_a, means_b])
+    k, total = len(means_a), len(pooled)
+    observed = abs(means_a.mean() - means_b.mean())
+    if comb(total, k) <= UNIT_PERMUTATIONS:
+        splits = [np.isin(np.arange(total), chosen) for chosen in combinations(range(total), k)]
+    else:
+        rng = np.random.default_rng([int(seed), 4])
+        splits = [np.isin(np.arange(total), rng.choice(total, k, replace=False))
+                  for _ in range(UNIT_PERMUTATIONS)]
+    stats = np.array([abs(pooled[mask].mean() - pooled[~mask].mean()) for mask in splits])
+    return float(np.mean(stats >= observed - 1e-12))
 
 
 def _swapped_mcc(swaps: np.ndarray, labels: np.ndarray, hit_a: np.ndarray, hit_b: np.ndarray
@@ -338,8 +407,14 @@ def family_inference(contrasts: Sequence[Contrast], *, method: str = FAMILY_METH
         hit_a, hit_b = c.probs_a >= 0.5, c.probs_b >= 0.5
         n = len(c.labels)
         ones = np.ones((1, n))
-        value_a = float(_weighted_mcc(ones, c.labels, hit_a)[0])
-        value_b = float(_weighted_mcc(ones, c.labels, hit_b)[0])
+        by_unit = c.units_a is not None
+        if by_unit:
+            full_a = _unit_means(_row_mcc(ones, c.labels, hit_a), c.units_a)[0][0]
+            full_b = _unit_means(_row_mcc(ones, c.labels, hit_b), c.units_b)[0][0]
+            value_a, value_b = float(full_a.mean()), float(full_b.mean())
+        else:
+            value_a = float(_weighted_mcc(ones, c.labels, hit_a)[0])
+            value_b = float(_weighted_mcc(ones, c.labels, hit_b)[0])
         values.append((value_a, value_b))
         single = [name for name, hit in (("A", hit_a), ("B", hit_b))
                   if np.all(hit.all(axis=1) | (~hit).all(axis=1))]
@@ -360,6 +435,15 @@ def family_inference(contrasts: Sequence[Contrast], *, method: str = FAMILY_METH
             groups[c.subjects] = rng.multinomial(n, np.full(n, 1.0 / n), size=n_bootstrap
                                                  ).astype(np.float64)
         weights = groups[c.subjects]
+        if by_unit:
+            units_rng = _stream(seed, (c.subjects, c.arm_a, c.arm_b), 3)
+            means_a = _unit_means(_row_mcc(weights, c.labels, hit_a), c.units_a)[0]
+            means_b = _unit_means(_row_mcc(weights, c.labels, hit_b), c.units_b)[0]
+            draws[:, row] = (_unit_resampled(means_a, units_rng)
+                             - _unit_resampled(means_b, units_rng))
+            p_values.append(_unit_permutation_p(full_a, full_b, seed) if n_permutations
+                            else np.nan)
+            continue
         draws[:, row] = (_weighted_mcc(weights, c.labels, hit_a)
                          - _weighted_mcc(weights, c.labels, hit_b))
         if n_permutations:

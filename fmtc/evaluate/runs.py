@@ -160,6 +160,34 @@ class ExperimentRun:
         subjects = sorted(table["participant_id"].unique(), key=str)
         return contrast_from_predictions(table, arm_a, arm_b, subjects, arm_column="arm")
 
+    def encoder_contrast(self, arms_a: Sequence[str], arms_b: Sequence[str],
+                         name_a: str | None = None, name_b: str | None = None,
+                         selection: str = "honest") -> Contrast:
+        """The encoder-level :class:`~fmtc.evaluate.family.Contrast` of two sets of arms.
+
+        Each arm is one encoder draw (e.g. pretrained with seeds 0-2 against random-init with
+        seeds 0-4) of the same model on the same splits; its repeats are the rows of its unit.
+        """
+        from fmtc.evaluate.family import contrast_from_predictions
+
+        table = self.predictions[selection]
+        subjects = sorted(table["participant_id"].unique(), key=str)
+        parts = {}
+        for arm in (*arms_a, *arms_b):
+            one = contrast_from_predictions(table, arm, arm, subjects, arm_column="arm")
+            parts[arm] = one.probs_a
+        labels = one.labels
+
+        def stack(arms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+            probs = np.concatenate([parts[a] for a in arms])
+            units = np.concatenate([np.full(len(parts[a]), i) for i, a in enumerate(arms)])
+            return probs, units
+
+        (probs_a, units_a), (probs_b, units_b) = stack(arms_a), stack(arms_b)
+        return Contrast(labels, probs_a, probs_b, tuple(subjects),
+                        name_a or f"{arms_a[0]} (+{len(arms_a) - 1})",
+                        name_b or f"{arms_b[0]} (+{len(arms_b) - 1})", units_a, units_b)
+
     def test_trajectories(self, arm: str, fits: str | Path
                           ) -> dict[tuple[int, int], tuple[list[str], np.ndarray]]:
         """Per ``(repeat, fold)``, an arm's test subjects and their predictions after every epoch.
