@@ -58,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_atlas_options(ds)
     ds.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     ds.set_defaults(handler=_fetch_ds000208)
+    add_stages(targets)
 
 
 def add_atlas_options(parser: argparse.ArgumentParser) -> None:
@@ -108,3 +109,81 @@ def _fetch_ds000208(args: argparse.Namespace) -> int:
         work_dir=args.work_dir, max_mean_fd=args.max_mean_fd, progress=not args.no_progress,
         overwrite=args.overwrite)
     return print_report(report, "fetch ds000208")
+
+
+def add_stages(targets: argparse._SubParsersAction) -> None:
+    """Add the ``stages`` target (Pope et al. 2025, izachp/psychosis-FC-prediction)."""
+    from fmtc.acquire.stages import PARCELLATIONS, PIPELINES
+
+    st = targets.add_parser(
+        "stages", help="STAGES first-episode psychosis trial (Pope et al. 2025)",
+        description="Build the STAGES cohort (antipsychotic vs placebo, first-episode "
+                    "psychosis) from the parcellated series of izachp/psychosis-FC-prediction "
+                    "(Apache-2.0), cloned with DataLad at a pinned commit: OUT holds each "
+                    "patient's baseline scan, labelled responder_bprs_6m (6-month BPRS change "
+                    "below the cohort median; sensitivity label responder_sofas_6m); OUT-ses2 "
+                    "holds the 3-month scans as an unlabelled cohort, for pretraining only. "
+                    "Resumable; needs network unless --source is a local clone and "
+                    "--regions-file a local centroid table.")
+    st.add_argument("--out", required=True, type=Path, metavar="DIR",
+                    help="the baseline cohort folder, published when complete (a partial build "
+                         "resumes from the partial folder beside it)")
+    st.add_argument("--source", default=None, metavar="URL|PATH",
+                    help="repository to clone (default "
+                         "https://github.com/izachp/psychosis-FC-prediction.git)")
+    st.add_argument("--revision", default=None, metavar="SHA",
+                    help="commit to check out (default the pinned 411a2cad…, also with "
+                         "--source; HEAD takes the source's latest); a clone without it is "
+                         "refused")
+    st.add_argument("--pipeline", choices=PIPELINES, default=PIPELINES[0],
+                    help="preprocessing pipeline (default the authors' main analysis, "
+                         "%(default)s)")
+    st.add_argument("--parcellation", choices=tuple(PARCELLATIONS), default="419_parc",
+                    help="419_parc: Schaefer 400 (7 networks) + 19 subcortical (default); "
+                         "328_parc needs a complete --regions-file")
+    st.add_argument("--tr", type=float, default=None, metavar="SECONDS",
+                    help="repetition time; not stated in the repository, 2.0 s is assumed "
+                         "(and recorded as an assumption) unless given")
+    st.add_argument("--regions-file", type=Path, default=None, metavar="FILE",
+                    help="local copy of CBIG's Schaefer2018_400Parcels_7Networks_order_"
+                         "FSLMNI152_2mm.Centroid_RAS.csv (default: download it once from the "
+                         "pinned CBIG commit), or a complete regions table (index, name, x, y, "
+                         "z, network; one row per series row)")
+    st.add_argument("--subcortical-file", type=Path, default=None, metavar="FILE",
+                    help="centroids (columns name, x, y, z; MNI mm) of the 19 FreeSurfer aseg "
+                         "structures of 419_parc rows 401-419 (Left-Cerebellum-Cortex, "
+                         "Left-Thalamus-Proper, ..., Right-VentralDC); no pinned public table "
+                         "gives them")
+    st.add_argument("--cortex-only", action="store_true",
+                    help="keep only the 400 Schaefer parcels (no subcortical table needed)")
+    st.add_argument("--ses2-out", type=Path, default=None, metavar="DIR",
+                    help="the unlabelled 3-month cohort folder (default OUT-ses2)")
+    st.add_argument("--no-ses2", action="store_true", help="do not write the 3-month scans")
+    st.add_argument("--work-dir", type=Path, default=None, metavar="DIR",
+                    help="where the clone lives (default .OUT.work beside OUT)")
+    st.add_argument("--atlas-cache", type=Path, default=None, metavar="DIR",
+                    help="download cache of the centroid table "
+                         "(default ~/.cache/fmtc/atlases/schaefer2018)")
+    st.add_argument("--overwrite", action="store_true",
+                    help="replace different cohorts already in OUT / OUT-ses2")
+    st.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    st.set_defaults(handler=_fetch_stages)
+
+
+def _fetch_stages(args: argparse.Namespace) -> int:
+    from fmtc.acquire.stages import STAGES_REPOSITORY
+    from fmtc.cohort.stages import fetch_stages
+
+    report = fetch_stages(
+        args.out, source=STAGES_REPOSITORY.override(
+            args.source, args.revision or STAGES_REPOSITORY.revision),
+        pipeline=args.pipeline, parcellation=args.parcellation, repetition_time=args.tr,
+        work_dir=args.work_dir, regions_file=args.regions_file,
+        subcortical_file=args.subcortical_file, cortex_only=args.cortex_only,
+        ses2_out=args.ses2_out, include_ses2=not args.no_ses2, cache_dir=args.atlas_cache,
+        overwrite=args.overwrite, progress=not args.no_progress)
+    for line in report.summary():
+        print(f"fmtc fetch stages: {line}")
+    for problem in report.problems:
+        print(f"  - {problem}", file=sys.stderr)
+    return 1 if report.problems else 0
