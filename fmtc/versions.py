@@ -20,7 +20,9 @@ VERSIONS: dict[str, int] = {
     "features": 2,
     # fmtc.predict (models, training, baselines), fmtc.evaluate.selection, fold seeds
     # (2: fused AdamW, one kernel per parameter; rounding, and so training, differs from 1)
-    "fit": 2,
+    # (3: a training set of 8k + 1 subjects joins its last subject to the batch before;
+    # before, 2 batches raised an IndexError and 3 or more overwrote another batch)
+    "fit": 3,
     # fmtc.evaluate.protocol tables, metrics, uncertainty, paired differences
     "run": 1,
     # fmtc.evaluate.generalisation (jobs, within references, confounds)

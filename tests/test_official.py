@@ -408,3 +408,14 @@ def test_the_selection_effect_needs_every_folds_trajectory():
     trajectories.pop((0, 2))
     with pytest.raises(ValueError, match="repeat 0, fold 2"):
         reselected_draws(honest, trajectories, n_bootstrap=5)
+
+
+@pytest.mark.parametrize("n", [9, 17, 25, 8, 16, 3])
+def test_every_training_subject_is_in_exactly_one_batch_of_at_least_two(n):
+    from fmtc.predict.training import _batches
+
+    batches = _batches(torch.arange(n), 8)
+    assert sorted(torch.cat(batches).tolist()) == list(range(n))
+    assert all(len(b) >= 2 for b in batches) or n == 1
+    if n % 8 == 1 and n > 8:
+        assert len(batches[-1]) == 9  # the lone last subject joins the batch before it

@@ -283,7 +283,8 @@ def _batches(order: Tensor, batch_size: int) -> list[Tensor]:
     # BatchNorm cannot train on one sample: a final singleton joins the batch before it.
     batches = list(torch.split(order, batch_size))
     if len(batches) > 1 and len(batches[-1]) == 1:
-        batches[-2] = torch.cat([batches[-2], batches.pop()])
+        last = batches.pop()  # popped first: the target below is then the new last batch
+        batches[-1] = torch.cat([batches[-1], last])
     return batches
 
 
