@@ -573,6 +573,14 @@ class PagesPlan:
         spread the encoder-level pretrained-against-random-init contrast resamples.
     encoder_models : list of str
         The models that contrast is computed for (each reads the TS features).
+    stages_source, stages_revision : str or None
+        Where the real-trial page clones the STAGES repository from, and its commit (None:
+        the pinned GitHub repository and commit; a local clone or a test fixture otherwise).
+    stages_regions_file, stages_subcortical_file : str or None
+        The Schaefer-400 centroid table (None: downloaded once from CBIG into the atlas cache)
+        and the 19 subcortical centroids (None: the cortex only).
+    stages_tr : float or None
+        Seconds per volume of the STAGES scans (None: the fetch's documented assumption).
     """
 
     stability_seeds: list[int] = field(default_factory=lambda: [41, 42, 43, 44, 45])
@@ -590,6 +598,11 @@ class PagesPlan:
     encoder_pretrained_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     encoder_random_seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     encoder_models: list[str] = field(default_factory=lambda: ["ts", "cls-logreg"])
+    stages_source: str | None = None
+    stages_revision: str | None = None
+    stages_regions_file: str | None = None
+    stages_subcortical_file: str | None = None
+    stages_tr: float | None = None
 
     def check(self, key: str) -> None:
         _require(len(self.calibration_seeds) == 2

@@ -242,3 +242,47 @@ def encoder_draws(plan: Plan) -> tuple[Plan, dict[str, tuple[list[str], list[str
                        "and several random initialisations, on identical splits",
         "arms": arms, "selections": ["honest"]}})
     return out, sets
+
+
+def stages_cohorts(plan: Plan, progress: bool = False) -> tuple[Path, Path | None, Path]:
+    """The STAGES cohorts of the real-trial page, fetched once into ``outputs.cohorts_dir``.
+
+    :func:`fmtc.cohort.stages.fetch_stages` with the plan's ``pages.stages_*`` settings (a
+    published cohort is read back), then the unlabelled pretraining corpus of every scan
+    (:class:`fmtc.cohort.stages.StagesCorpus`).
+
+    Returns
+    -------
+    (baseline, ses2, corpus)
+        The labelled baseline cohort, the 3-month cohort and the corpus folders.
+    """
+    from fmtc.acquire.stages import STAGES_REPOSITORY
+    from fmtc.cohort.stages import fetch_stages, stages_corpus
+
+    pages = plan.pages
+    source = STAGES_REPOSITORY.override(pages.stages_source, pages.stages_revision)
+
+    def path(value: str | None) -> Path | None:
+        return None if value is None else plan.path(value)
+
+    report = fetch_stages(
+        plan.path(plan.outputs.cohorts_dir) / "stages", source=source,
+        repetition_time=pages.stages_tr, regions_file=path(pages.stages_regions_file),
+        subcortical_file=path(pages.stages_subcortical_file),
+        cortex_only=pages.stages_subcortical_file is None, progress=progress)
+    return report.out, report.ses2_out, stages_corpus(report.out, report.ses2_out)
+
+
+def stages_encoder(plan: Plan, corpus: Path, device: Any = None, progress: bool = False) -> Path:
+    """A BrainLM pretrained (the plan's ``pretrain`` recipe) on the STAGES corpus, unlabelled.
+
+    Its folder (``outputs.models_dir``) is what ``brainlm.source`` takes; it is trained once
+    and read back after.
+    """
+    from fmtc.lifecycle import materialise
+    from fmtc.represent.encoder import PretrainedEncoder
+
+    store = store_for(plan)
+    encoder = PretrainedEncoder(plan.pretrain, plan.windows, store, Path(corpus),
+                                device=resolve_device_of(plan, device), progress=progress)
+    return materialise(encoder, store.models / f"brainlm-stages-{encoder.key[:12]}").folder

@@ -155,3 +155,39 @@ def write_subcortical(path: Path, rows: list[tuple[str, str, str, str]] | None =
                 for i, name in enumerate(reversed(SUBCORTICAL_NAMES))]  # any order is read
     path.write_text("name\tx\ty\tz\n" + "".join("\t".join(r) + "\n" for r in rows))
     return path
+
+
+def make_page_repo(path: Path, n_subjects: int = 20, n_ses2: int = 8, n_volumes: int = 60,
+                   seed: int = 0) -> tuple[Path, str]:
+    """A larger look-alike for the real-trial page on the tiny profile: random scores.
+
+    ``n_subjects`` baseline scans (the first ``n_ses2`` also at 3 months), two thirds with a
+    6-month BPRS change, both arms; series of ``n_volumes`` volumes x 419 regions.
+    """
+    rng = np.random.default_rng(seed)
+    ses1 = tuple(f"sub-{i:03d}" for i in range(1, n_subjects + 1))
+    ses2 = ses1[:n_ses2]
+    scored = ses1[: (2 * n_subjects) // 3]
+    bprs = {p: (round(float(rng.normal()), 3), round(float(rng.normal()), 3)) for p in scored}
+    sofas = {p: (round(float(rng.normal()), 3), None) for p in scored}
+    medication, placebo = scored[0::2], scored[1::2]
+    files = {
+        "README.md": "Data and code supporting 'Functional Coupling ...' (fixture)\n",
+        "LICENSE": "Apache License 2.0 (fixture)\n",
+        "scripts/make_FC.R": "conmat <- cor(t(ts))\n",
+        "data/subjects_ses-1.txt": "\n".join(ses1),
+        "data/subjects_ses-2.txt": "\n".join(ses2),
+        "data/bprs_change_scores.txt": _scores(bprs),
+        "data/sofas_change_scores.txt": _scores(sofas),
+        "data/low_signal_regions.txt": "aGP-rh 2\naGP-lh 4\n",
+    }
+    for scale, table in (("bprs", bprs), ("sofas", sofas)):
+        for arm, members in (("medication", medication), ("placebo", placebo)):
+            files[f"data/{scale}_change_scores_{arm}.txt"] = _scores(table, members, (4,))
+    for session, subjects in ((1, ses1), (2, ses2)):
+        for number, participant_id in enumerate(subjects):
+            files[series_file(PIPELINE, "419_parc", session, participant_id)] = series_text(
+                1000 * session + number, 419, n_volumes)
+    path.mkdir(parents=True)
+    git(path, "init", "--quiet", "--initial-branch=main")
+    return path, commit_files(path, files, "STAGES look-alike for the page")

@@ -47,16 +47,24 @@ def tiny_book(tmp_path_factory) -> dict[str, Path]:
     the first page pays for the cohort, the encoder and the features, later pages reuse them
     and each other's fits. The tracked book and the notebook sources are never written.
     """
+    from stages_fixture import make_page_repo, write_cbig_centroids
+
     from fmtc.report.reproduce import copy_book
 
     root = tmp_path_factory.mktemp("tiny-book")
+    # The real-trial page clones the STAGES repository: here a small look-alike (its notice
+    # says so), with a centroid table in CBIG's format.
+    stages, commit = make_page_repo(root / "stages-fixture")
+    centroids = write_cbig_centroids(root / "centroids.csv")
     plan_file = root / "plan.yml"
     plan_file.write_text(
         "profiles:\n  tiny:\n    outputs:\n"
         + "".join(f"      {key}: {root / 'data' / sub}\n" for key, sub in (
             ("data_dir", ""), ("cohorts_dir", "cohorts"), ("features_dir", "features"),
             ("models_dir", "models"), ("fits_dir", "fits"), ("runs_dir", "runs")))
-        + f"      book_dir: {ROOT / 'book'}\n")
+        + f"      book_dir: {ROOT / 'book'}\n"
+        + f"    pages:\n      stages_source: {stages}\n      stages_revision: {commit}\n"
+        + f"      stages_regions_file: {centroids}\n")
     tracked = {p: p.stat().st_mtime_ns for p in (ROOT / "book").glob("*.ipynb")}
     book = copy_book(ROOT / "book", root / "book")
     yield {"root": root, "plan": plan_file, "book": book}

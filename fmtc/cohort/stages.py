@@ -644,3 +644,82 @@ def _generated_by() -> dict[str, Any]:
 
     return {"Name": "fmtc", "Version": __version__,
             "Description": "fmtc fetch stages (fmtc.cohort.stages)"}
+
+
+# --------------------------------------------------------------------------- pretraining corpus
+
+
+_CORPUS_LABEL = "__no_label__"  # a column no STAGES folder has: every participant loads
+
+
+@dataclass(frozen=True, eq=False)
+class StagesCorpus(Result):
+    """Every STAGES scan, baseline and 3-month, as one **unlabelled** pretraining cohort.
+
+    Each scan becomes a participant of its own (``sub-001ses1``, ``sub-001ses2``); the
+    participants table holds ``patient`` and ``scan`` and no label or score, so masked-patch
+    pretraining on the trial's own recordings (``fmtc pretrain --cohort``) never sees an
+    outcome. Its identity is the content of the two cohort folders.
+
+    Parameters
+    ----------
+    baseline, ses2 : Path
+        The folders :func:`fetch_stages` wrote (``ses2`` may be None: baseline scans only).
+    """
+
+    kind: ClassVar[str] = "cohort"
+
+    baseline: Path
+    ses2: Path | None = None
+
+    def _cohorts(self) -> list[tuple[int, Any]]:
+        from fmtc.cohort.folder import load_cohort
+
+        found = [(1, load_cohort(self.baseline, label=_CORPUS_LABEL, require_label=False))]
+        if self.ses2 is not None:
+            found.append((2, load_cohort(self.ses2, label=_CORPUS_LABEL, require_label=False)))
+        return found
+
+    def config(self) -> dict[str, Any]:
+        return {"built": "stages-corpus", "sessions": [1] if self.ses2 is None else [1, 2]}
+
+    def inputs(self) -> dict[str, Any]:
+        return {f"ses-{session}": cohort.content_hash for session, cohort in self._cohorts()}
+
+    def input_folders(self) -> list[Path]:
+        return [p for p in (self.baseline, self.ses2) if p is not None]
+
+    def default_folder(self) -> Path:
+        return self.baseline.with_name(f"{self.baseline.name}-corpus")
+
+    def compute(self, staging: Path, extras: frozenset[str]) -> None:
+        rows, atlas, regions = [], None, None
+        for session, cohort in self._cohorts():
+            atlas = atlas or cohort.description["Atlas"]
+            if regions is None:
+                regions = cohort.regions
+                write_regions(staging, atlas, regions)
+            elif not regions["index"].equals(cohort.regions["index"]):
+                raise InvalidDataError(f"{cohort.root}: its regions differ from "
+                                       f"{self.baseline}'s; build both with one fetch")
+            for participant_id, series in cohort.timeseries.items():
+                scan = f"{participant_id}ses{session}"
+                write_timeseries(staging, scan, atlas, series, regions["index"],
+                                 cohort.repetition_time[participant_id],
+                                 {"Scan": SESSIONS[session], "Patient": participant_id})
+                rows.append({"participant_id": scan, "patient": participant_id,
+                             "scan": SESSIONS[session]})
+        write_participants(staging, pd.DataFrame(rows))
+        write_description(staging, "STAGES: every scan, unlabelled (pretraining corpus)",
+                          atlas, generated_by=[_generated_by()],
+                          Sources=[str(p) for p in self.input_folders()])
+
+    def load(self, folder: Path, record: dict[str, Any]) -> Path:
+        return folder
+
+
+def stages_corpus(baseline: str | Path, ses2: str | Path | None = None,
+                  out: str | Path | None = None) -> Path:
+    """The folder of :class:`StagesCorpus` (built once, then read back)."""
+    corpus = StagesCorpus(Path(baseline), None if ses2 is None else Path(ses2))
+    return materialise(corpus, out).folder
