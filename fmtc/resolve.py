@@ -260,10 +260,14 @@ def stages_cohorts(plan: Plan, progress: bool = False) -> tuple[Path, Path | Non
     from fmtc.cohort.stages import fetch_stages, stages_corpus
 
     pages = plan.pages
-    source = STAGES_REPOSITORY.override(pages.stages_source, pages.stages_revision)
 
     def path(value: str | None) -> Path | None:
         return None if value is None else plan.path(value)
+
+    url = pages.stages_source  # a URL, or a local clone (relative: to the plan's folder)
+    if url is not None and "://" not in url and not url.startswith("git@"):
+        url = str(path(url))
+    source = STAGES_REPOSITORY.override(url, pages.stages_revision)
 
     report = fetch_stages(
         plan.path(plan.outputs.cohorts_dir) / "stages", source=source,
