@@ -46,6 +46,7 @@ from fmtc.resolve import (  # noqa: F401 - the plan's settings, resolved (public
     encoders_of,
     executor_for,
     feature_settings,
+    knowledge_control,
     model_params,
     plan_cohort,
     resolve_arms,
@@ -58,6 +59,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["ExperimentRequest", "ExperimentRun", "GeneralisationRun", "cohort_path",
            "encoder_spec", "evaluate", "executor_for", "experiment_plan", "feature_settings",
            "gather_datasets", "interpret_run", "knowledge_control", "plan_cohort",
+           "recalibration_requests",
            "resolve_arms", "run_calibration", "run_experiment", "run_experiments",
            "run_generalisation",
            "Sweep", "simulation_sweep", "store_for", "sweep"]
@@ -258,23 +260,27 @@ def evaluate(plan: Plan, models: Sequence[str], selections: Sequence[str] | None
     return run_experiments([request], device=device, executor=executor, progress=progress)[0]
 
 
-def knowledge_control(plan: Plan, ts_effect: float = 0.0) -> Plan:
-    """The plan of the external-knowledge control: TS models only, temporal effect switched off.
+def recalibration_requests(plan: Plan, cohort: Cohort, run: ExperimentRun,
+                           models: Sequence[str], folds: int = 3
+                           ) -> dict[tuple[int, int], ExperimentRequest]:
+    """Per outer ``(repeat, fold)`` of ``run``, an inner CV of ``models`` on its training subjects.
 
-    The simulated cohort keeps every setting of ``plan`` but ``simulation.ts_effect``; the
-    experiment ``external-knowledge-control`` holds the arms and contrasts of
-    ``external-knowledge`` without FMM_TC (whose connectivity branch would add its training
-    noise to both arms).
+    What :func:`fmtc.evaluate.clinical.nested_recalibration` fits its maps on: ``folds``-fold
+    CV, one repeat, within each outer fold's training subjects only (seeded by the outer
+    fold), so no model behind a calibrator saw the fold it recalibrates.
     """
-    source = experiment_plan(plan, "external-knowledge")
-    return plan.replace(
-        simulation={"ts_effect": ts_effect},
-        experiments={"external-knowledge-control": {
-            "description": "external-knowledge, TS models only, on the control cohort",
-            "arms": {name: dataclasses.asdict(arm) for name, arm in source.arms.items()
-                     if arm.model != "fmmtc"},
-            "contrasts": [[a, b] for a, b in source.contrasts
-                          if source.arms[a].model != "fmmtc"]}})
+    inner = plan.replace(evaluation={"folds": folds, "repeats": 1}, experiments={
+        "recalibration-inner": {"description": "inner CV of an outer fold's training subjects",
+                                "arms": {m: {"model": m} for m in models}}})
+    requests = {}
+    for split in run.tables["splits"]["splits"]:
+        key = (int(split["repeat"]), int(split["fold"]))
+        train = [p for p in cohort.subject_ids if p not in set(split["test"])]
+        subset = cohort.subset(train, f"training subjects of repeat {key[0]}, fold {key[1]}")
+        requests[key] = experiment_request(inner.replace(seed=plan.seed + 1 + 100 * key[0]
+                                                         + key[1]),
+                                           "recalibration-inner", cohort=subset)
+    return requests
 
 
 @dataclass

@@ -290,3 +290,24 @@ def stages_encoder(plan: Plan, corpus: Path, device: Any = None, progress: bool 
     encoder = PretrainedEncoder(plan.pretrain, plan.windows, store, Path(corpus),
                                 device=resolve_device_of(plan, device), progress=progress)
     return materialise(encoder, store.models / f"brainlm-stages-{encoder.key[:12]}").folder
+
+
+def knowledge_control(plan: Plan, ts_effect: float = 0.0) -> Plan:
+    """The plan of the external-knowledge control: TS models only, temporal effect switched off.
+
+    The simulated cohort keeps every setting of ``plan`` but ``simulation.ts_effect``; the
+    experiment ``external-knowledge-control`` holds the arms and contrasts of
+    ``external-knowledge`` without FMM_TC (whose connectivity branch would add its training
+    noise to both arms).
+    """
+    import dataclasses
+
+    source = plan.experiments["external-knowledge"]
+    return plan.replace(
+        simulation={"ts_effect": ts_effect},
+        experiments={"external-knowledge-control": {
+            "description": "external-knowledge, TS models only, on the control cohort",
+            "arms": {name: dataclasses.asdict(arm) for name, arm in source.arms.items()
+                     if arm.model != "fmmtc"},
+            "contrasts": [[a, b] for a, b in source.contrasts
+                          if source.arms[a].model != "fmmtc"]}})

@@ -293,3 +293,46 @@ def test_a_cohort_subset_keeps_order_and_gets_its_own_content_hash(small_cohort)
     assert part.content_hash != cohort.subset([ids[1], ids[3], ids[5]], "study=1").content_hash
     with pytest.raises(ValueError, match="no participant"):
         cohort.subset(["sub-999"], "x")
+
+
+def _inner_runs(predictions, y, p, seed=1):
+    """Inner out-of-fold predictions per outer fold: its training subjects, 3 inner folds."""
+    rng = np.random.default_rng(seed)
+    inner = {}
+    for (r, k), _ in predictions.groupby(["repeat", "fold"]):
+        train = predictions[(predictions["repeat"] == r) & (predictions["fold"] != k)]
+        inner[(int(r), int(k))] = train.assign(
+            fold=rng.permutation(np.arange(len(train)) % 3), repeat=0,
+            probability=np.clip(train["probability"] + rng.normal(0, 0.02, len(train)), 0, 1))
+    return inner
+
+
+def test_nested_recalibration_reads_nothing_the_target_folds_models_touched():
+    from fmtc.evaluate.clinical import nested_recalibration
+
+    y, p = _example(n=200)
+    predictions = _predictions(y, p)
+    inner = _inner_runs(predictions, y, p)
+    fold0 = (predictions["repeat"] == 0) & (predictions["fold"] == 0)
+    for method in ("platt", "isotonic"):
+        before = nested_recalibration(predictions, inner, "m", method)
+        # Other folds' outer predictions come from models trained on fold 0: changing them
+        # leaves fold 0's recalibration alone here; the cross-fitted map reads them.
+        changed = predictions.copy()
+        changed.loc[~fold0, "probability"] = 1 - changed.loc[~fold0, "probability"]
+        after = nested_recalibration(changed, inner, "m", method)
+        np.testing.assert_array_equal(before.loc[fold0, "probability"],
+                                      after.loc[fold0, "probability"])
+        crossed = (cross_fitted_recalibration(predictions, "m", method),
+                   cross_fitted_recalibration(changed, "m", method))
+        assert not np.array_equal(crossed[0].loc[fold0, "probability"],
+                                  crossed[1].loc[fold0, "probability"])
+    pooled = subject_probabilities(nested_recalibration(predictions, inner, "m", "platt"), "m")
+    _, slope = calibration_intercept_slope(pooled["label"], pooled["probability"])
+    assert abs(slope - 1) < abs(calibration_intercept_slope(y, p)[1] - 1)
+    leaky = dict(inner)
+    leaky[(0, 0)] = predictions[predictions["repeat"] == 0]  # holds fold 0's own subjects
+    with pytest.raises(ValueError, match="training subjects only"):
+        nested_recalibration(predictions, leaky, "m")
+    with pytest.raises(ValueError, match="one inner run per outer fold"):
+        nested_recalibration(predictions, {}, "m")

@@ -9,10 +9,12 @@ counts once. Intervals resample subjects (percentile bootstrap, seeded), the mod
   (calibration-in-the-large: ``logit P(y) = a + logit(p)``) and slope (``logit P(y) = a +
   b logit(p)``), both unpenalised maximum likelihood; a reliability table with exact
   (Clopper-Pearson) binomial intervals (:func:`reliability_table`).
-- **Recalibration without test subjects** (:func:`cross_fitted_recalibration`): the test
-  predictions of each fold are recalibrated (Platt or isotonic) with a map fitted on the
-  out-of-fold predictions of the *other* folds of the same repeat, i.e. on subjects that are
-  training subjects of that fold, predicted by models of the same procedure.
+- **Recalibration without test subjects**: the test predictions of each fold are
+  recalibrated (Platt or isotonic) with a map fitted on training subjects only.
+  :func:`nested_recalibration` fits it on an inner cross-validation within the fold's
+  training subjects, so no model behind the calibrator saw the target fold;
+  :func:`cross_fitted_recalibration` (no extra fits) on the other folds' out-of-fold
+  predictions, whose models did train on the target fold.
 - **Decision curves** (:func:`decision_curve`): net benefit ``TP/n - FP/n * t / (1 - t)``
   of enrolling subjects with ``p >= t``, against "enrol all" and "enrol none", with bootstrap
   bands and the paired bootstrap interval of the gain over the better default. A small
@@ -142,9 +144,30 @@ def calibration_summary(labels: np.ndarray, probabilities: np.ndarray) -> dict[s
             "slope": slope, "prevalence": float(np.mean(labels)), "n": int(len(labels))}
 
 
+def _recalibration_map(y: np.ndarray, p: np.ndarray, method: str) -> Any:
+    """The map fitted on labels ``y`` and predictions ``p`` (None: nothing to learn from)."""
+    from sklearn.isotonic import IsotonicRegression
+
+    if method not in ("platt", "isotonic"):
+        raise ValueError(f"unknown recalibration {method!r}; use 'platt' or 'isotonic'")
+    if len(np.unique(y)) < 2:  # one class: keep the predictions
+        return None
+    if method == "platt":
+        beta = _logistic_mle(np.column_stack([np.ones(len(y)), logit(p)]), y)
+        return lambda target: 1 / (1 + np.exp(-(beta[0] + beta[1] * logit(target))))
+    bound = 0.5 / len(y)  # no recalibrated prediction is certain (0 or 1)
+    iso = IsotonicRegression(y_min=bound, y_max=1 - bound, out_of_bounds="clip").fit(p, y)
+    return iso.predict
+
+
 def cross_fitted_recalibration(predictions: pd.DataFrame, arm: str,
                                method: str = "platt") -> pd.DataFrame:
     """Recalibrate each fold's test predictions with a map fitted on the other folds only.
+
+    The map of fold ``k`` is fitted on the out-of-fold predictions of the other folds, whose
+    models were trained on fold ``k``'s subjects: no test label is used, but the calibrator
+    sees predictions of models that learned from the target fold. :func:`nested_recalibration`
+    avoids that, at the cost of inner fits.
 
     Parameters
     ----------
@@ -162,29 +185,63 @@ def cross_fitted_recalibration(predictions: pd.DataFrame, arm: str,
     DataFrame
         The arm's rows with ``probability`` replaced by the recalibrated one.
     """
-    from sklearn.isotonic import IsotonicRegression
-
-    if method not in ("platt", "isotonic"):
-        raise ValueError(f"unknown recalibration {method!r}; use 'platt' or 'isotonic'")
     part = predictions.loc[predictions["arm"] == arm].copy()
     out = part["probability"].to_numpy(dtype=np.float64).copy()
-    for (_repeat, fold), rows in part.groupby(["repeat", "fold"]).groups.items():
-        same_repeat = part["repeat"] == _repeat
-        others = part.index[same_repeat & (part["fold"] != fold)]
-        y = part.loc[others, "label"].to_numpy(dtype=np.float64)
-        p = part.loc[others, "probability"].to_numpy(dtype=np.float64)
-        target = part.loc[rows, "probability"].to_numpy(dtype=np.float64)
-        where = part.index.get_indexer(rows)
-        if len(np.unique(y)) < 2:  # nothing to learn a map from: keep the predictions
-            continue
-        if method == "platt":
-            beta = _logistic_mle(np.column_stack([np.ones(len(y)), logit(p)]), y)
-            out[where] = 1 / (1 + np.exp(-(beta[0] + beta[1] * logit(target))))
-        else:
-            bound = 0.5 / len(y)  # no recalibrated prediction is certain (0 or 1)
-            iso = IsotonicRegression(y_min=bound, y_max=1 - bound,
-                                     out_of_bounds="clip").fit(p, y)
-            out[where] = iso.predict(target)
+    for (repeat, fold), rows in part.groupby(["repeat", "fold"]).groups.items():
+        others = part.index[(part["repeat"] == repeat) & (part["fold"] != fold)]
+        recalibrate = _recalibration_map(part.loc[others, "label"].to_numpy(dtype=np.float64),
+                                         part.loc[others, "probability"].to_numpy(
+                                             dtype=np.float64), method)
+        if recalibrate is not None:
+            where = part.index.get_indexer(rows)
+            out[where] = recalibrate(part.loc[rows, "probability"].to_numpy(dtype=np.float64))
+    part["probability"] = out
+    return part
+
+
+def nested_recalibration(predictions: pd.DataFrame, inner: dict[tuple[int, int], pd.DataFrame],
+                         arm: str, method: str = "platt") -> pd.DataFrame:
+    """Recalibrate each fold's test predictions with a map the target fold never touched.
+
+    For outer fold ``(repeat, fold)``, ``inner[(repeat, fold)]`` holds out-of-fold predictions
+    of an inner cross-validation **within that fold's training subjects**: every model behind
+    them was trained on training subjects only, and every subject they predict is a training
+    subject. The map fitted on them is applied to the outer fold's test predictions.
+
+    Parameters
+    ----------
+    predictions : DataFrame
+        The outer run's predictions (``arm, repeat, fold, participant_id, probability, label``).
+    inner : dict
+        ``(repeat, fold) -> predictions`` of the inner run on that fold's training subjects
+        (the same columns; its repeats are averaged per subject).
+    arm : str
+    method : {"platt", "isotonic"}
+
+    Returns
+    -------
+    DataFrame
+        The arm's rows with ``probability`` replaced by the recalibrated one.
+    """
+    part = predictions.loc[predictions["arm"] == arm].copy()
+    out = part["probability"].to_numpy(dtype=np.float64).copy()
+    for (repeat, fold), rows in part.groupby(["repeat", "fold"]).groups.items():
+        key = (int(repeat), int(fold))
+        if key not in inner:
+            raise ValueError(f"no inner predictions for repeat {key[0]}, fold {key[1]} of arm "
+                             f"{arm!r}: nested recalibration needs one inner run per outer fold")
+        fitted = subject_probabilities(inner[key], arm)
+        leaked = set(fitted["participant_id"]) & set(part.loc[rows, "participant_id"])
+        if leaked:
+            raise ValueError(f"repeat {key[0]}, fold {key[1]}: the inner run predicts test "
+                             f"subject(s) {sorted(leaked)[:3]}; it must hold training "
+                             "subjects only")
+        recalibrate = _recalibration_map(fitted["label"].to_numpy(dtype=np.float64),
+                                         fitted["probability"].to_numpy(dtype=np.float64),
+                                         method)
+        if recalibrate is not None:
+            where = part.index.get_indexer(rows)
+            out[where] = recalibrate(part.loc[rows, "probability"].to_numpy(dtype=np.float64))
     part["probability"] = out
     return part
 
@@ -420,7 +477,8 @@ def per_arm_metrics(frame: pd.DataFrame) -> pd.DataFrame:
 
 def utility_report(predictions: pd.DataFrame, drugs: pd.Series, arms: Sequence[str], *,
                    n_bootstrap: int = 500, seed: int = 0, drug: str = "duloxetine",
-                   placebo: str = "placebo", base_rates: dict[str, float] | None = None
+                   placebo: str = "placebo", base_rates: dict[str, float] | None = None,
+                   inner: dict[tuple[int, int], pd.DataFrame] | None = None
                    ) -> dict[str, Any]:
     """Every table of "Would it help a trial?" for the models ``arms`` of one run.
 
@@ -436,6 +494,10 @@ def utility_report(predictions: pd.DataFrame, drugs: pd.Series, arms: Sequence[s
         Subject bootstrap of every interval.
     base_rates : dict, optional
         Assumed response rates per arm for the trial sizes (:func:`trial_sizes`).
+    inner : dict, optional
+        Inner out-of-fold predictions per outer ``(repeat, fold)``: recalibration is then
+        nested (:func:`nested_recalibration`); without, cross-fitted
+        (:func:`cross_fitted_recalibration`).
 
     Returns
     -------
@@ -451,8 +513,12 @@ def utility_report(predictions: pd.DataFrame, drugs: pd.Series, arms: Sequence[s
     labels = None
     for arm in arms:
         for method in ("none", "platt", "isotonic"):
-            source = (predictions if method == "none"
-                      else cross_fitted_recalibration(predictions, arm, method))
+            if method == "none":
+                source = predictions
+            elif inner is not None:
+                source = nested_recalibration(predictions, inner, arm, method)
+            else:
+                source = cross_fitted_recalibration(predictions, arm, method)
             frame = subject_probabilities(source, arm)
             y, p = frame["label"].to_numpy(), frame["probability"].to_numpy()
             calibration.append({"arm": arm, "recalibration": method,
