@@ -183,7 +183,7 @@ def install_dataset(source: DataladSource, path: str | Path, probe_timeout: floa
 def check_dataset_id(path: str | Path, source: DataladSource) -> str:
     """Return the clone's DataLad id; raise :class:`DatasetMismatchError` unless expected."""
     config = Path(path) / ".datalad" / "config"
-    found = _git(path, "config", "-f", str(config), "--get", "datalad.dataset.id",
+    found = run_git(path, "config", "-f", str(config), "--get", "datalad.dataset.id",
                  check=False).strip() if config.is_file() else ""
     if found != source.dataset_id:
         raise DatasetMismatchError(
@@ -195,17 +195,17 @@ def check_dataset_id(path: str | Path, source: DataladSource) -> str:
 
 def head_commit(path: str | Path) -> str:
     """Return the commit checked out in a clone."""
-    return _git(path, "rev-parse", "HEAD").strip()
+    return run_git(path, "rev-parse", "HEAD").strip()
 
 
 def _checkout(path: Path, source: DataladSource) -> None:
-    wanted = _git(path, "rev-parse", "--verify", "--quiet", f"{source.revision}^{{commit}}",
+    wanted = run_git(path, "rev-parse", "--verify", "--quiet", f"{source.revision}^{{commit}}",
                   check=False).strip()
     if not wanted:
         raise DatasetMismatchError(f"{source.name}: revision {source.revision!r} is not in "
                                    f"{source.url}; check --*-revision")
     if head_commit(path) != wanted:
-        _git(path, "checkout", "--quiet", "--detach", wanted)
+        run_git(path, "checkout", "--quiet", "--detach", wanted)
     if head_commit(path) != wanted:
         raise DatasetMismatchError(f"{path}: could not check out {source.revision}")
 
@@ -266,7 +266,8 @@ def has_content(path: str | Path) -> bool:
     return Path(path).exists()
 
 
-def _git(path: str | Path, *args: str, check: bool = True) -> str:
+def run_git(path: str | Path, *args: str, check: bool = True) -> str:
+    """``git -C path *args``: its stdout; an OSError naming the command when it fails."""
     completed = subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True,
                                check=False)
     if check and completed.returncode != 0:

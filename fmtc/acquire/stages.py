@@ -38,7 +38,6 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-import subprocess
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -54,6 +53,7 @@ from fmtc.acquire.datalad_source import (
     check_reachable,
     datalad_api,
     head_commit,
+    run_git,
 )
 from fmtc.cohort.folder import REGION_COLUMNS
 from fmtc.errors import InvalidDataError
@@ -175,12 +175,12 @@ def install_repository(source: DataladSource, path: str | Path,
 
 def _checkout(path: Path, source: DataladSource) -> None:
     def resolve() -> str:
-        return _git(path, "rev-parse", "--verify", "--quiet", f"{source.revision}^{{commit}}",
+        return run_git(path, "rev-parse", "--verify", "--quiet", f"{source.revision}^{{commit}}",
                     check=False).strip()
 
     wanted = resolve()
     if not wanted:  # an earlier clone, made before the source gained the commit: update it
-        _git(path, "fetch", "--quiet", "origin", check=False)
+        run_git(path, "fetch", "--quiet", "origin", check=False)
         wanted = resolve()
     if not wanted:
         raise DatasetMismatchError(
@@ -188,7 +188,7 @@ def _checkout(path: Path, source: DataladSource) -> None:
             "repository, or a copy without that commit): pass a --revision it holds, or point "
             "--source at a clone holding it (and remove this clone)")
     if head_commit(path) != wanted:
-        _git(path, "checkout", "--quiet", "--detach", wanted)
+        run_git(path, "checkout", "--quiet", "--detach", wanted)
     found = head_commit(path)
     if found != wanted:
         raise DatasetMismatchError(f"{path}: HEAD is {found}, not the requested revision "
@@ -212,7 +212,7 @@ def check_repository(path: str | Path, source: DataladSource = STAGES_REPOSITORY
             f"{source.url} at {commit[:12]} is not izachp/psychosis-FC-prediction (it lacks "
             f"{missing[0]}{more}): point --source at {STAGES_REPOSITORY.url} or a clone of it "
             f"(an earlier clone in {path}: remove it)")
-    changed = _git(path, "status", "--porcelain", "--untracked-files=no", "--", "data",
+    changed = run_git(path, "status", "--porcelain", "--untracked-files=no", "--", "data",
                    check=False).splitlines()
     if changed:
         raise DatasetMismatchError(
@@ -237,7 +237,7 @@ def available_series(repo: str | Path) -> list[str]:
 
 def source_blobs(repo: str | Path, paths: list[str]) -> dict[str, str]:
     """git blob id of each tracked file under ``paths`` at HEAD (content identities, free)."""
-    listing = _git(repo, "ls-tree", "-r", "HEAD", "--", *paths)
+    listing = run_git(repo, "ls-tree", "-r", "HEAD", "--", *paths)
     blobs = {}
     for line in listing.splitlines():
         meta, _, name = line.partition("\t")
@@ -729,11 +729,3 @@ def _read_text(path: Path, participant_id: str | None = None) -> str:
         from fmtc.storage import not_utf8
 
         raise InvalidDataError(f"{where}: {not_utf8(error)}") from None
-
-
-def _git(path: str | Path, *args: str, check: bool = True) -> str:
-    completed = subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True,
-                               check=False)
-    if check and completed.returncode != 0:
-        raise OSError(f"git {' '.join(args)} in {path} failed: {completed.stderr.strip()}")
-    return completed.stdout
