@@ -267,7 +267,9 @@ def stages_cohorts(plan: Plan, progress: bool = False) -> tuple[Path, Path | Non
     url = pages.stages_source  # a URL, or a local clone (relative: to the plan's folder)
     if url is not None and "://" not in url and not url.startswith("git@"):
         url = str(path(url))
-    source = STAGES_REPOSITORY.override(url, pages.stages_revision)
+    # No revision: the pinned commit, whatever the source (a clone at another one is refused).
+    source = STAGES_REPOSITORY.override(url, pages.stages_revision
+                                        or STAGES_REPOSITORY.revision)
 
     report = fetch_stages(
         plan.path(plan.outputs.cohorts_dir) / "stages", source=source,
