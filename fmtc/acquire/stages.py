@@ -6,7 +6,7 @@ doi:10.1016/j.bpsgos.2025.100589, publish the parcellated resting-state series o
 STAGES trial (antipsychotic or placebo, Francey et al. 2020, doi:10.1093/schizbullopen/sgaa015)
 in https://github.com/izachp/psychosis-FC-prediction (Apache-2.0). It is a plain git
 repository (no annex, no DataLad id): DataLad clones it at a pinned commit
-(:data:`STAGES_REPOSITORY`) and :func:`check_repository` identifies it by the files it must
+(``STAGES_REPOSITORY``) and :func:`check_repository` identifies it by the files it must
 hold.
 
 What the repository holds (commit ``411a2cad``, read from its README files and scripts):
@@ -25,10 +25,10 @@ What the repository holds (commit ``411a2cad``, read from its README files and s
 
 The ``419_parc`` rows are the Schaefer 2018 400-parcel 7-network parcels (rows 1-400, the
 CBIG order) then 19 FreeSurfer aseg structures (rows 401-419) in the order of
-:data:`SUBCORTICAL_19`: the authors feed the 419 x 419 matrices unchanged to multilayer
+``SUBCORTICAL_19``: the authors feed the 419 x 419 matrices unchanged to multilayer
 meta-matching v2.0 (``scripts/meta-matching.py``), whose README (ThomasYeoLab/
 Meta_matching_models, ``rs-fMRI/v2.0/README.md``) prescribes exactly this order. The
-cortical centroids come from CBIG (:data:`SCHAEFER_URL`, MIT); no public table of the 19
+cortical centroids come from CBIG (``SCHAEFER_URL``, MIT); no public table of the 19
 subcortical centroids is pinned here, so they are an explicit input
 (:func:`read_subcortical_table`) or left out (cortex only).
 """
@@ -145,7 +145,7 @@ def install_repository(source: DataladSource, path: str | Path,
 
     Raises
     ------
-    DatasetMismatchError
+    fmtc.acquire.datalad_source.DatasetMismatchError
         The revision is not in the clone, the clone is not this repository, or its data
         were changed locally.
     """
@@ -196,11 +196,11 @@ def _checkout(path: Path, source: DataladSource) -> None:
 
 
 def check_repository(path: str | Path, source: DataladSource = STAGES_REPOSITORY) -> str:
-    """Return the clone's commit; raise unless it holds :data:`EXPECTED_FILES` unchanged.
+    """Return the clone's commit; raise unless it holds ``EXPECTED_FILES`` unchanged.
 
     Raises
     ------
-    DatasetMismatchError
+    fmtc.acquire.datalad_source.DatasetMismatchError
         Naming the missing files (another repository) or the locally changed ones.
     """
     path = Path(path)
@@ -469,7 +469,7 @@ def read_schaefer_centroids(path: str | Path, origin: str | None = None) -> pd.D
     -------
     DataFrame
         ``index`` 1-400, ``name`` (e.g. ``7Networks_LH_Vis_1``), ``x, y, z`` (MNI mm, RAS) and
-        ``network`` (one of :data:`YEO7`, from the name).
+        ``network`` (one of ``YEO7``, from the name).
 
     Raises
     ------
@@ -513,19 +513,19 @@ def read_schaefer_centroids(path: str | Path, origin: str | None = None) -> pd.D
 
 
 def read_subcortical_table(path: str | Path) -> pd.DataFrame:
-    """Read the centroids of the 19 subcortical structures (:data:`SUBCORTICAL_19`).
+    """Read the centroids of the 19 subcortical structures (``SUBCORTICAL_19``).
 
     Parameters
     ----------
     path : path-like
         CSV or TSV with columns ``name, x, y, z`` (MNI mm, any case, any row order); names as
-        in :data:`SUBCORTICAL_19` (``Left-Thalamus`` is accepted for ``Left-Thalamus-Proper``).
+        in ``SUBCORTICAL_19`` (``Left-Thalamus`` is accepted for ``Left-Thalamus-Proper``).
 
     Returns
     -------
     DataFrame
         ``index`` 401-419, ``name``, ``x, y, z``, ``network`` ``Subcortical``, in
-        :data:`SUBCORTICAL_19` order.
+        ``SUBCORTICAL_19`` order.
 
     Raises
     ------
@@ -609,8 +609,8 @@ def stages_regions(parcellation: str, *, regions_file: str | Path | None = None,
     parcellation : {"419_parc", "328_parc"}
         The repository's parcellation.
     regions_file : path-like, optional
-        For ``419_parc``: a local copy of the CBIG centroid table (:data:`SCHAEFER_FILE`;
-        default: download it from :data:`SCHAEFER_URL` into ``cache_dir``), or a complete
+        For ``419_parc``: a local copy of the CBIG centroid table (``SCHAEFER_FILE``;
+        default: download it from ``SCHAEFER_URL`` into ``cache_dir``), or a complete
         regions table with one row per series row. For ``328_parc`` (its regions are not
         documented in the repository): a complete regions table, required.
     subcortical_file : path-like, optional

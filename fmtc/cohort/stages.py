@@ -5,7 +5,7 @@ writes two cohort folders (:mod:`fmtc.cohort.folder`), each a resumable ``cohort
 (:mod:`fmtc.lifecycle`: staged beside its destination, published whole):
 
 * ``OUT``: the **baseline** scan (``ses-1``) of each of the 55 patients, one row per patient,
-  labelled by :data:`PRIMARY_LABEL` (``LabelColumn``) and :data:`SENSITIVITY_LABEL`;
+  labelled by ``PRIMARY_LABEL`` (``LabelColumn``) and ``SENSITIVITY_LABEL``;
   ``participants.tsv`` also holds ``arm``, the four z-scored change scores and ``scan``.
 * ``OUT-ses2``: the **3-month** scans (``ses-2``, 37 patients) as an *unlabelled* cohort:
   its ``participants.tsv`` holds only ``participant_id`` and ``scan``, and its description
@@ -32,7 +32,7 @@ positive change is.
 
 ``arm`` is ``medication`` or ``placebo`` from the repository's per-arm score files, ``n/a``
 for a patient in neither. The repetition time is stated nowhere in the repository:
-:data:`DEFAULT_TR` is an assumption (see :data:`TR_ASSUMPTION`), recorded in every
+``DEFAULT_TR`` is an assumption (see ``TR_ASSUMPTION``), recorded in every
 description and sidecar.
 """
 
@@ -105,7 +105,7 @@ class LabelRule:
     Attributes
     ----------
     score : str
-        The participants column split (a key of :data:`SCORE_COLUMNS`).
+        The participants column split (a key of ``SCORE_COLUMNS``).
     improvement : {"lower", "higher"}
         Which side of the median is the better outcome (the responders).
     definition : str
@@ -193,7 +193,7 @@ def stages_participants(repo: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]
     -------
     participants : DataFrame
         Indexed by ``participant_id`` (``data/subjects_ses-1.txt`` order): the two labels,
-        ``arm``, the four change scores (:data:`SCORE_COLUMNS`) and ``scan`` ``baseline``.
+        ``arm``, the four change scores (``SCORE_COLUMNS``) and ``scan`` ``baseline``.
     labels : dict
         Per label column: definition, median, counts (for ``dataset_description.json``).
 
@@ -460,11 +460,11 @@ def fetch_stages(out: str | Path, *, source: DataladSource = STAGES_REPOSITORY,
     source : DataladSource
         Where to clone from and the revision (default the pinned GitHub repository).
     pipeline : str
-        One of :data:`~fmtc.acquire.stages.PIPELINES` (default the authors' main one).
+        One of ``PIPELINES`` (default the authors' main one).
     parcellation : {"419_parc", "328_parc"}
         The repository's parcellation (default ``419_parc``).
     repetition_time : float, optional
-        Seconds per volume; default :data:`DEFAULT_TR`, recorded as an assumption.
+        Seconds per volume; default ``DEFAULT_TR``, recorded as an assumption.
     work_dir : path-like, optional
         Where the clone lives; default ``.<out>.work`` beside ``out``.
     regions_file, subcortical_file, cortex_only, cache_dir
