@@ -420,8 +420,10 @@ def family_inference(contrasts: Sequence[Contrast], *, method: str = FAMILY_METH
                   if np.all(hit.all(axis=1) | (~hit).all(axis=1))]
         reason = ""
         if single:
-            reason = (f"arm {' and '.join(single)} predicts a single class in every repeat: "
-                      "its MCC of 0 is a convention, not an estimate")
+            both = len(single) > 1
+            reason = (f"arm{'s' if both else ''} {' and '.join(single)} "
+                      f"predict{'' if both else 's'} a single class in every repeat: "
+                      f"{'their' if both else 'its'} MCC of 0 is a convention, not an estimate")
         elif len(np.unique(c.labels)) < 2:
             reason = "the test subjects hold a single class"
         estimable.append(not reason)
