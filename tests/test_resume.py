@@ -116,8 +116,10 @@ def test_a_damaged_or_foreign_fit_is_computed_again(small_cohort, tmp_path, monk
 def test_the_command_killed_mid_run_exits_cleanly_and_resumes(small_cohort, tmp_path, signum,
                                                               code):
     # Long enough torch fits that the signal lands while fits are still pending, even on a
-    # machine ten times faster than the 2-core one this was written on (the poll is 50 ms).
-    plan = write_plan(tmp_path, epochs=60)
+    # machine ten times faster than the 2-core one this was written on (the poll is 50 ms),
+    # and when the poller itself waits for a core behind the other test worker: 60 epochs
+    # (about 0.6 s a fit) left the last two fits finishing before the signal in CI; 200.
+    plan = write_plan(tmp_path, epochs=200)
     out = tmp_path / "run"
     store = tmp_path / "data" / "fits_dir"
     command = [sys.executable, "-m", "fmtc", "evaluate", "--cohort", str(small_cohort),
@@ -173,7 +175,7 @@ def _children(pid: int) -> set[int]:
 def test_local_workers_exit_when_the_command_is_killed(small_cohort, tmp_path):
     # kill -9 leaves the command no chance to stop its workers: they must notice on their own
     # (fmtc.execution.exit_with_parent) instead of finishing their fits and idling for minutes.
-    plan = write_plan(tmp_path, epochs=400)
+    plan = write_plan(tmp_path, epochs=200)
     command = [sys.executable, "-m", "fmtc", "evaluate", "--cohort", str(small_cohort),
                "--profile", "smoke", "--plan", str(plan), "--out", str(tmp_path / "run"),
                "--model", "fc", "--jobs", "2"]
