@@ -56,13 +56,11 @@ from fmtc.resolve import (  # noqa: F401 - the plan's settings, resolved (public
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ExperimentRequest", "ExperimentRun", "GeneralisationRun", "cohort_path",
+__all__ = ["ExperimentRequest", "ExperimentRun", "GeneralisationRun", "Sweep", "cohort_path",
            "encoder_spec", "evaluate", "executor_for", "experiment_plan", "feature_settings",
            "gather_datasets", "interpret_run", "knowledge_control", "plan_cohort",
-           "recalibration_requests",
-           "resolve_arms", "run_calibration", "run_experiment", "run_experiments",
-           "run_generalisation",
-           "Sweep", "simulation_sweep", "store_for", "sweep"]
+           "recalibration_requests", "resolve_arms", "run_calibration", "run_experiment",
+           "run_experiments", "run_generalisation", "simulation_sweep", "store_for", "sweep"]
 
 
 # --------------------------------------------------------------------------- experiments
@@ -287,19 +285,10 @@ def recalibration_requests(plan: Plan, cohort: Cohort, run: ExperimentRun,
 class Sweep:
     """The experiment ``name`` on one simulated cohort per entry of ``settings``.
 
-    Its ``requests`` can be run with a page's other experiments in one pool
-    (:func:`run_experiments`); :meth:`table` reads the runs back into one table.
-
-    Attributes
-    ----------
-    plan : Plan
-        The plan every setting changes.
-    name : str
-        The experiment.
-    settings : list of dict
-        The ``simulation`` changes, one per cohort.
-    requests : list of ExperimentRequest
-        One request per setting, in the same order.
+    ``settings`` are the ``simulation`` changes of ``plan``, one per cohort, and ``requests``
+    one request per setting, in the same order: they can be run with a page's other
+    experiments in one pool (:func:`run_experiments`); :meth:`table` reads the runs back into
+    one table.
     """
 
     plan: Plan

@@ -487,7 +487,7 @@ class ArmPlan:
 
 ARM_FIXED_SECTIONS = frozenset({"seed", "data", "simulation", "evaluation", "outputs",
                                 "execution", "experiments", "profile", "root", "description",
-                                "device", "pages"})
+                                "meaningful", "plan_file", "device", "pages"})
 """Plan sections an arm cannot override (they define what the arms are paired on)."""
 
 
@@ -649,10 +649,18 @@ class OutputPlan:
 
 @dataclass(frozen=True)
 class Plan:
-    """One resolved profile of the experiment plan."""
+    """One resolved profile of the experiment plan.
+
+    ``meaningful`` says whether the profile's numbers can be read as results: ``false`` for
+    profiles that only show that the pages run (``smoke``, ``tiny``, ``preview``); the book's
+    reading and verdict cells then say "not interpreted" (:func:`fmtc.report.pages.interpreted`).
+    ``plan_file`` is the project plan file that was read (None: only the built-in profiles).
+    """
 
     profile: str
     description: str = ""
+    meaningful: bool = True
+    plan_file: str | None = None
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     data: DataPlan = field(default_factory=DataPlan)
@@ -822,6 +830,7 @@ def load_plan(
         _deep_merge(resolved, overrides)
     resolved["profile"] = name
     resolved["root"] = str(root)
+    resolved["plan_file"] = None if path is None else str(Path(path).resolve())
     try:
         plan = _build(Plan, resolved, "")
         check_models(plan)

@@ -35,7 +35,7 @@ VERSIONS: dict[str, int] = {
     # (2: the method is the narrowest reaching the coverage with the error within 1 - level)
     "calibration": 2,
     # fmtc.report: what an executed page shows from the results above (tables, figures, text)
-    "page": 1,
+    "page": 2,
 }
 """Kind -> version of its computation."""
 

@@ -148,6 +148,7 @@ def test_sample_size_matches_the_textbook_two_proportion_formula():
     assert two_arm_sample_size(0.5, 0.3) == 93  # 80% power, two-sided 5%
     assert two_arm_sample_size(0.3, 0.5) == 93
     assert two_arm_sample_size(0.5, 0.5) == float("inf")
+    assert two_arm_sample_size(0.1 + 0.2, 0.3) == float("inf")  # equal up to rounding
     assert two_arm_sample_size(0.6, 0.3, power=0.9) > two_arm_sample_size(0.6, 0.3)
     with pytest.raises(ValueError, match="response rates"):
         two_arm_sample_size(1.2, 0.3)

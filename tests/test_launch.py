@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -33,6 +34,8 @@ def test_a_changed_setting_reaches_every_generated_file(tmp_path):
     shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks")
     (tmp_path / "book").mkdir()
     shutil.copy(ROOT / "book" / "_config.yml", tmp_path / "book" / "_config.yml")
+    for page in (ROOT / "book").glob("*.ipynb"):  # the README's findings block reads them
+        shutil.copy(page, tmp_path / "book" / page.name)
     pyproject = tmp_path / "pyproject.toml"
     old = launch.repository_url(tmp_path)
     new = "https://github.com/someone-else/fmtc-fork"
@@ -77,7 +80,8 @@ def test_every_notebook_first_installs_fmtc_on_colab_only(folder, monkeypatch):
         assert calls == [], f"{path.name} installs outside Colab"
         monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
         exec(compile(code, path.name, "exec"), {})
-        assert calls and calls[0][-1] == launch.install_requirement(url), path.name
+        extras = json.loads(path.read_text())["metadata"].get(launch.EXTRAS_KEY, [])
+        assert calls and calls[0][-1] == launch.install_requirement(url, extras=extras), path.name
         assert calls[0][:4] == [sys.executable, "-m", "pip", "install"]
 
 
@@ -185,3 +189,22 @@ def test_show_displays_a_figure_once_and_closes_it(monkeypatch):
     pages.show(fig)
     assert shown == [fig]
     assert not plt.fignum_exists(fig.number)  # the inline backend will not show it again
+
+
+def test_a_committed_book_page_runs_from_a_folder_outside_the_repository(tmp_path):
+    # What Colab and Binder do: the executed copy alone, no project plan above it. The page
+    # must run on a built-in profile, say that it reads the built-in plan, and write its
+    # results under the folder it runs in.
+    page = "01_cohort_and_fc_baseline.ipynb"
+    shutil.copy(ROOT / "book" / page, tmp_path / page)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "papermill", page, "out.ipynb", "-p", "profile", "tiny",
+         "-k", "python3", "--no-progress-bar"],
+        cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    executed = (tmp_path / "out.ipynb").read_text(encoding="utf-8")
+    assert "fmtc&#x27;s built-in profiles" in executed or "fmtc's built-in profiles" in executed
+    assert (tmp_path / "data" / "cohorts").is_dir()
+    assert not (ROOT / "book" / "out.ipynb").exists()

@@ -370,7 +370,7 @@ def two_arm_sample_size(p_drug: float, p_placebo: float, alpha: float = 0.05,
     if not (0 <= p_drug <= 1 and 0 <= p_placebo <= 1):
         raise ValueError(f"response rates must lie in [0, 1], got {p_drug} and {p_placebo}")
     difference = abs(p_drug - p_placebo)
-    if difference == 0:
+    if difference < 1e-9:  # equal rates, up to the rounding of the rates themselves
         return float("inf")
     pbar = (p_drug + p_placebo) / 2
     z_alpha = stats.norm.ppf(1 - alpha / 2)

@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from fmtc.report.findings import FIGURE_PATH, FINDINGS_START, figure_png, synced_findings
 from fmtc.storage import atomic_open
 
 #: Tags of the install cell: found by the second, removed from the book by the first.
@@ -73,13 +74,20 @@ def github_parts(url: str) -> tuple[str, str]:
     return match.group(1), match.group(2)
 
 
-def install_requirement(url: str, ref: str | None = None) -> str:
+def install_requirement(url: str, ref: str | None = None,
+                        extras: tuple[str, ...] | list[str] = ()) -> str:
     """The pip requirement that installs fmtc from ``url`` (a git URL or repository page)."""
     source = url if url.startswith("git+") else f"git+{url}.git"
-    return f"fmtc @ {source}" + (f"@{ref}" if ref else "")
+    name = f"fmtc[{','.join(extras)}]" if extras else "fmtc"
+    return f"{name} @ {source}" + (f"@{ref}" if ref else "")
 
 
-def install_cell_source(url: str) -> str:
+#: Notebook-metadata key listing the extras a page needs on Colab (e.g. ``["data"]`` for a
+#: page that fetches its cohort with DataLad).
+EXTRAS_KEY = "fmtc_install_extras"
+
+
+def install_cell_source(url: str, extras: tuple[str, ...] | list[str] = ()) -> str:
     """The source of every notebook's first cell: install fmtc when running on Colab."""
     return (
         "# On Google Colab, install fmtc first (about 3 minutes); elsewhere this cell does\n"
@@ -89,21 +97,21 @@ def install_cell_source(url: str) -> str:
         "\n"
         'if "google.colab" in sys.modules:\n'
         '    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",\n'
-        f'                    "{install_requirement(url)}"], check=True)'
+        f'                    "{install_requirement(url, extras=extras)}"], check=True)'
     )
 
 
-def _install_cell(url: str) -> dict[str, Any]:
+def _install_cell(url: str, extras: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
     return {"cell_type": "code", "execution_count": None,
             "metadata": {"tags": list(INSTALL_TAGS)}, "outputs": [],
-            "source": install_cell_source(url).splitlines(keepends=True)}
+            "source": install_cell_source(url, extras).splitlines(keepends=True)}
 
 
 def synced_notebook(notebook: dict[str, Any], url: str) -> dict[str, Any]:
     """``notebook`` with the install cell first (replacing an earlier install cell)."""
     cells = [c for c in notebook["cells"]
              if "colab-install" not in c.get("metadata", {}).get("tags", [])]
-    installed = _install_cell(url)
+    installed = _install_cell(url, notebook.get("metadata", {}).get(EXTRAS_KEY, []))
     previous = [c for c in notebook["cells"]
                 if "colab-install" in c.get("metadata", {}).get("tags", [])]
     if previous and previous[0].get("id"):
@@ -137,26 +145,44 @@ def synced_book_config(config: dict[str, Any], url: str, path_to_book: str = "bo
 
 
 def badges(url: str, path_to_book: str = "book", branch: str = "main") -> str:
-    """The README's launch badges (Binder, Colab) and the link to the book's first page."""
+    """The README's badges: the hosted book (GitHub Pages), Binder, Colab and the repository."""
     owner, name = github_parts(url)
     notebook = f"{path_to_book}/{LANDING_NOTEBOOK}"
     binder = f"{BINDER}/v2/gh/{owner}/{name}/{branch}?urlpath=tree/{notebook}"
     colab = f"{COLAB}/github/{owner}/{name}/blob/{branch}/{notebook}"
     label = f"{owner}/{name}".replace("-", "--").replace("_", "__").replace("/", "%2F")
-    return (f"[![Binder](https://mybinder.org/badge_logo.svg)]({binder}) "
+    pages = f"https://{owner.lower()}.github.io/{name}/"  # .github/workflows/book.yml
+    return (f"[![Book](https://img.shields.io/badge/book-read%20online-brightgreen)]({pages}) "
+            f"[![Binder](https://mybinder.org/badge_logo.svg)]({binder}) "
             f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
             f"({colab}) [![Repository](https://img.shields.io/badge/code-{label}-blue)]"
             f"({url})")
 
 
+QUICKSTART_START, QUICKSTART_END = "<!-- fmtc:quickstart -->", "<!-- /fmtc:quickstart -->"
+
+
+def quickstart(url: str, branch: str = "main") -> str:
+    """The README's one-minute start: install fmtc, then papermill the book's first page."""
+    owner, name = github_parts(url)
+    page = f"https://raw.githubusercontent.com/{owner}/{name}/{branch}/book/{LANDING_NOTEBOOK}"
+    return ("```bash\n"
+            f'pip install "{install_requirement(url, extras=["book"])}"\n'
+            f"papermill {page} \\\n    01.ipynb -p profile smoke\n"
+            "```")
+
+
 def synced_readme(text: str, url: str) -> str:
-    """``text`` with the block between the badge markers rewritten."""
+    """``text`` with the blocks between the badge (and quickstart) markers rewritten."""
     block = f"{BADGE_START}\n{badges(url)}\n{BADGE_END}"
     pattern = re.compile(re.escape(BADGE_START) + r".*?" + re.escape(BADGE_END), re.S)
     if pattern.search(text) is None:
         raise SettingsError(f"the README has no {BADGE_START} ... {BADGE_END} block; add one "
                             "under its title")
-    return pattern.sub(lambda _: block, text, count=1)
+    text = pattern.sub(lambda _: block, text, count=1)
+    start = f"{QUICKSTART_START}\n{quickstart(url)}\n{QUICKSTART_END}"
+    pattern = re.compile(re.escape(QUICKSTART_START) + r".*?" + re.escape(QUICKSTART_END), re.S)
+    return pattern.sub(lambda _: start, text, count=1)
 
 
 CONFIG_HEADER = (
@@ -173,6 +199,9 @@ def _dump_yaml(config: dict[str, Any]) -> str:
 
 def sync(root: Path, check: bool = False) -> list[Path]:
     """Write the repository setting into the book config, the README and every notebook.
+
+    The README's findings block (between :data:`~fmtc.report.findings.FINDINGS_START` and
+    ``FINDINGS_END``, when it has one) is rewritten from the executed book too.
 
     Parameters
     ----------
@@ -201,7 +230,16 @@ def sync(root: Path, check: bool = False) -> list[Path]:
     config = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
     update(config_path, _dump_yaml(synced_book_config(config, url)))
     readme = root / "README.md"
-    update(readme, synced_readme(readme.read_text(encoding="utf-8"), url))
+    text = readme.read_text(encoding="utf-8")
+    update(readme, synced_findings(synced_readme(text, url), root / "book"))
+    if FINDINGS_START in text:  # the README's figure, from the executed claims page
+        figure = root / FIGURE_PATH
+        png = figure_png(root / "book")
+        if not figure.is_file() or figure.read_bytes() != png:
+            changed.append(figure)
+            if not check:
+                with atomic_open(figure, "wb") as handle:
+                    handle.write(png)
     # The sources only: the executed copies in the book take the cell from them.
     for path in sorted((root / "notebooks").glob("*.ipynb")):
         notebook = json.loads(path.read_text(encoding="utf-8"))

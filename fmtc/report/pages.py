@@ -14,7 +14,7 @@ from __future__ import annotations
 import html
 import json
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +86,7 @@ def notice(cohort: Any, plan: Any) -> Any:
 
     Parameters
     ----------
-    cohort : fmtc.cohort.Cohort
+    cohort : fmtc.cohort.folder.Cohort
         The page's cohort.
     plan : fmtc.plan.Plan
         The page's plan (profile, encoder, schedule).
@@ -119,6 +119,17 @@ def notice(cohort: Any, plan: Any) -> Any:
                 f"({len(cohort.subject_ids)} subjects), BrainLM encoder "
                 f"<code>{html.escape(str(encoder))}</code>.")
         kind, title = "note", "Real data"
+    if getattr(plan, "plan_file", None):
+        settings += (f" Plan: the project's <code>{html.escape(Path(plan.plan_file).name)}"
+                     "</code> over fmtc's built-in profiles.")
+    else:
+        settings += (" Plan: fmtc's built-in profiles (no project plan file was found from "
+                     "the folder this page runs in; results are written under its "
+                     "<code>data/</code>).")
+    if not getattr(plan, "meaningful", True):
+        settings += (" <strong>This profile is marked not meaningful</strong>: its models are "
+                     "under-trained on purpose, so this page's numbers only show that it runs, "
+                     "and its readings and verdicts say &ldquo;not interpreted&rdquo;.")
     return admonition(title, f"{body}</p><p>{settings}", kind)
 
 
@@ -201,3 +212,108 @@ def place_downloads(notebook_path: Path, book_dir: Path, kernel_cwd: Path) -> li
             json.dump(notebook, handle, sort_keys=True, indent=1, ensure_ascii=False)
             handle.write("\n")
     return written
+
+
+def interpreted(plan: Any, reading: str) -> str:
+    """``reading`` when the page's profile is meaningful, else a "not interpreted" sentence.
+
+    Every sentence that interprets a result (a verdict, "FMM_TC would help a trial") passes
+    through this: a profile marked ``meaningful: false`` (``smoke``, ``tiny``, ``preview``)
+    trains its models too briefly for its numbers to be read.
+
+    Parameters
+    ----------
+    plan : fmtc.plan.Plan
+        The page's plan.
+    reading : str
+        The interpretation chosen from the result.
+
+    Returns
+    -------
+    str
+    """
+    if getattr(plan, "meaningful", True):
+        return reading
+    return (f"{NOT_INTERPRETED} (profile {plan.profile} is marked not meaningful: its models are "
+            "under-trained on purpose, and its numbers only show that the page runs)")
+
+
+NOT_ESTIMABLE = "not estimable"
+"""What a table or a sentence shows for a number that cannot be estimated."""
+NOT_INTERPRETED = "not interpreted"
+"""A verdict cell under a profile marked not meaningful (:func:`interpreted`)."""
+
+
+def table(frame: Any, columns: Mapping[str, str] | None = None, precision: int = 3,
+          names: Sequence[str] = ("model", "arm", "arm_a", "arm_b")) -> Any:
+    """A result table as the book shows it: human headers, no index, display names.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The table as computed.
+    columns : mapping of str to str, optional
+        Column -> header, in the order shown; columns not named are left out (default: every
+        column, its name with underscores as spaces).
+    precision : int
+        Decimals of floating-point cells.
+    names : sequence of str
+        Columns holding model names, shown by their display names (``fmmtc`` -> ``FMM_TC``).
+
+    Returns
+    -------
+    pandas.io.formats.style.Styler
+        Missing values read "not estimable".
+    """
+    import pandas as pd
+
+    from fmtc.predict.registry import display_names
+
+    shown = frame.reset_index(drop=True).copy()
+    if columns is None:
+        columns = {c: str(c).replace("_", " ") for c in shown.columns}
+    shown = shown[list(columns)]
+    display = display_names()
+    for column in names:
+        if column in shown:
+            shown[column] = shown[column].map(lambda v: display.get(v, v)
+                                              if isinstance(v, str) else v)
+    shown = shown.rename(columns=dict(columns))
+    floats = [c for c in shown.columns if pd.api.types.is_float_dtype(shown[c])]
+    return (shown.style.hide(axis="index")
+            .format(precision=precision, subset=floats, na_rep=NOT_ESTIMABLE)
+            .format(lambda v: "yes" if v is True else ("no" if v is False else v),
+                    subset=[c for c in shown.columns if shown[c].dtype == bool])
+            .set_table_attributes('class="fmtc-table"'))
+
+
+class Figures:
+    """The numbered, captioned figures of one page ("Figure 4.2. ...").
+
+    Parameters
+    ----------
+    page : int
+        The page's number in the book (its file name's prefix).
+    """
+
+    def __init__(self, page: int) -> None:
+        self.page = page
+        self.count = 0
+
+    def show(self, fig: Any, caption: str) -> str:
+        """Show ``fig`` with its number and ``caption`` (HTML-escaped) under it.
+
+        Returns
+        -------
+        str
+            The figure's label, e.g. ``"Figure 4.2"``, for the prose.
+        """
+        from IPython.display import HTML
+        from IPython.display import display as ipy_display
+
+        self.count += 1
+        label = f"Figure {self.page}.{self.count}"
+        show(fig)
+        ipy_display(HTML(f'<p class="fmtc-caption"><strong>{label}.</strong> '
+                         f"{html.escape(caption)}</p>"))
+        return label

@@ -173,6 +173,10 @@ def _plan_identity(parameters: dict[str, object], kernel_cwd: Path) -> dict[str,
                 "file_sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()
                 if found else None}
     plan.pop("root", None)
+    plan.pop("plan_file", None)  # names this machine's folder, like root
+    # Where the real trial is cloned from is a location, not content: the clone is checked
+    # against the pinned commit (pages.stages_revision), so a local mirror gives the same page.
+    plan.get("pages", {}).pop("stages_source", None)
     return plan
 
 
@@ -215,7 +219,8 @@ class Page(Result):
 
         return {"notebook": self.source.name,
                 "source_sha256": hashlib.sha256(self.source.read_bytes()).hexdigest(),
-                "parameters": self.parameters,
+                # the plan file is named only to be read: the resolved plan below is what counts
+                "parameters": {k: v for k, v in self.parameters.items() if k != "plan_file"},
                 "plan": _plan_identity(self.parameters, self.kernel_cwd),
                 "versions": VERSIONS}
 
