@@ -10,11 +10,13 @@ import pytest
 from fmtc.evaluate.family import Contrast
 from fmtc.report.claims import (
     CLAIM_COLUMNS,
+    NOT_INTERPRETED,
     PAPER_CLAIMS,
     PP_RANGE,
     VERDICT_RULE,
     VERDICTS,
     claims_table,
+    claims_view,
     plot_claims,
     plot_generalisation,
     verdict,
@@ -149,6 +151,27 @@ def test_a_row_whose_arm_predicts_one_class_is_not_estimable():
     assert table["verdict"].iloc[1] == "not estimable"
     assert "single class" in table["reason"].iloc[1]
     assert verdict(1.0, 2.0, None, "an arm is flat") == ("not estimable", "an arm is flat")
+
+
+def test_claims_view_shows_not_interpreted_verdicts_and_the_columns_asked_for():
+    from types import SimpleNamespace
+
+    table = claims_table([("external-knowledge", made_contrast(0.6, 0.1, seed=1)),
+                          ("multimodal-fusion", made_contrast(0.3, 0.3, seed=2))], seed=0)
+    single = claims_table([("external-knowledge", Contrast(
+        np.tile([0, 1], 10), np.full((1, 20), 0.8), np.tile([0.2, 0.8], 10)[None],
+        tuple(range(20)), "fmmtc", "fc"))], seed=0)
+    shown = claims_view(table).data
+    assert list(shown["verdict"]) == list(table["verdict"])  # no plan: every verdict as is
+    quiet = claims_view(pd.concat([table, single], ignore_index=True),
+                        SimpleNamespace(meaningful=False, profile="tiny"),
+                        {"contrast": "what", "verdict": "verdict"}).data
+    assert list(quiet.columns) == ["what", "verdict"]
+    assert list(quiet["verdict"]) == [NOT_INTERPRETED, NOT_INTERPRETED, "not estimable"]
+    whole = claims_view(single).data.iloc[0]
+    assert whole["A − B (points)"] == "not estimable" and whole["p (Holm)"] == "not estimable"
+    ax = plot_claims(table, SimpleNamespace(meaningful=False)).axes[0]
+    assert {t.get_text() for t in ax.texts} == {NOT_INTERPRETED}
 
 
 def test_claims_table_refuses_unknown_claims_and_bad_rows():

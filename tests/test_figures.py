@@ -493,3 +493,35 @@ def test_fold_metrics_figure_is_the_same_every_time_with_its_dots_jittered(cases
     rows = [xy[:, 1] for xy in first]
     assert all(np.ptp(y) > 0 for y in rows)  # jittered off the row's centre line
     assert all(np.ptp(y) <= 0.4 for y in rows)  # within the row's band
+
+
+def test_figures_and_tables_show_display_names_not_internal_ids():
+    assert figures.arm_label("fmmtc") == "FMM_TC"
+    assert figures.arm_label("fmmtc-random-init") == "FMM_TC (random-init encoder)"
+    assert figures.arm_label("ts", {"ts": "TS"}) == "TS"
+    assert figures.arm_label("something-else") == "something-else"
+    contrasts = contrasts_frame().assign(arm_a="fmmtc", arm_b="fmmtc-random-init")
+    labels = [t.get_text() for t in figures.plot_contrasts(contrasts).axes[0].get_yticklabels()]
+    assert labels and all(label == "FMM_TC − FMM_TC (random-init encoder)" for label in labels)
+    summary = summary_frame()
+    shown = figures.summary_table(summary).reset_index()
+    assert set(shown["model"]) <= set(NAMES.values())
+
+
+def test_degenerate_numbers_read_not_estimable():
+    assert figures.estimate_text(0.31, 0.1, 0.5) == "0.31 [0.10, 0.50]"
+    assert figures.estimate_text(np.nan, 0.1, 0.5) == figures.NOT_ESTIMABLE
+    assert figures.estimate_text(0.0, 0.0, 0.0, metric="mcc").startswith(figures.NOT_ESTIMABLE)
+    assert "not estimable" in figures.estimate_text(0.5, 0.5, 0.5, metric="bacc")
+    assert figures.estimate_text(-0.001, -0.1, 0.1) == "0.00 [-0.10, 0.10]"
+    assert figures.interval_text(0.0, 0.0) == figures.NOT_ESTIMABLE
+    assert figures.number_text(np.nan) == figures.NOT_ESTIMABLE
+    row = pd.Series({"difference_pp": 0.0, "low_pp": 0.0, "high_pp": 0.0,
+                     "verdict": "inconclusive"})
+    assert figures.claim_verdict(row) == figures.SAME_PREDICTIONS
+    assert figures.claim_verdict(pd.Series({**row, "verdict": "not estimable"})) == "not estimable"
+    assert figures.claim_verdict(pd.Series({**row, "low_pp": np.nan})) == figures.NOT_ESTIMABLE
+    assert figures.difference_text(pd.Series({**row, "low_pp": np.nan})) == figures.NOT_ESTIMABLE
+    shown = figures.claims_verdicts(pd.DataFrame([{**row, "low_pp": -5.0, "high_pp": 5.0},
+                                                  {**row, "low_pp": np.nan}]), meaningful=False)
+    assert list(shown["verdict"]) == ["not interpreted", "not estimable"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import tempfile
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,13 +32,15 @@ from fmtc.evaluate.family import (
     Contrast,
     family_inference,
 )
+from fmtc.report.pages import NOT_INTERPRETED
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-__all__ = ["BASELINES", "CLAIM_COLUMNS", "PAPER_CLAIMS", "PP_RANGE", "VERDICTS", "VERDICT_RULE",
-           "PaperClaim", "baseline_reading", "claims_table", "claims_view", "plot_claims",
-           "plot_generalisation", "verdict", "write_claims_csv"]
+__all__ = ["AUTHORS_SWITCHES", "BASELINES", "CLAIM_COLUMNS", "NOT_INTERPRETED", "PAPER_CLAIMS",
+           "PP_RANGE", "VERDICTS", "VERDICT_RULE", "PaperClaim", "baseline_reading",
+           "claims_table", "claims_view", "plot_claims", "plot_generalisation", "shown_verdicts",
+           "verdict", "write_claims_csv"]
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,33 @@ VERDICT_WIDTH = 18
 """Characters per line of a verdict at the right of :func:`plot_claims`."""
 
 MINUS = "\N{MINUS SIGN}"
+
+
+AUTHORS_SWITCHES = {
+    "zero-grad-per-epoch": "gradients summed over each epoch (protocol.zero_grad: per_epoch)",
+    "eval-crops-random": "one random crop per evaluation (protocol.eval_crops: random)",
+    "input-scaling-none": "raw, unscaled inputs (protocol.input_scaling: none)",
+    "gram-raw-window": "Gram of the raw crop as FC (connectivity.kind: gram_raw_window)",
+    "token-order-random-each-call":
+        "a new token order per call (brainlm.token_order: random_each_call)",
+    "all-switches": "all five per-fit switches at once",
+}
+"""The per-fit switches of the ``official`` experiment (its arms) in words, for tables."""
+
+
+def shown_verdicts(verdicts: Sequence[str], plan: Any = None) -> list[str]:
+    """The verdicts as a page shows them: "not interpreted" under a non-meaningful plan.
+
+    ``not estimable`` is kept: it says that no number exists, not what a number means.
+
+    Parameters
+    ----------
+    verdicts : sequence of str
+    plan : fmtc.plan.Plan, optional
+        The page's plan; None or a plan with ``meaningful`` true keeps every verdict.
+    """
+    keep = plan is None or getattr(plan, "meaningful", True)
+    return [str(v) if keep or v == "not estimable" else NOT_INTERPRETED for v in verdicts]
 
 
 def verdict(low_pp: float, high_pp: float, paper_pp: float | None,
@@ -249,31 +278,59 @@ def claims_table(rows: Sequence[tuple], *, n_bootstrap: int = FAMILY_BOOTSTRAP,
     return table
 
 
-def claims_view(table: pd.DataFrame) -> pd.DataFrame:
+def claims_view(table: pd.DataFrame, plan: Any = None,
+                columns: Sequence[str] | Mapping[str, str] | None = None) -> Any:
     """The claims table for reading: human headers, no index, intervals as ``[L, H]``.
 
     ``A − B`` and the intervals are in MCC percentage points; "interval" is simultaneous over
     the table's rows, "own interval" the row's alone; "p (Holm)" is the paired permutation
     p-value adjusted over the rows.
+
+    Parameters
+    ----------
+    table : DataFrame
+        :func:`claims_table`.
+    plan : fmtc.plan.Plan, optional
+        The page's plan: under a profile marked not meaningful the verdicts read
+        "not interpreted" (:func:`shown_verdicts`).
+    columns : sequence or mapping of str, optional
+        The view's columns to show, in order (a narrower table), or a mapping of them to
+        other headers; default every column.
+
+    Returns
+    -------
+    pandas.io.formats.style.Styler
     """
     def span(low: float, high: float) -> str:
         if not (np.isfinite(low) and np.isfinite(high)):
             return "not estimable"
         return f"[{low:+.1f}, {high:+.1f}]"
 
-    def number(value: float, form: str) -> str:
-        return format(value, form) if np.isfinite(value) else "—"
+    def number(value: float, form: str, missing: str = "—") -> str:
+        return format(value, form) if np.isfinite(value) else missing
+
+    def difference(row: pd.Series, column: str, form: str) -> str:
+        # A not-estimable row's difference compares a conventional MCC of 0: not a number.
+        if row["verdict"] == "not estimable":
+            return "not estimable"
+        return number(row[column], form)
 
     rows = [{"claim": row["claim"], "contrast": row["contrast"],
              "MCC of A": number(row["mcc_a"], ".2f"), "MCC of B": number(row["mcc_b"], ".2f"),
-             "A − B (points)": number(row["difference_pp"], "+.1f"),
-             "relative (%)": number(row["relative_pct"], "+.0f"),
+             "A − B (points)": difference(row, "difference_pp", "+.1f"),
+             "relative (%)": difference(row, "relative_pct", "+.0f"),
              "interval": span(row["low_pp"], row["high_pp"]),
              "own interval": span(row["raw_low_pp"], row["raw_high_pp"]),
-             "p (Holm)": number(row["p_holm"], ".3g"),
+             "p (Holm)": number(row["p_holm"], ".3g", "not estimable"),
              "paper (points)": number(row["paper_pp"], "+.2f"),
              "verdict": row["verdict"]} for _, row in table.iterrows()]
-    return pd.DataFrame(rows).style.hide(axis="index")
+    view = pd.DataFrame(rows)
+    if len(view):
+        view["verdict"] = shown_verdicts(view["verdict"], plan)
+    if columns is not None:
+        headers = dict(columns) if isinstance(columns, Mapping) else {c: c for c in columns}
+        view = view[list(headers)].rename(columns=headers)
+    return view.style.hide(axis="index").set_table_attributes('class="fmtc-table"')
 
 
 BASELINES = ("fc-logreg", "cls-logreg", "ts-handcrafted", "covariates-logreg")
@@ -327,7 +384,7 @@ def write_claims_csv(table: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
-def plot_claims(table: pd.DataFrame) -> Figure:
+def plot_claims(table: pd.DataFrame, plan: Any = None) -> Figure:
     """Forest plot of the claims: paired difference (points), interval, the paper's number.
 
     One row per claim and contrast; whiskers are the paired subject-bootstrap intervals,
@@ -341,6 +398,9 @@ def plot_claims(table: pd.DataFrame) -> Figure:
     ----------
     table : DataFrame
         :func:`claims_table`.
+    plan : fmtc.plan.Plan, optional
+        The page's plan: under a profile marked not meaningful the verdicts at the right read
+        "not interpreted".
     """
     import matplotlib.pyplot as plt
 
@@ -364,7 +424,7 @@ def plot_claims(table: pd.DataFrame) -> Figure:
     ax.axvline(0.0, color="grey", lw=0.9, ls="--")
     ax.set_yticks(y, ticks)
     ax.set_ylim(max(n, 1) - 0.5, -0.5)
-    for k, word in enumerate(table["verdict"]):
+    for k, word in enumerate(shown_verdicts(table["verdict"], plan)):
         word = "\n".join(textwrap.wrap(str(word), VERDICT_WIDTH, break_on_hyphens=False))
         ax.annotate(word, (1.0, y[k]), xycoords=("axes fraction", "data"), xytext=(8, 0),
                     textcoords="offset points", va="center", fontsize=SMALL, color="#333333")

@@ -24,6 +24,7 @@ import pandas as pd
 
 from fmtc.cohort.folder import Cohort
 from fmtc.preprocess.transforms import functional_connectivity, robust_scale
+from fmtc.report.pages import NOT_ESTIMABLE, NOT_INTERPRETED
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -70,6 +71,106 @@ METRIC_RANGES: dict[str, tuple[float, float]] = {
 
 CHANCE = {"mcc": 0.0, "auc": 0.5, "bacc": 0.5, "balanced_accuracy": 0.5}
 """A classifier without skill, for the metrics where that does not depend on prevalence."""
+
+
+ARM_VARIANTS: dict[str, str] = {
+    "-random-init": "random-init encoder",
+    "-shuffle-mean": "mean over token orders",
+    "-random-each-call": "new token order each call",
+}
+"""Suffix of an experiment's arm name -> what it changes, as :func:`arm_label` shows it."""
+
+READOUT_NAMES: dict[str, str] = {"cls": "CLS vector", "mean": "mean of all tokens",
+                                 "network-mean": "token means per network"}
+"""Display names of BrainLM's read-outs (``brainlm.readout``)."""
+
+METRIC_NAMES: dict[str, str] = {"mcc": "MCC", "auc": "AUC", "bacc": "balanced accuracy",
+                                "balanced_accuracy": "balanced accuracy", "acc": "accuracy"}
+"""Display names of metrics (tables and axis labels)."""
+
+
+def arm_label(arm: Any, names: dict[str, str] | None = None) -> str:
+    """The display name of a model or an experiment's arm (no internal id in a figure).
+
+    ``names`` (e.g. :func:`fmtc.predict.registry.display_names`, or an experiment's own
+    labels) is looked up first; else the registry's display names; an arm named
+    ``<model><suffix>`` with a suffix of :data:`ARM_VARIANTS` reads
+    ``"<model's display name> (<variant>)"``: ``fmmtc-random-init`` ->
+    ``"FMM_TC (random-init encoder)"``. Anything else is returned as it is.
+    """
+    from fmtc.predict.registry import display_names
+
+    arm = str(arm)
+    known = {**display_names(), **(names or {})}
+    if arm in known:
+        return known[arm]
+    for suffix, variant in ARM_VARIANTS.items():
+        if arm.endswith(suffix) and arm[:-len(suffix)] in known:
+            return f"{known[arm[:-len(suffix)]]} ({variant})"
+    return arm
+
+
+def _finite(*values: Any) -> bool:
+    try:
+        return all(np.isfinite(float(v)) for v in values)
+    except (TypeError, ValueError):
+        return False
+
+
+def _format(value: Any, form: str) -> str:
+    """``format(value, form)`` without a negative zero (``-0.00`` reads ``0.00``)."""
+    text = format(float(value), form)
+    if text.startswith("-") and float(text) == 0.0:
+        text = ("+" if form.startswith("+") else "") + text[1:]
+    return text
+
+
+def estimate_text(value: Any, low: Any = np.nan, high: Any = np.nan, form: str = ".2f",
+                  metric: str | None = None, sep: str = ", ", brackets: str = "[]") -> str:
+    """``value [low, high]`` as a table shows it, or "not estimable" where it is not one.
+
+    A missing value reads "not estimable"; a missing or zero-width interval (every resample
+    gave the same value: e.g. a model that predicts a single class, whose MCC of 0 is a
+    convention) is not shown as an interval. With ``metric="mcc"``, an MCC of exactly 0 with
+    a zero-width interval reads "not estimable (one class predicted)".
+
+    Parameters
+    ----------
+    value, low, high : float
+    form : str
+        Format of each number (``".2f"``; ``"+.1f"`` for differences).
+    metric : str, optional
+    sep, brackets : str
+        Between the ends, and around them (``""``: no brackets).
+    """
+    if not _finite(value):
+        return NOT_ESTIMABLE
+    text = _format(value, form)
+    if not _finite(low, high):
+        return f"{text} (interval {NOT_ESTIMABLE})"
+    if float(high) <= float(low):
+        if metric is not None and str(metric).lower() == "mcc" and float(value) == 0.0:
+            return f"{NOT_ESTIMABLE} (one class predicted)"
+        return f"{text} (interval {NOT_ESTIMABLE})"
+    left, right = (brackets[0], brackets[1]) if len(brackets) == 2 else ("", "")
+    return f"{text} {left}{_format(low, form)}{sep}{_format(high, form)}{right}"
+
+
+def estimable(low: Any, high: Any) -> bool:
+    """Whether ``[low, high]`` is an interval: both ends finite and ``high > low``."""
+    return _finite(low, high) and float(high) > float(low)
+
+
+def interval_text(low: Any, high: Any, form: str = "+.1f", sep: str = " to ") -> str:
+    """``"low to high"``, or "not estimable" for a missing or zero-width interval."""
+    if not estimable(low, high):
+        return NOT_ESTIMABLE
+    return f"{_format(low, form)}{sep}{_format(high, form)}"
+
+
+def number_text(value: Any, form: str = ".2f") -> str:
+    """``value`` formatted, or "not estimable" when missing."""
+    return _format(value, form) if _finite(value) else NOT_ESTIMABLE
 
 
 def use_book_style() -> dict[str, Any]:
@@ -485,7 +586,8 @@ def _reference(ax: Axes, metric: str, vertical: bool = True) -> None:
         (ax.axvline if vertical else ax.axhline)(value, color="grey", lw=0.8, ls="--")
 
 
-def plot_fold_metrics(metrics: pd.DataFrame, metric: str = "mcc") -> Figure:
+def plot_fold_metrics(metrics: pd.DataFrame, metric: str = "mcc",
+                      names: dict[str, str] | None = None) -> Figure:
     """Dot plot of one metric per fold (dots) and pooled per repeat (diamonds), by model.
 
     The x-axis stays inside the metric's range (:func:`metric_range`); the legend is to
@@ -497,12 +599,16 @@ def plot_fold_metrics(metrics: pd.DataFrame, metric: str = "mcc") -> Figure:
         Long-form ``metrics.csv``: ``arm, model, selection, repeat, fold, metric, value``.
     metric : str
         Which metric to show.
+    names : dict, optional
+        Display names of the arms (default: :func:`arm_label`; arms already shown by their
+        display names stay as they are).
     """
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     key = _arm_column(metrics)
-    rows = metrics[metrics["metric"] == metric]
+    rows = metrics[metrics["metric"] == metric].copy()
+    rows[key] = rows[key].map(lambda arm: arm_label(arm, names))
     folds = rows[rows["fold"].astype(str) != "pooled"]
     pooled = rows[rows["fold"].astype(str) == "pooled"]
     fig, ax = plt.subplots(figsize=(8, 1.3 + 0.55 * rows[key].nunique()), layout="constrained")
@@ -525,7 +631,8 @@ def plot_fold_metrics(metrics: pd.DataFrame, metric: str = "mcc") -> Figure:
     unclip(list(ax.collections), list(ax.lines))
     _reference(ax, metric)
     ax.set_xlim(padded_limits(rows["value"], metric_range(metric)))
-    ax.set_xlabel(f"{metric.upper()} (dots: folds; diamonds: pooled per repeat, 95% CI)")
+    ax.set_xlabel(f"{METRIC_NAMES.get(metric, metric.upper())} (dots: folds; diamonds: pooled "
+                  "per repeat, 95% CI)")
     ax.set_ylabel("")
     if ax.get_legend() is not None:  # seaborn's, over the data: to the right of the axes
         sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
@@ -551,21 +658,55 @@ def summary_table(summary: pd.DataFrame, metrics: tuple[str, ...] = ("mcc", "auc
     DataFrame
         One row per model and selection; intervals are the subject bootstrap's.
     """
-    names = names or {}
     key = _arm_column(summary)
     rows = []
     for (model, selection), part in summary.groupby([key, "selection"], sort=False):
         part = part.set_index("metric")
-        row = {"model": names.get(model, model), "selection": selection}
+        row = {"model": arm_label(model, names), "selection": selection}
         for metric in metrics:
-            row[metric.upper()] = (f"{part.at[metric, 'mean']:.2f} "
-                                   f"[{part.at[metric, 'bootstrap_low']:.2f}, "
-                                   f"{part.at[metric, 'bootstrap_high']:.2f}]")
+            row[metric.upper()] = estimate_text(part.at[metric, "mean"],
+                                                part.at[metric, "bootstrap_low"],
+                                                part.at[metric, "bootstrap_high"], metric=metric)
         for metric in ("mcc", "auc"):
-            value = part.at[metric, "p_value"]
-            row[f"p({metric.upper()})"] = f"{value:.3g}" if np.isfinite(value) else "n/a"
+            row[f"p({metric.upper()})"] = number_text(part.at[metric, "p_value"], ".3g")
         rows.append(row)
     return pd.DataFrame(rows).set_index(["model", "selection"])
+
+
+def summary_view(summary: pd.DataFrame, metrics: tuple[str, ...] = ("mcc", "auc"),
+                 names: dict[str, str] | None = None, p_values: tuple[str, ...] = ("mcc",),
+                 selection: bool | None = None) -> Any:
+    """:func:`summary_table` as the book shows it: few columns, human headers, no index.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        ``summary.csv`` of a run.
+    metrics : tuple of str
+        Metrics shown, each as ``mean [95% interval]``.
+    names : dict, optional
+        Display names of the arms (default: :func:`arm_label`).
+    p_values : tuple of str
+        Metrics (of ``mcc``, ``auc``) whose permutation p-value is shown.
+    selection : bool, optional
+        Show the epoch selection column (default: when the summary holds several).
+
+    Returns
+    -------
+    pandas.io.formats.style.Styler
+        :func:`fmtc.report.pages.table` of the summary.
+    """
+    from fmtc.report.pages import table
+
+    frame = summary_table(summary, metrics, names).reset_index()
+    if selection is None:
+        selection = frame["selection"].nunique() > 1
+    columns = {"model": "Model", **({"selection": "Epoch selection"} if selection else {})}
+    columns.update({m.upper(): f"{METRIC_NAMES.get(m, m.upper())} [95% interval]"
+                    for m in metrics})
+    columns.update({f"p({m.upper()})": f"p ({METRIC_NAMES.get(m, m.upper())})"
+                    for m in p_values})
+    return table(frame, columns)
 
 
 
@@ -597,7 +738,6 @@ def plot_summary_intervals(summary: pd.DataFrame, metric: str = "mcc",
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    names = names or {}
     key = _arm_column(summary)
     bounds = metric_range(metric)
     rows = summary[summary["metric"] == metric].reset_index(drop=True)
@@ -643,15 +783,102 @@ def plot_summary_intervals(summary: pd.DataFrame, metric: str = "mcc",
         labels.append("95% t-interval over repeats"
                       + (f" (clipped to [{bounds[0]:g}, {bounds[1]:g}])" if clipped_repeats
                          else ""))
-    ax.set_yticks(np.arange(len(models)), [names.get(m, m) for m in models])
+    ax.set_yticks(np.arange(len(models)), [arm_label(m, names) for m in models])
     ax.set_ylim(len(models) - 0.5, -0.5)
     _reference(ax, metric)
     chance = CHANCE.get(str(metric).lower())
     ax.set_xlim(padded_limits([*drawn, [] if chance is None else [chance]], bounds))
-    ax.set_xlabel(f"pooled out-of-fold {metric.upper()}: mean over repeats (dot) and "
-                  "95% subject-bootstrap interval (line)")
+    ax.set_xlabel(f"pooled out-of-fold {METRIC_NAMES.get(metric, metric.upper())}: mean over "
+                  "repeats (dot) and 95% subject-bootstrap interval (line)")
     legend_below(fig, handles, labels, ncol=min(len(handles), 2))
     return fig
+
+
+SAME_PREDICTIONS = "no difference (both arms predict the same class for every subject)"
+"""The verdict of a paired difference whose interval has zero width but is not degenerate."""
+
+
+def claim_verdict(row: Any) -> str:
+    """The verdict of a paired difference (a claims-table or ``contrasts.csv`` row) as shown.
+
+    "not estimable" when the row says so (an arm predicts a single class in every
+    repeat) or its interval (``low_pp``, ``high_pp``) is missing; :data:`SAME_PREDICTIONS`
+    when the interval has zero width (every resample gives the same difference: the arms
+    predict the same classes); else the row's ``verdict`` (``""`` when it has none).
+    """
+    verdict = str(row.get("verdict", "") or "")
+    low, high = row["low_pp"], row["high_pp"]
+    if verdict == NOT_ESTIMABLE or not _finite(low, high):
+        return NOT_ESTIMABLE
+    if float(high) <= float(low):
+        return SAME_PREDICTIONS
+    return verdict
+
+
+def difference_text(row: Any, unit: str = " points") -> str:
+    """A paired difference (``difference_pp``) as text, or "not estimable"."""
+    if claim_verdict(row) == NOT_ESTIMABLE or not _finite(row["difference_pp"]):
+        return NOT_ESTIMABLE
+    return _format(row["difference_pp"], "+.1f") + unit
+
+
+def difference_interval_text(row: Any) -> str:
+    """The interval of a paired difference as text (:func:`claim_verdict`'s cases)."""
+    if claim_verdict(row) == SAME_PREDICTIONS:
+        return "zero width (same predicted classes)"
+    return interval_text(row["low_pp"], row["high_pp"])
+
+
+def verdict_text(row: Any, plan: Any) -> str:
+    """A paired difference's verdict for the prose: :func:`claim_verdict` passed through
+    :func:`fmtc.report.pages.interpreted` ("not estimable" is kept as it is)."""
+    from fmtc.report.pages import interpreted
+
+    verdict = claim_verdict(row)
+    return verdict if verdict == NOT_ESTIMABLE else interpreted(plan, verdict)
+
+
+def claims_verdicts(table: pd.DataFrame, meaningful: bool = True) -> pd.DataFrame:
+    """``table`` with each verdict as the book shows it (:func:`claim_verdict`; "not
+    interpreted" on a profile that is not ``meaningful``, except "not estimable", which says
+    that no number exists), e.g. for :func:`fmtc.report.claims.plot_claims`."""
+    return table.assign(verdict=[_shown_verdict(row, meaningful) for _, row in table.iterrows()])
+
+
+def _shown_verdict(row: Any, meaningful: bool) -> str:
+    verdict = claim_verdict(row)
+    return verdict if meaningful or verdict == NOT_ESTIMABLE else NOT_INTERPRETED
+
+
+def claims_brief(table: pd.DataFrame, meaningful: bool = True) -> Any:
+    """A claims table (:func:`fmtc.report.claims.claims_table`) in five columns, for the book.
+
+    Claim, difference A − B (MCC points), its simultaneous 95% interval, the Holm-adjusted
+    paired p-value and the verdict; a missing number reads "not estimable", and every other
+    verdict reads "not interpreted" when ``meaningful`` is false (a profile whose numbers
+    only show that the page runs: :func:`fmtc.report.pages.interpreted`). Each arm's MCC,
+    the row's own interval and the paper's number are in the table itself.
+
+    Returns
+    -------
+    pandas.io.formats.style.Styler
+    """
+    from fmtc.report.pages import table as book_table
+
+    rows = []
+    for _, row in table.iterrows():
+        rows.append({
+            "claim": row["claim"],
+            "difference": difference_text(row, unit=""),
+            "interval": difference_interval_text(row),
+            "p": number_text(row["p_holm"], ".3g"),
+            "verdict": _shown_verdict(row, meaningful),
+        })
+    return book_table(pd.DataFrame(rows, columns=["claim", "difference", "interval", "p",
+                                                  "verdict"]),
+                      {"claim": "Claim", "difference": "A − B (MCC points)",
+                       "interval": "95% interval (simultaneous)", "p": "p (Holm)",
+                       "verdict": "Verdict"})
 
 
 def _arm_column(frame: pd.DataFrame) -> str:
@@ -678,7 +905,7 @@ def plot_contrasts(contrasts: pd.DataFrame, names: dict[str, str] | None = None,
     """
     import matplotlib.pyplot as plt
 
-    names, paper = names or {}, paper or {}
+    paper = paper or {}
     metric = str(contrasts["metric"].iloc[0]) if len(contrasts) else "mcc"
     bounds = difference_range_pp(metric)
     pairs = list(zip(contrasts["arm_a"], contrasts["arm_b"], strict=True))
@@ -688,12 +915,13 @@ def plot_contrasts(contrasts: pd.DataFrame, names: dict[str, str] | None = None,
     handles, labels, shown = draw_differences(
         ax, contrasts["difference_pp"], contrasts["low_pp"], contrasts["high_pp"], reported,
         bounds, "this run (95% paired subject-bootstrap interval)")
-    ax.set_yticks(np.arange(len(pairs)), [f"{names.get(a, a)} − {names.get(b, b)}"
+    ax.set_yticks(np.arange(len(pairs)), [f"{arm_label(a, names)} − {arm_label(b, names)}"
                                           for a, b in pairs])
     ax.set_ylim(len(contrasts) - 0.5, -0.5)
     ax.axvline(0.0, color="grey", lw=0.8, ls="--")
     ax.set_xlim(padded_limits([*shown, [0.0]], bounds, minimum=10.0))
-    ax.set_xlabel(f"paired difference of pooled {metric.upper()} (percentage points)")
+    ax.set_xlabel(f"paired difference of pooled {METRIC_NAMES.get(metric, metric.upper())} "
+                  "(percentage points)")
     legend_below(fig, handles, labels, ncol=2)
     return fig
 
@@ -779,6 +1007,7 @@ def plot_probe_report(report: dict, targets: tuple[str, ...] = ("label", "trait-
     At most two panels a row; the y-axis stays inside MCC's range [−1, 1].
     """
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     points = report["points"]
     steps = [p["step"] for p in points]
@@ -792,11 +1021,13 @@ def plot_probe_report(report: dict, targets: tuple[str, ...] = ("label", "trait-
         for readout in readouts:
             line = [p["mcc"][readout].get(target, np.nan) for p in points]
             values.append(line)
-            unclip(ax.plot(steps, line, marker="o", label=readout))
+            unclip(ax.plot(steps, line, marker="o", label=READOUT_NAMES.get(readout, readout)))
         ax.axhline(0, color="#888888", lw=0.8)
-        ax.set_title(f"probe of {target}", loc="left")
+        ax.set_title("probe of the label" if target == "label"
+                     else f"probe of {str(target).replace('-', ' ')}", loc="left")
     for ax in axes[-1]:
         ax.set_xlabel("pretraining step (0: random init)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in axes[:, 0]:
         ax.set_ylabel("pooled MCC (linear probe)")
     for ax in axes.flat[len(targets):]:
@@ -810,6 +1041,7 @@ def plot_probe_report(report: dict, targets: tuple[str, ...] = ("label", "trait-
 def plot_pretraining_loss(log: dict) -> Figure:
     """Training loss per epoch, with the held-out loss of the trained and random-init models."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [e["epoch"] for e in log["epochs"]]
     fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
@@ -819,6 +1051,7 @@ def plot_pretraining_loss(log: dict) -> Figure:
         ax.axhline(held[name], ls=style, color="#444444" if name != "trained" else "#2ca02c",
                    label=f"held-out, {name.replace('_', ' ')}: {held[name]:.3f}")
     ax.set(xlabel="epoch", ylabel="masked-patch MSE")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     legend_below(fig, ncol=2)
     return fig
 
@@ -845,7 +1078,6 @@ def plot_sweep(sweep: pd.DataFrame, by: str, names: dict[str, str] | None = None
     """
     import matplotlib.pyplot as plt
 
-    names = names or {}
     arms = arms or list(dict.fromkeys(sweep["arm"]))
     values = list(dict.fromkeys(sweep[by]))
     columns = min(2, max(len(values), 1))
@@ -866,8 +1098,9 @@ def plot_sweep(sweep: pd.DataFrame, by: str, names: dict[str, str] | None = None
         ax.axvline(0.0, color="grey", lw=0.8, ls="--")
         ax.set_xlim(-1.0, 1.0)
         ax.set_xticks([-1.0, -0.5, 0.0, 0.5, 1.0])
-        ax.set_title(f"{by} = {value}", fontsize=10, loc="left")
-    axes[0, 0].set_yticks(np.arange(len(arms)), [names.get(a, a) for a in arms])
+        shown = f"{value:g}" if isinstance(value, int | float | np.number) else value
+        ax.set_title(f"{str(by).replace('_', ' ')} = {shown}", fontsize=10, loc="left")
+    axes[0, 0].set_yticks(np.arange(len(arms)), [arm_label(a, names) for a in arms])
     axes[0, 0].set_ylim(len(arms) - 0.5, -0.5)
     for ax in axes.flat[len(values):]:
         ax.set_visible(False)

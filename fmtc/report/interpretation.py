@@ -24,6 +24,13 @@ GROUPINGS = {"study": "study", "drug": "drug arm", "correct": "prediction",
              "label": "label"}
 
 
+def _shown(arm: str) -> str:
+    """An arm's display name in a title (``fmmtc`` -> ``FMM_TC``), else the arm itself."""
+    from fmtc.predict.registry import display_names
+
+    return display_names().get(arm, arm)
+
+
 
 
 def plot_modality_share(subjects: pd.DataFrame, arm: str | None = None,
@@ -76,7 +83,7 @@ def plot_modality_share(subjects: pd.DataFrame, arm: str | None = None,
             ax.get_legend().remove()
     axes[0][0].set_ylabel("TS share of |IG| (fused representation)")
     legend_below(fig, title=cohort_column)
-    title = f"Modality reliance of {arm}: TS share per test subject (0.5: equal)"
+    title = f"Modality reliance of {_shown(arm)}: TS share per test subject (0.5: equal)"
     fig.suptitle(title if width >= 6 else title.replace(": ", ":\n", 1), fontsize=11)
     mark_simulated(fig, simulated)
     return fig
@@ -111,7 +118,7 @@ def plot_region_markers(regions: pd.DataFrame, arm: str, modality: str, top: int
                           node_size=size.to_numpy(), node_cmap="viridis", figure=fig,
                           axes=BRAIN_AXES, display_mode="ortho", colorbar=True,
                           node_kwargs={"edgecolors": edges, "linewidths": 1.2},
-                          title=f"{arm}: top {len(table)} regions, "
+                          title=f"{_shown(arm)}: top {len(table)} regions, "
                                 f"{MODALITY_NAMES.get(modality, modality)}")
     if "planted" in table:
         _brain_note(fig, f"black edge: planted ({int(table['planted'].sum())} of "
@@ -145,7 +152,8 @@ def plot_top_edges(edges: pd.DataFrame, regions: pd.DataFrame, arm: str, top: in
     plotting.plot_connectome(matrix, coords, node_size=12, node_color="#444444",
                              edge_cmap="RdBu_r", edge_vmin=-limit, edge_vmax=limit,
                              colorbar=True, figure=fig, axes=BRAIN_AXES, display_mode="ortho",
-                             title=f"{arm}: top {len(table)} FC edges (class-aligned mean IG)")
+                             title=f"{_shown(arm)}: top {len(table)} FC edges "
+                                   "(class-aligned mean IG)")
     note = "red: the edge supports the subject's own label; blue: the other label"
     if "planted" in table:
         note += f". Planted edges among them: {int(table['planted'].sum())} of {len(table)}"
@@ -187,7 +195,7 @@ def plot_networks(networks: pd.DataFrame, arm: str, planted: dict[str, Any] | No
     if any(marked.values()):
         legend_below(fig, [Patch(color="#d62728"), Patch(color="#4c72b0")],
                      ["planted network", "other network"], ncol=2)
-    fig.suptitle(f"{arm}: attribution by atlas network", fontsize=11)
+    fig.suptitle(f"{_shown(arm)}: attribution by atlas network", fontsize=11)
     mark_simulated(fig, simulated)
     return fig
 
