@@ -155,13 +155,16 @@ def test_every_page_opens_with_its_title_then_the_data_notice():
         assert text.startswith("# ") and "\n" not in text, f"{source.name}: title only"
         assert parameters["metadata"]["tags"] == ["parameters", "remove-cell"], source.name
         code = "".join(setup["source"])
-        assert setup["metadata"]["tags"] == ["remove-input"], source.name
+        assert setup["metadata"]["tags"] == ["hide-input"], source.name
         assert "pages.notice(" in code or "pages.admonition(" in code, source.name
-        assert "figures.use_book_style()" in code, source.name
+        assert ".use_book_style()" in code, source.name
         assert "myst_nb" not in "".join("".join(c["source"]) for c in cells), source.name
-        for cell in cells:  # plumbing hidden: no code cell is shown as it is
-            if cell["cell_type"] == "code":
-                assert HIDDEN & set(cell["metadata"].get("tags", [])), (source.name, cell["source"])
+        for cell in cells:  # plumbing hidden: no code cell is shown as it is, and a cell
+            if cell["cell_type"] == "code":  # that shows output has the Show code toggle
+                tags = set(cell["metadata"].get("tags", []))
+                assert HIDDEN & tags, (source.name, cell["source"])
+                assert "remove-input" not in tags, (source.name, "use hide-input",
+                                                    cell["source"])
 
 
 def test_executed_pages_show_the_notice_first_and_their_downloads_exist():
