@@ -3,10 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.fmtc-installed
-# The committed book was executed on `quick` (the real-trial page on its cohort). `make book` never
-# re-executes a committed page: it executes the pages that have no executed copy (with PROFILE),
-# builds the book strictly and lists the stale pages. Re-executing is `fmtc reproduce --profile
-# quick` (README: its measured time).
+# `make book` never re-executes a committed page: it executes the pages that have no executed
+# copy (with PROFILE), builds the book strictly and lists the stale pages. Re-executing is
+# `fmtc reproduce --profile quick` (README: its measured time).
 PROFILE ?= quick
 
 .PHONY: install book test test-full lint benchmark clean-book screenshots
