@@ -32,7 +32,7 @@ from fmtc.evaluate.family import (
     Contrast,
     family_inference,
 )
-from fmtc.report.pages import NOT_INTERPRETED
+from fmtc.report.pages import NOT_INTERPRETED, shown_verdict
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -143,7 +143,7 @@ def shown_verdicts(verdicts: Sequence[str], plan: Any = None) -> list[str]:
         The page's plan; None or a plan with ``meaningful`` true keeps every verdict.
     """
     keep = plan is None or getattr(plan, "meaningful", True)
-    return [str(v) if keep or v == "not estimable" else NOT_INTERPRETED for v in verdicts]
+    return [shown_verdict(str(v), keep) for v in verdicts]
 
 
 def verdict(low_pp: float, high_pp: float, paper_pp: float | None,

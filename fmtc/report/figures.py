@@ -24,7 +24,7 @@ import pandas as pd
 
 from fmtc.cohort.folder import Cohort
 from fmtc.preprocess.transforms import functional_connectivity, robust_scale
-from fmtc.report.pages import NOT_ESTIMABLE, NOT_INTERPRETED
+from fmtc.report.pages import NOT_ESTIMABLE, shown_verdict
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -846,8 +846,7 @@ def claims_verdicts(table: pd.DataFrame, meaningful: bool = True) -> pd.DataFram
 
 
 def _shown_verdict(row: Any, meaningful: bool) -> str:
-    verdict = claim_verdict(row)
-    return verdict if meaningful or verdict == NOT_ESTIMABLE else NOT_INTERPRETED
+    return shown_verdict(claim_verdict(row), meaningful)
 
 
 def claims_brief(table: pd.DataFrame, meaningful: bool = True) -> Any:

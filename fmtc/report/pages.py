@@ -214,6 +214,12 @@ def place_downloads(notebook_path: Path, book_dir: Path, kernel_cwd: Path) -> li
     return written
 
 
+NOT_ESTIMABLE = "not estimable"
+"""What a table or a sentence shows for a number that cannot be estimated."""
+NOT_INTERPRETED = "not interpreted"
+"""A verdict cell under a profile marked not meaningful (:func:`interpreted`)."""
+
+
 def interpreted(plan: Any, reading: str) -> str:
     """``reading`` when the page's profile is meaningful, else a "not interpreted" sentence.
 
@@ -238,10 +244,13 @@ def interpreted(plan: Any, reading: str) -> str:
             "under-trained on purpose, and its numbers only show that the page runs)")
 
 
-NOT_ESTIMABLE = "not estimable"
-"""What a table or a sentence shows for a number that cannot be estimated."""
-NOT_INTERPRETED = "not interpreted"
-"""A verdict cell under a profile marked not meaningful (:func:`interpreted`)."""
+def shown_verdict(verdict: str, meaningful: bool = True) -> str:
+    """A verdict as a table cell or a figure shows it (the short form of :func:`interpreted`).
+
+    :data:`NOT_INTERPRETED` unless ``meaningful``; :data:`NOT_ESTIMABLE` is kept either way,
+    since it says that no number exists, not what a number means.
+    """
+    return verdict if meaningful or verdict == NOT_ESTIMABLE else NOT_INTERPRETED
 
 
 def table(frame: Any, columns: Mapping[str, str] | None = None, precision: int = 3,
