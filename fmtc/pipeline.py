@@ -423,8 +423,8 @@ def run_calibration(plan: Plan, *, progress: bool = False) -> Any:
     """The inference calibration of the claims table (:mod:`fmtc.evaluate.calibration`)."""
     from fmtc.evaluate.calibration import CalibrationStudy
 
-    settings, pool, fresh = calibration_settings(plan)
-    study = CalibrationStudy(settings, pool, fresh, store_for(plan),
+    settings, pools, fresh = calibration_settings(plan)
+    study = CalibrationStudy(settings, pools, fresh, store_for(plan),
                              n_jobs=executor_for(plan).n_jobs, progress=progress)
     found = materialise(study)
     return dataclasses.replace(found.value, reused=found.reused)

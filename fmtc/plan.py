@@ -560,8 +560,9 @@ class PagesPlan:
     calibration_pool : int
         Simulated subjects of each pool of the inference calibration (the population).
     calibration_seeds : list of int
-        Simulator seeds of the pool the interval method is chosen on and of the fresh pool it
-        is reported on.
+        Simulator seeds of the pools the interval method is chosen on (every seed but the
+        last; the method must hold on each) and of the fresh pool it is reported on (the
+        last).
     calibration_replicates, calibration_null_replicates : int
         Fresh replicates for coverage and label-permuted ones for family-wise error.
     calibration_choice_replicates : int
@@ -590,7 +591,7 @@ class PagesPlan:
     ig_ts_steps: int = 16
     ig_ts_subjects: int | None = None
     calibration_pool: int = 3000
-    calibration_seeds: list[int] = field(default_factory=lambda: [1, 61])
+    calibration_seeds: list[int] = field(default_factory=lambda: [1, 2, 62])
     calibration_replicates: int = 1000
     calibration_null_replicates: int = 400
     calibration_choice_replicates: int = 400
@@ -605,11 +606,11 @@ class PagesPlan:
     stages_tr: float | None = None
 
     def check(self, key: str) -> None:
-        _require(len(self.calibration_seeds) == 2
-                 and self.calibration_seeds[0] != self.calibration_seeds[1],
+        _require(len(self.calibration_seeds) >= 2
+                 and len(set(self.calibration_seeds)) == len(self.calibration_seeds),
                  f"{key}.calibration_seeds",
-                 "must be two different seeds: [the pool the interval method is chosen on, "
-                 "the fresh pool it is reported on]")
+                 "must be at least two different seeds: [the pools the interval method is "
+                 "chosen on ..., the fresh pool it is reported on]")
         _require(min(self.calibration_replicates, self.calibration_null_replicates,
                      self.calibration_choice_replicates, self.calibration_truth_draws) >= 2,
                  f"{key}.calibration_replicates",

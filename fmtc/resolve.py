@@ -180,19 +180,21 @@ def encoders_of(arms: Sequence[Arm], datasets: dict[str, ExperimentData]) -> dic
     return {a.name: datasets[a.data].encoder for a in arms if datasets[a.data].encoder}
 
 
-def calibration_settings(plan: Plan) -> tuple[Any, Any, Any]:
-    """The inference calibration of the plan: its settings and its two pools' simulations.
+def calibration_settings(plan: Plan) -> tuple[Any, tuple, Any]:
+    """The inference calibration of the plan: its settings and its pools' simulations.
 
     Returns
     -------
-    (CalibrationSettings, SimulationPlan, SimulationPlan)
-        The study (the plan's cohort size and cross-validation, ``pages.calibration_*``), the
-        calibration pool and the fresh pool (the plan's simulation, ``calibration_pool``
-        subjects, each of ``calibration_seeds``).
+    (CalibrationSettings, tuple of SimulationPlan, SimulationPlan)
+        The study (the plan's cohort size and cross-validation, ``pages.calibration_*``, the
+        claims table's permutation count), the calibration pools and the fresh pool (the
+        plan's simulation, ``calibration_pool`` subjects, each of ``calibration_seeds``: every
+        seed but the last is a calibration pool, the last is the fresh one).
     """
     import dataclasses
 
-    from fmtc.evaluate.calibration import CalibrationSettings
+    from fmtc.evaluate.calibration import ROWS, CalibrationSettings
+    from fmtc.evaluate.family import family_permutations
 
     pages, size = plan.pages, plan.simulation.n_subjects
     if pages.calibration_pool < 4 * size:
@@ -202,14 +204,14 @@ def calibration_settings(plan: Plan) -> tuple[Any, Any, Any]:
     settings = CalibrationSettings(
         n_subjects=size, folds=plan.evaluation.folds, repeats=plan.evaluation.repeats,
         bootstrap=tuple(sorted({plan.evaluation.bootstrap, 2000})),
-        permutations=plan.evaluation.permutations, replicates=pages.calibration_replicates,
+        permutations=family_permutations(len(ROWS)), replicates=pages.calibration_replicates,
         null_replicates=pages.calibration_null_replicates,
         choice_replicates=pages.calibration_choice_replicates,
         truth_draws=pages.calibration_truth_draws, seed=plan.seed)
     pools = [dataclasses.replace(plan.simulation, n_subjects=pages.calibration_pool, seed=seed,
                                  population_seed=None)
              for seed in pages.calibration_seeds]
-    return settings, pools[0], pools[1]
+    return settings, tuple(pools[:-1]), pools[-1]
 
 
 def encoder_draws(plan: Plan) -> tuple[Plan, dict[str, tuple[list[str], list[str]]]]:

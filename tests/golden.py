@@ -325,17 +325,19 @@ def interpretation_values(root: Path) -> dict[str, Any]:
 
 
 def calibration_values(root: Path) -> dict[str, Any]:
-    """The inference calibration on two tiny pools: truths, the choice, coverage and error."""
+    """The inference calibration on three tiny pools (two to choose on): truths, the choice,
+    coverage and error."""
     from fmtc.evaluate.calibration import CalibrationSettings, CalibrationStudy
     from fmtc.lifecycle import Store, materialise
     from fmtc.plan import SimulationPlan
 
     pools = [SimulationPlan(n_subjects=40, n_volumes=120, tr=2.5, effect_size=3.0, seed=seed)
-             for seed in (1, 2)]
+             for seed in (1, 2, 3)]
     settings = CalibrationSettings(n_subjects=10, folds=2, repeats=1, bootstrap=(50,),
                                    nominal=(0.95, 0.99), permutations=20, replicates=3,
                                    null_replicates=3, choice_replicates=3, truth_draws=2)
-    found = materialise(CalibrationStudy(settings, *pools, Store.under(root / "calibration")))
+    found = materialise(CalibrationStudy(settings, tuple(pools[:2]), pools[2],
+                                         Store.under(root / "calibration")))
     value = found.value
     return {"truth": _round(value.truth["truth"]), "choice": value.choice,
             **{f"{name}/{column}": _round(getattr(value, name)[column])

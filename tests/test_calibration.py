@@ -132,18 +132,43 @@ def test_choose_method_takes_the_narrowest_method_that_covers_and_controls_the_e
     assert method == "max-t" and "closest" in reason
 
 
+def test_choose_method_with_several_pools_judges_each_setting_by_its_worst_pool():
+    # Pool 1 alone would accept 98% (error 3.8%); pool 2 shows 6.5% at 98%. Pooling the
+    # replicates would average the two (5.1%, borderline); the worst pool rejects 98%.
+    rows = [(1, "max-t", 2000, 0.98, 0.96, 0.94, 0.97, 0.038, 0.02, 0.80),
+            (1, "max-t", 2000, 0.99, 0.97, 0.95, 0.98, 0.020, 0.01, 0.86),
+            (2, "max-t", 2000, 0.98, 0.95, 0.93, 0.97, 0.065, 0.04, 0.81),
+            (2, "max-t", 2000, 0.99, 0.962, 0.94, 0.98, 0.0425, 0.03, 0.87)]
+    summary = pd.DataFrame(rows, columns=["pool", "method", "bootstrap", "nominal", "coverage",
+                                          "coverage_low", "coverage_high", "fwe", "fwe_low",
+                                          "width"])
+    assert choose_method(summary[summary["pool"] == 1])[:3] == ("max-t", 2000, 0.98)
+    method, count, nominal, reason = choose_method(summary)
+    assert (method, count, nominal) == ("max-t", 2000, 0.99)
+    assert "every calibration pool" in reason
+    # a coverage short of the level on one pool rejects a setting too
+    short = summary.assign(coverage=np.where(summary["pool"] == 2, 0.94, summary["coverage"]))
+    assert "closest" in choose_method(short)[3]
+
+
 def test_the_plans_calibration_is_refused_when_the_pool_is_too_small(tmp_path: Path):
     from fmtc.plan import PlanError, load_plan
     from fmtc.resolve import calibration_settings
 
     plan = load_plan("tiny")
-    settings, pool, fresh = calibration_settings(plan)
-    assert pool.n_subjects == fresh.n_subjects == plan.pages.calibration_pool
-    assert (pool.seed, fresh.seed) == tuple(plan.pages.calibration_seeds)
+    settings, pools, fresh = calibration_settings(plan)
+    assert {p.n_subjects for p in pools} == {fresh.n_subjects} == {plan.pages.calibration_pool}
+    assert (*(p.seed for p in pools), fresh.seed) == tuple(plan.pages.calibration_seeds)
+    assert len(pools) >= 2  # the method must hold on more than one population
     assert settings.n_subjects == plan.simulation.n_subjects
+    # the claims table's swaps: enough that a Holm-adjusted p of 11 rows can pass
+    from fmtc.evaluate.calibration import ROWS
+    assert len(ROWS) / (settings.permutations + 1) < 1 - settings.level
     small = plan.replace(pages={"calibration_pool": 3 * plan.simulation.n_subjects})
     with pytest.raises(PlanError, match="pages.calibration_pool"):
         calibration_settings(small)
     with pytest.raises(PlanError, match="calibration_seeds"):
         plan.replace(pages={"calibration_seeds": [4, 4]})
+    with pytest.raises(PlanError, match="calibration_seeds"):
+        plan.replace(pages={"calibration_seeds": [4, 5, 4]})
     assert dataclasses.asdict(settings)["bootstrap"] == (plan.evaluation.bootstrap, 2000)

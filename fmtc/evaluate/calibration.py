@@ -26,8 +26,10 @@ disjoint fresh cohort of 60 from the pool, runs the family and records, for ever
 method and resample count, each row's simultaneous interval. *Coverage* is the share of
 replicates whose intervals cover every row's truth at once; *family-wise error* is the share
 of **label-permuted** replicates (every truth 0) in which any row's interval excludes 0.
-Methods are chosen on replicates of a calibration pool and reported on a fresh pool of
-another seed (:func:`choose_method`).
+Methods are chosen on replicates of one or more calibration pools, where a setting must keep
+its promises on every pool (simulator seeds plant different populations, and a setting that
+holds on one may not on another), and reported on a fresh pool of another seed
+(:func:`choose_method`).
 """
 
 from __future__ import annotations
@@ -83,11 +85,12 @@ class CalibrationSettings:
         may reach it at a higher nominal level: the choice is made on calibration
         replicates and checked on fresh ones).
     permutations : int
-        Swaps of each row's permutation p-value.
+        Swaps of each row's permutation p-value (the claims table's count for a family of
+        this size: :func:`~fmtc.evaluate.family.family_permutations`).
     replicates, null_replicates : int
         Fresh replicates for coverage and label-permuted ones for family-wise error.
     choice_replicates : int
-        Replicates of each kind on the calibration pool (where the method is chosen).
+        Replicates of each kind on each calibration pool (where the method is chosen).
     truth_draws : int
         Monte Carlo training sets per row of the truth.
     level : float
@@ -106,8 +109,8 @@ class CalibrationSettings:
     folds: int = 5
     repeats: int = 2
     bootstrap: tuple[int, ...] = (500, 2000)
-    nominal: tuple[float, ...] = (0.95, 0.96, 0.97, 0.98, 0.99)
-    permutations: int = 200
+    nominal: tuple[float, ...] = (0.95, 0.96, 0.97, 0.98, 0.99, 0.995)
+    permutations: int = 4400
     replicates: int = 1000
     null_replicates: int = 400
     choice_replicates: int = 400
@@ -504,21 +507,30 @@ def choose_method(summary: pd.DataFrame, level: float = 0.95) -> tuple[str, int,
     replicates, the narrowest (ties: fewer resamples). If none did both, the one with the
     lowest family-wise error among those that reached the coverage, else the one with the
     highest coverage (and the reason says so).
+
+    With a ``pool`` column (several calibration pools) a setting is judged by its worst
+    pool: its lowest coverage and its highest family-wise error; its width is the mean.
     """
+    where = (" on every calibration pool"
+             if "pool" in summary.columns and summary["pool"].nunique() > 1 else "")
+    if "pool" in summary.columns:
+        keys = ["method", "bootstrap", "nominal"]
+        summary = summary.groupby(keys, as_index=False, sort=False).agg(
+            coverage=("coverage", "min"), fwe=("fwe", "max"), width=("width", "mean"))
     candidates = summary[summary["method"] != "percentile"]
     covering = candidates[candidates["coverage"] >= level]
     good = covering[covering["fwe"] <= 1 - level]
     if len(good):
         best = good.sort_values(["width", "bootstrap"]).iloc[0]
         reason = ("the narrowest method whose joint coverage reached the level and whose "
-                  "family-wise error stayed within 1 − level")
+                  "family-wise error stayed within 1 − level" + where)
     elif len(covering):
         best = covering.sort_values(["fwe", "width"]).iloc[0]
         reason = ("no method kept the family-wise error within 1 − level at the level's "
-                  "coverage; this one's error is the lowest of those that reached it")
+                  f"coverage{where}; this one's error is the lowest of those that reached it")
     else:
         best = candidates.sort_values(["coverage", "width"], ascending=[False, True]).iloc[0]
-        reason = "no method reached the level's coverage; this one came closest"
+        reason = f"no method reached the level's coverage{where}; this one came closest"
     return str(best["method"]), int(best["bootstrap"]), float(best["nominal"]), reason
 
 
@@ -534,9 +546,10 @@ class Calibration:
     folder : Path
     choice : dict
         ``method``, ``bootstrap``, ``nominal`` and ``reason`` of :func:`choose_method` on the
-        calibration pool.
+        calibration pools.
     choice_summary, fresh_summary : DataFrame
-        :func:`summarise` on the calibration pool and on the fresh pool.
+        :func:`summarise` on each calibration pool (its simulator seed in column ``pool``)
+        and on the fresh pool.
     truth : DataFrame
         :func:`population_truth` of the fresh pool.
     rows : DataFrame
@@ -572,8 +585,10 @@ class CalibrationStudy(Result):
     Parameters
     ----------
     settings : CalibrationSettings
-    calibration_pool, fresh_pool : SimulationPlan
-        The simulations of the pool the method is chosen on and of the pool it is reported on.
+    calibration_pools : tuple of SimulationPlan
+        The simulations of the pools the method is chosen on (each must hold it).
+    fresh_pool : SimulationPlan
+        The simulation of the pool it is reported on.
     store : Store
         ``runs`` is where it is published, ``atlases`` where SIM424 is cached.
     name : str
@@ -587,7 +602,7 @@ class CalibrationStudy(Result):
     place: ClassVar[str] = "outputs.runs_dir"
 
     settings: CalibrationSettings
-    calibration_pool: Any
+    calibration_pools: tuple
     fresh_pool: Any
     store: Any
     name: str = "calibration"
@@ -596,7 +611,7 @@ class CalibrationStudy(Result):
 
     def config(self) -> dict[str, Any]:
         return {"settings": dataclasses.asdict(self.settings),
-                "calibration_pool": self.calibration_pool.identity(),
+                "calibration_pools": [pool.identity() for pool in self.calibration_pools],
                 "fresh_pool": self.fresh_pool.identity(), "rows": [list(r) for r in ROWS]}
 
     def default_folder(self) -> Any:
@@ -608,14 +623,20 @@ class CalibrationStudy(Result):
 
         atlas = get_atlas("SIM424", cache_dir=self.store.atlases)
         settings, jobs, progress = self.settings, self.n_jobs, self.progress
-        pool = feature_pool(self.calibration_pool, atlas, progress)
-        truth = population_truth(pool, settings, 1, progress)
         count = settings.choice_replicates
-        found = run_replicates(pool, settings, range(count), False, jobs, progress)
-        nulls = run_replicates(pool, settings, range(10**6, 10**6 + count), True, jobs, progress)
-        choice_summary = summarise(found, nulls, truth, settings)
+        summaries = []
+        for simulation in self.calibration_pools:
+            pool = feature_pool(simulation, atlas, progress)
+            truth = population_truth(pool, settings, 1, progress)
+            found = run_replicates(pool, settings, range(count), False, jobs, progress)
+            nulls = run_replicates(pool, settings, range(10**6, 10**6 + count), True, jobs,
+                                   progress)
+            summary = summarise(found, nulls, truth, settings)
+            summary.insert(0, "pool", simulation.seed)
+            summaries.append(summary)
+            del pool, found, nulls
+        choice_summary = pd.concat(summaries, ignore_index=True)
         method, count, nominal, reason = choose_method(choice_summary, settings.level)
-        del pool, found, nulls
         pool = feature_pool(self.fresh_pool, atlas, progress)
         truth = population_truth(pool, settings, 2, progress)
         found = run_replicates(pool, settings, range(2 * 10**6, 2 * 10**6 + settings.replicates),

@@ -48,16 +48,30 @@ FAMILY_METHOD = "max-t"
 """The method the claims table uses."""
 FAMILY_BOOTSTRAP = 2000
 """Joint resamples of the claims table."""
-FAMILY_NOMINAL = 0.98
+FAMILY_NOMINAL = 0.99
 """The nominal level the claims table's intervals are computed at, for 95% joint coverage.
 
 Chosen with the method and the resample count on calibration replicates
-(:mod:`fmtc.evaluate.calibration`: a pool of 3,000 subjects of simulator seed 1, cheap logistic
-arms in the claims table's shape, 400 replicates and 400 label-permuted ones): at nominal 95%
-the max-t intervals covered every row's truth together in 91% of replicates; at 98%, the
-narrowest setting that reached 95% coverage (96%) with a family-wise error within 5% (3.8%).
-The book's inference page reports this choice on a fresh pool (seed 61).
+(:mod:`fmtc.evaluate.calibration`: two pools of 3,000 subjects, simulator seeds 1 and 2,
+cheap logistic arms in the claims table's shape, 400 replicates and 400 label-permuted ones
+on each; a setting must hold on both): at nominal 95% the max-t intervals covered every row's
+truth together in 91% of replicates; at 98% the family-wise error was 3.8% on pool 1 but
+6.5% on pool 2; at 99%, the narrowest setting that held on both, coverage was 97.3% and
+96.3% and the error 3.0% and 4.3%. (An earlier choice on pool 1 alone, 98%, gave a
+family-wise error of 7.5% on the fresh pool it was reported on, seed 61.) The book's
+inference page reports this choice on a fresh pool (seed 62).
 """
+
+
+def family_permutations(k: int, level: float = 0.95) -> int:
+    """Swaps per row for a family of ``k`` rows: ``max(1000, ⌈20 k / (1 − level)⌉)``.
+
+    With ``P`` swaps the smallest permutation p-value is ``1 / (P + 1)``; Holm multiplies the
+    smallest of ``k`` by ``k``, so fewer than ``k / (1 − level)`` swaps leave no row able to
+    pass. Twenty times that keeps the adjusted p-values' resolution useful.
+    """
+    return max(1000, int(np.ceil(20 * k / (1 - level))))
+
 
 FAMILY_COLUMNS = ("row", "arm_a", "arm_b", "value_a", "value_b", "difference", "low_raw",
                   "high_raw", "low", "high", "p_value", "p_holm", "estimable", "reason",

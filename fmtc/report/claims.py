@@ -31,6 +31,7 @@ from fmtc.evaluate.family import (
     FAMILY_NOMINAL,
     Contrast,
     family_inference,
+    family_permutations,
 )
 from fmtc.report.pages import NOT_INTERPRETED, shown_verdict
 
@@ -223,8 +224,8 @@ def claims_table(rows: Sequence[tuple], *, n_bootstrap: int = FAMILY_BOOTSTRAP,
         Of :func:`~fmtc.evaluate.family.family_inference` (the defaults are those chosen by
         the inference calibration: :data:`~fmtc.evaluate.family.FAMILY_NOMINAL`).
     n_permutations : int, optional
-        Swaps per row; default ``max(1000, 20 K / (1 − level))`` for K rows, so that a
-        Holm-adjusted p-value can fall below ``1 − level``.
+        Swaps per row; default :func:`~fmtc.evaluate.family.family_permutations` of the
+        family's size, so that a Holm-adjusted p-value can fall below ``1 − level``.
 
     Returns
     -------
@@ -258,7 +259,7 @@ def claims_table(rows: Sequence[tuple], *, n_bootstrap: int = FAMILY_BOOTSTRAP,
     if not claims:
         raise ValueError("a claims table needs at least one row")
     if n_permutations is None:
-        n_permutations = max(1000, int(np.ceil(20 * len(contrasts) / (1 - level))))
+        n_permutations = family_permutations(len(contrasts), level)
     family = family_inference(contrasts, method=method, n_bootstrap=n_bootstrap,
                               n_permutations=n_permutations, seed=seed, level=level,
                               nominal=nominal)
