@@ -187,14 +187,26 @@ def test_executed_pages_show_the_notice_first_and_their_downloads_exist():
 GLUE_ROLE = re.compile(r"\{glue(?::\w+)?\}`([^`]+)`")
 
 
+def _glued_keys(path: Path) -> set[str]:
+    return {o["metadata"]["scrapbook"]["name"] for c in _cells(path) if c["cell_type"] == "code"
+            for o in c.get("outputs", []) if "scrapbook" in o.get("metadata", {})}
+
+
 def test_every_glued_number_a_page_quotes_is_in_its_executed_copy():
+    # A page's own keys are in its executed copy; a cross-page key (``page.ipynb::key:fmt``,
+    # as the claims page's summary quotes) is in the executed copy of the page it names.
     for path in sorted((ROOT / "book").glob("[0-9]*.ipynb")):
         cells = _cells(path)
         quoted = {name for c in cells if c["cell_type"] == "markdown"
                   for name in GLUE_ROLE.findall("".join(c["source"]))}
-        glued = {o["metadata"]["scrapbook"]["name"] for c in cells if c["cell_type"] == "code"
-                 for o in c.get("outputs", []) if "scrapbook" in o.get("metadata", {})}
-        assert quoted <= glued, f"{path.name}: not glued {sorted(quoted - glued)} (run `make book`)"
+        own = {name for name in quoted if "::" not in name}
+        assert own <= _glued_keys(path), (
+            f"{path.name}: not glued {sorted(own - _glued_keys(path))} (run `make book`)")
+        for name in sorted(quoted - own):
+            page, key = name.split("::", 1)
+            key = key.split(":", 1)[0]
+            assert key in _glued_keys(ROOT / "book" / page), (
+                f"{path.name} quotes {name}, which {page} does not glue (run `make book`)")
 
 
 def test_no_executed_page_shows_a_figure_twice():
@@ -204,3 +216,33 @@ def test_no_executed_page_shows_a_figure_twice():
                   for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
         assert len(images) == len(set(map(str, images))), \
             f"{path.name}: a figure is shown twice (display it with pages.show; run `make book`)"
+
+
+def test_committed_pages_are_meaningful_launchable_and_from_committed_code():
+    # Every committed page was executed on a profile marked meaningful, that exists among
+    # fmtc's built-in profiles (so that Colab and Binder can run the copy as it is), from a
+    # clean commit; so were the runs whose provenance it offers for download.
+    import yaml
+
+    from fmtc.plan import load_plan
+
+    builtin = yaml.safe_load((ROOT / "fmtc" / "plans" / "profiles.yml").read_text())["profiles"]
+    problems = []
+    for path in sorted((ROOT / "book").glob("*.ipynb")):
+        record = json.loads(path.read_text(encoding="utf-8"))["metadata"].get("fmtc", {})
+        profile = record.get("identity", {}).get("config", {}).get("parameters", {}).get(
+            "profile")
+        commit = record.get("provenance", {}).get("git_commit") or ""
+        if profile not in builtin:
+            problems.append(f"{path.name}: profile {profile!r} is not built in")
+        elif not load_plan(profile, ROOT / "_config.yml").meaningful:
+            problems.append(f"{path.name}: profile {profile!r} is marked not meaningful")
+        if not commit or commit.endswith("-dirty"):
+            problems.append(f"{path.name}: executed from {commit or 'no commit'}")
+        if "marked not meaningful" in path.read_text(encoding="utf-8"):
+            problems.append(f"{path.name}: shows the not-meaningful notice")
+    for path in sorted((ROOT / "book" / "downloads").rglob("*.json")):
+        if "-dirty" in path.read_text(encoding="utf-8"):
+            problems.append(f"{path.relative_to(ROOT)}: computed from uncommitted code")
+    assert not problems, ("re-execute with `fmtc reproduce --profile quick` from a clean "
+                          "checkout: " + "; ".join(problems))
