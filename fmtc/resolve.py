@@ -186,15 +186,14 @@ def calibration_settings(plan: Plan) -> tuple[Any, tuple, Any]:
     Returns
     -------
     (CalibrationSettings, tuple of SimulationPlan, SimulationPlan)
-        The study (the plan's cohort size and cross-validation, ``pages.calibration_*``, the
-        claims table's permutation count), the calibration pools and the fresh pool (the
+        The study (the plan's cohort size and cross-validation, ``pages.calibration_*``; the
+        claims table's permutation count by default), the calibration pools and the fresh pool (the
         plan's simulation, ``calibration_pool`` subjects, each of ``calibration_seeds``: every
         seed but the last is a calibration pool, the last is the fresh one).
     """
     import dataclasses
 
-    from fmtc.evaluate.calibration import ROWS, CalibrationSettings
-    from fmtc.evaluate.family import family_permutations
+    from fmtc.evaluate.calibration import CalibrationSettings
 
     pages, size = plan.pages, plan.simulation.n_subjects
     if pages.calibration_pool < 4 * size:
@@ -204,7 +203,7 @@ def calibration_settings(plan: Plan) -> tuple[Any, tuple, Any]:
     settings = CalibrationSettings(
         n_subjects=size, folds=plan.evaluation.folds, repeats=plan.evaluation.repeats,
         bootstrap=tuple(sorted({plan.evaluation.bootstrap, 2000})),
-        permutations=family_permutations(len(ROWS)), replicates=pages.calibration_replicates,
+        replicates=pages.calibration_replicates,
         null_replicates=pages.calibration_null_replicates,
         choice_replicates=pages.calibration_choice_replicates,
         truth_draws=pages.calibration_truth_draws, seed=plan.seed)

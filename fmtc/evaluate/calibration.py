@@ -42,7 +42,13 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from fmtc.evaluate.family import METHODS, Contrast, family_inference, simultaneous_bounds
+from fmtc.evaluate.family import (
+    METHODS,
+    Contrast,
+    family_inference,
+    family_permutations,
+    simultaneous_bounds,
+)
 from fmtc.lifecycle import Result
 
 ARMS: dict[str, tuple[str, int]] = {
@@ -110,7 +116,7 @@ class CalibrationSettings:
     repeats: int = 2
     bootstrap: tuple[int, ...] = (500, 2000)
     nominal: tuple[float, ...] = (0.95, 0.96, 0.97, 0.98, 0.99, 0.995)
-    permutations: int = 4400
+    permutations: int = family_permutations(len(ROWS))
     replicates: int = 1000
     null_replicates: int = 400
     choice_replicates: int = 400
