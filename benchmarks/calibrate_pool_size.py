@@ -18,35 +18,25 @@ of workers).
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
+
+from _calibration import EFFECTS, SEEDS, YARDSTICK, parse_args, per_cohort, write_record
 
 POOL_SIZES = (64, 32)
-SEEDS = (1, 2)
-EFFECTS = (1.0, 3.0)
 ARMS = {"fmmtc": {"model": "fmmtc"}, "fc": {"model": "fc"}}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
-    parser.add_argument("--profile", default="quick")
-    args = parser.parse_args()
+    args = parse_args(__doc__)
 
     from fmtc.pipeline import run_experiments, sweep
     from fmtc.plan import load_plan
-    from fmtc.provenance import provenance_record
-    from fmtc.storage import write_json
 
     base = load_plan(args.profile).replace(evaluation={"repeats": 1})
     settings = [{"seed": s, "effect_size": e} for e in EFFECTS for s in SEEDS]
-    experiments = {
-        "pooling": {"description": "FMM_TC and FC-only, for the FC pooling",
-                    "arms": ARMS, "selections": ["honest"]},
-        "pooling-yardstick": {"description": "FC + logistic regression, the yardstick",
-                              "arms": {"fc-logreg": {"model": "fc-logreg"}},
-                              "selections": ["honest"]}}
+    experiments = {"pooling": {"description": "FMM_TC and FC-only, for the FC pooling",
+                               "arms": ARMS, "selections": ["honest"]},
+                   "pooling-yardstick": YARDSTICK}
     started = time.perf_counter()
     yardstick = sweep(base.replace(experiments=experiments), "pooling-yardstick", settings)
     sweeps = [(size, sweep(base.replace(experiments=experiments,
@@ -56,29 +46,13 @@ def main() -> None:
     runs = run_experiments(requests, progress=True)
     rows, offset = [], 0
     for size, found in sweeps:
-        chunk = runs[offset:offset + len(found.requests)]
+        table = found.table(runs[offset:offset + len(found.requests)])
         offset += len(found.requests)
-        table = found.table(chunk)
-        for arm in ARMS:
-            part = table[table["arm"] == arm]
-            rows.append({"setting": f"pool {size}", "pool_size": size, "arm": arm,
-                         "per_cohort": part[["seed", "effect_size", "value"]].to_dict("records")})
-    reference = yardstick.table(runs[offset:])
+        rows += [{"setting": f"pool {size}", "pool_size": size, "arm": arm,
+                  "per_cohort": per_cohort(table[table["arm"] == arm])} for arm in ARMS]
     rows.append({"setting": "FC + logistic (yardstick)", "pool_size": None, "arm": "fc-logreg",
-                 "per_cohort": reference[["seed", "effect_size", "value"]].to_dict("records")})
-    for row in rows:
-        for effect in EFFECTS:
-            values = [r["value"] for r in row["per_cohort"] if r["effect_size"] == effect]
-            row[f"effect_{effect:g}"] = {"mean": sum(values) / len(values),
-                                         "min": min(values), "max": max(values)}
-    record = provenance_record(command="benchmarks/calibrate_pool_size.py",
-                               profile=args.profile, seed=base.seed)
-    write_json(args.out, {"seeds": list(SEEDS), "effects": list(EFFECTS), "rows": rows,
-                          "seconds": round(time.perf_counter() - started, 1),
-                          "provenance": record})
-    for row in rows:
-        print(row["setting"], row["arm"], {k: round(v["mean"], 3) for k, v in row.items()
-                                           if k.startswith("effect_")})
+                 "per_cohort": per_cohort(yardstick.table(runs[offset:]))})
+    write_record(args.out, "benchmarks/calibrate_pool_size.py", base, rows, started)
 
 
 if __name__ == "__main__":

@@ -23,9 +23,9 @@ Two cores: about 25 minutes (the fits of one setting run in one pool of workers)
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
+
+from _calibration import EFFECTS, SEEDS, YARDSTICK, parse_args, per_cohort, write_record
 
 REMEDIES = {
     "quick (as is)": {},
@@ -33,29 +33,20 @@ REMEDIES = {
     "lower-lr": {"train": {"lr": 2.0e-4}},
     "stronger-decay": {"train": {"weight_decay": 0.1}},
 }
-SEEDS = (1, 2)
-EFFECTS = (1.0, 3.0)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
-    parser.add_argument("--profile", default="quick")
-    args = parser.parse_args()
+    args = parse_args(__doc__)
 
     from fmtc.pipeline import run_experiments, sweep
     from fmtc.plan import load_plan
-    from fmtc.provenance import provenance_record
-    from fmtc.storage import write_json
 
     base = load_plan(args.profile).replace(evaluation={"repeats": 1})
     settings = [{"seed": s, "effect_size": e} for e in EFFECTS for s in SEEDS]
     experiments = {"stability-fmmtc": {
         "description": "FMM_TC alone, for the stability remedies",
         "arms": {"fmmtc": {"model": "fmmtc"}}, "selections": ["honest"]},
-        "stability-yardstick": {
-        "description": "FC + logistic regression, the yardstick",
-        "arms": {"fc-logreg": {"model": "fc-logreg"}}, "selections": ["honest"]}}
+        "stability-yardstick": YARDSTICK}
     sweeps, started = [], time.perf_counter()
     yardstick = sweep(base.replace(experiments=experiments), "stability-yardstick", settings)
     for name, changes in REMEDIES.items():
@@ -67,23 +58,10 @@ def main() -> None:
     for name, changes, found in sweeps:
         table = found.table(runs[offset:offset + len(found.requests)])
         offset += len(found.requests)
-        rows.append({"remedy": name, "changes": changes,
-                     "per_cohort": table[["seed", "effect_size", "value"]].to_dict("records")})
-    reference = yardstick.table(runs[offset:])
+        rows.append({"remedy": name, "changes": changes, "per_cohort": per_cohort(table)})
     rows.append({"remedy": "FC + logistic (yardstick)", "changes": {},
-                 "per_cohort": reference[["seed", "effect_size", "value"]].to_dict("records")})
-    for row in rows:
-        for effect in EFFECTS:
-            values = [r["value"] for r in row["per_cohort"] if r["effect_size"] == effect]
-            row[f"effect_{effect:g}"] = {"mean": sum(values) / len(values),
-                                         "min": min(values), "max": max(values)}
-    record = provenance_record(command="benchmarks/calibrate_stability.py",
-                               profile=args.profile, seed=base.seed)
-    write_json(args.out, {"seeds": list(SEEDS), "effects": list(EFFECTS), "rows": rows,
-                          "seconds": round(time.perf_counter() - started, 1),
-                          "provenance": record})
-    for row in rows:
-        print(row["remedy"], {k: v for k, v in row.items() if k.startswith("effect_")})
+                 "per_cohort": per_cohort(yardstick.table(runs[offset:]))})
+    write_record(args.out, "benchmarks/calibrate_stability.py", base, rows, started)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,51 @@
+"""What the calibration scripts share: their command line, the yardstick and the record.
+
+``calibrate_stability.py`` and ``calibrate_pool_size.py`` train candidate settings on the
+calibration seeds only, with FC + logistic regression on the same cohorts as the yardstick,
+and write one JSON record (per setting, the pooled MCC per cohort and its mean and range per
+effect size) with the run's provenance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+SEEDS = (1, 2)
+EFFECTS = (1.0, 3.0)
+YARDSTICK = {"description": "FC + logistic regression, the yardstick",
+             "arms": {"fc-logreg": {"model": "fc-logreg"}}, "selections": ["honest"]}
+
+
+def parse_args(doc: str) -> argparse.Namespace:
+    """``--out`` (the JSON record) and ``--profile`` (default ``quick``)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    parser.add_argument("--profile", default="quick")
+    return parser.parse_args()
+
+
+def per_cohort(table: Any) -> list[dict[str, Any]]:
+    """The pooled MCC of each calibration cohort of a sweep's table."""
+    return table[["seed", "effect_size", "value"]].to_dict("records")
+
+
+def write_record(out: Path, command: str, plan: Any, rows: list[dict[str, Any]],
+                 started: float) -> None:
+    """Add each row's mean and range per effect size, write the record and print the means."""
+    from fmtc.provenance import provenance_record
+    from fmtc.storage import write_json
+
+    for row in rows:
+        for effect in EFFECTS:
+            values = [r["value"] for r in row["per_cohort"] if r["effect_size"] == effect]
+            row[f"effect_{effect:g}"] = {"mean": sum(values) / len(values),
+                                         "min": min(values), "max": max(values)}
+    record = provenance_record(command=command, profile=plan.profile, seed=plan.seed)
+    write_json(out, {"seeds": list(SEEDS), "effects": list(EFFECTS), "rows": rows,
+                     "seconds": round(time.perf_counter() - started, 1), "provenance": record})
+    for row in rows:
+        name = " ".join(str(row[k]) for k in ("remedy", "setting", "arm") if k in row)
+        print(name, {k: round(v["mean"], 3) for k, v in row.items() if k.startswith("effect_")})
