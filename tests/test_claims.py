@@ -121,6 +121,22 @@ def test_relative_change_is_relative_to_b_and_undefined_when_b_is_not_positive()
     assert "is not positive" in table["relative_note"].iloc[1]
 
 
+def test_relative_change_is_undefined_when_b_cannot_be_told_from_chance():
+    # B's MCC just above 0: a ratio to it reads as hundreds or thousands of percent (the claims
+    # page once showed +13,088% for B = 0.003). Below 1/sqrt(n) it is undefined, with the
+    # reason; above it, it is computed. (Seed 1 draws B = 0.06 on 100 subjects.)
+    n = 100
+    rows = [("multimodal-fusion", made_contrast(0.4, 0.0, n=n, seed=1)),
+            ("multimodal-fusion", made_contrast(0.6, 0.3, n=n, seed=4))]
+    table = claims_table(rows, n_bootstrap=50, n_permutations=20)
+    near, clear = table.iloc[0], table.iloc[1]
+    assert 0 < near["mcc_b"] < 1 / np.sqrt(n)
+    assert np.isnan(near["relative_pct"]) and "below 1/sqrt(n)" in near["relative_note"]
+    assert clear["mcc_b"] >= 1 / np.sqrt(n)
+    assert clear["relative_pct"] == pytest.approx(
+        100 * (clear["mcc_a"] - clear["mcc_b"]) / clear["mcc_b"])
+
+
 @pytest.mark.parametrize(("low", "high", "paper", "expected", "because"), [
     (15.0, 35.0, 14.71, "size reached", "at or above the paper"),
     (14.71, 30.0, 14.71, "size reached", "at or above"),  # L = P exactly

@@ -9,7 +9,9 @@ verdict in words by one stated rule, :data:`VERDICT_RULE`, decided by the interv
 The paper writes its numbers as "%" of MCC ("at least 14.71% MCC"); they are read here as
 percentage points of MCC (MCC × 100), as everywhere in this companion. The relative change
 (``100 (A − B) / B``, relative to B's MCC) is shown beside it for reading, and is undefined
-(NaN, with the reason) when B's MCC is not positive.
+(NaN, with the reason) when B's MCC is below ``1 / sqrt(n)``, about one standard error of an
+MCC at chance on ``n`` subjects: against a B that cannot be told from chance the ratio is noise
+(B = 0.003 would turn a 0.4 difference into +13,000%).
 """
 
 from __future__ import annotations
@@ -194,12 +196,18 @@ def verdict(low_pp: float, high_pp: float, paper_pp: float | None,
     return "inconclusive", f"the interval {span} holds both 0 and the paper's {size:+.2f}"
 
 
-def _relative(value_a: float, value_b: float) -> tuple[float, str]:
+def _relative(value_a: float, value_b: float, n: int) -> tuple[float, str]:
+    """``100 (a - b) / b``, or NaN with the reason when b is missing or within chance's SE."""
     if not np.isfinite(value_b) or not np.isfinite(value_a):
         return np.nan, "undefined: an arm's MCC is missing"
     if value_b <= 0:
         return np.nan, (f"undefined: b's MCC ({value_b:.3f}) is not positive, so a change "
                         "relative to it has no meaning")
+    floor = 1.0 / np.sqrt(n)
+    if value_b < floor:
+        return np.nan, (f"undefined: b's MCC ({value_b:.3f}) is below 1/sqrt(n) = {floor:.3f} "
+                        f"(about one standard error of an MCC at chance on {n} subjects), so a "
+                        "change relative to it is noise")
     return 100.0 * (value_a - value_b) / value_b, "relative to b's MCC"
 
 
@@ -232,7 +240,7 @@ def claims_table(rows: Sequence[tuple], *, n_bootstrap: int = FAMILY_BOOTSTRAP,
     DataFrame
         One row per input, columns :data:`CLAIM_COLUMNS`: the claim's name, the contrast,
         each arm's MCC, the difference in points and relative to ``mcc_b`` in %
-        (``relative_pct``, NaN when ``mcc_b <= 0``, the reason in ``relative_note``), the
+        (``relative_pct``, NaN when ``mcc_b < 1 / sqrt(n)``, the reason in ``relative_note``), the
         simultaneous interval (``low_pp``, ``high_pp``) and the row's own raw interval, the
         permutation p-value and its Holm adjustment, the paper's number (NaN when
         qualitative), the verdict and its reason. ``attrs`` holds the family's ``method``,
@@ -264,9 +272,10 @@ def claims_table(rows: Sequence[tuple], *, n_bootstrap: int = FAMILY_BOOTSTRAP,
                               n_permutations=n_permutations, seed=seed, level=level,
                               nominal=nominal)
     out = []
-    for claim, label, (_, found) in zip(claims, labels, family.iterrows(), strict=True):
+    for claim, contrast, label, (_, found) in zip(claims, contrasts, labels, family.iterrows(),
+                                                  strict=True):
         value_a, value_b = float(found["value_a"]), float(found["value_b"])
-        relative, note = _relative(value_a, value_b)
+        relative, note = _relative(value_a, value_b, len(contrast.labels))
         paper = np.nan if claim.paper_pp is None else float(claim.paper_pp)
         low, high = 100.0 * found["low"], 100.0 * found["high"]
         word, reason = verdict(low, high, paper, found["reason"])
