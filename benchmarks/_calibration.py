@@ -1,9 +1,9 @@
 """What the calibration scripts share: their command line, the yardstick and the record.
 
-``calibrate_stability.py`` and ``calibrate_pool_size.py`` train candidate settings on the
-calibration seeds only, with FC + logistic regression on the same cohorts as the yardstick,
-and write one JSON record (per setting, the pooled MCC per cohort and its mean and range per
-effect size) with the run's provenance.
+``calibrate_stability.py``, ``calibrate_pool_size.py`` and ``calibrate_epochs.py`` train
+candidate settings on the calibration seeds only, with FC + logistic regression on the same
+cohorts as the yardstick, and write one JSON record (per setting, the pooled MCC per cohort and
+its mean and range per effect size) with the run's provenance.
 """
 
 from __future__ import annotations
