@@ -27,6 +27,30 @@ def parse_args(doc: str) -> argparse.Namespace:
     return parser.parse_args()
 
 
+def sweep_candidates(base: Any, name: str, description: str, arms: dict[str, Any],
+                     candidates: list[dict[str, Any]]) -> tuple[list[Any], Any]:
+    """Train ``arms`` on every calibration cohort under each candidate's plan changes.
+
+    All fits, the yardstick's included, run in one pool of workers. Returns each candidate's
+    sweep table (in ``candidates`` order) and the yardstick's.
+    """
+    from fmtc.pipeline import run_experiments, sweep
+
+    settings = [{"seed": s, "effect_size": e} for e in EFFECTS for s in SEEDS]
+    experiments = {name: {"description": description, "arms": arms, "selections": ["honest"]},
+                   f"{name}-yardstick": YARDSTICK}
+    yardstick = sweep(base.replace(experiments=experiments), f"{name}-yardstick", settings)
+    sweeps = [sweep(base.replace(experiments=experiments, **changes), name, settings)
+              for changes in candidates]
+    runs = run_experiments([r for s in sweeps for r in s.requests] + yardstick.requests,
+                           progress=True)
+    tables, offset = [], 0
+    for found in sweeps:
+        tables.append(found.table(runs[offset:offset + len(found.requests)]))
+        offset += len(found.requests)
+    return tables, yardstick.table(runs[offset:])
+
+
 def per_cohort(table: Any) -> list[dict[str, Any]]:
     """The pooled MCC of each calibration cohort of a sweep's table."""
     return table[["seed", "effect_size", "value"]].to_dict("records")

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import time
 
-from _calibration import EFFECTS, SEEDS, YARDSTICK, parse_args, per_cohort, write_record
+from _calibration import EFFECTS, parse_args, per_cohort, sweep_candidates, write_record
 
 EPOCHS = (40, 24, 20)
 REFERENCE = 40
@@ -52,30 +52,18 @@ def chosen_epochs(rows: list[dict]) -> int:
 def main() -> None:
     args = parse_args(__doc__)
 
-    from fmtc.pipeline import run_experiments, sweep
     from fmtc.plan import load_plan
     from fmtc.storage import write_json
 
     base = load_plan(args.profile).replace(evaluation={"repeats": 1})
-    settings = [{"seed": s, "effect_size": e} for e in EFFECTS for s in SEEDS]
-    experiments = {"schedule": {"description": "FMM_TC and FC-only, for the schedule",
-                                "arms": ARMS, "selections": ["honest"]},
-                   "schedule-yardstick": YARDSTICK}
     started = time.perf_counter()
-    yardstick = sweep(base.replace(experiments=experiments), "schedule-yardstick", settings)
-    sweeps = [(epochs, sweep(base.replace(experiments=experiments, train={"epochs": epochs}),
-                             "schedule", settings))
-              for epochs in EPOCHS]
-    requests = [r for _, s in sweeps for r in s.requests] + yardstick.requests
-    runs = run_experiments(requests, progress=True)
-    rows, offset = [], 0
-    for epochs, found in sweeps:
-        table = found.table(runs[offset:offset + len(found.requests)])
-        offset += len(found.requests)
-        rows += [{"setting": f"{epochs} epochs", "epochs": epochs, "arm": arm,
-                  "per_cohort": per_cohort(table[table["arm"] == arm])} for arm in ARMS]
+    tables, yardstick = sweep_candidates(base, "schedule", "FMM_TC and FC-only, for the schedule",
+                                         ARMS, [{"train": {"epochs": e}} for e in EPOCHS])
+    rows = [{"setting": f"{epochs} epochs", "epochs": epochs, "arm": arm,
+             "per_cohort": per_cohort(table[table["arm"] == arm])}
+            for epochs, table in zip(EPOCHS, tables, strict=True) for arm in ARMS]
     rows.append({"setting": "FC + logistic (yardstick)", "epochs": None, "arm": "fc-logreg",
-                 "per_cohort": per_cohort(yardstick.table(runs[offset:]))})
+                 "per_cohort": per_cohort(yardstick)})
     write_record(args.out, "benchmarks/calibrate_epochs.py", base, rows, started)
     record = json.loads(args.out.read_text())
     record["rule"] = (f"fewest epochs whose mean pooled MCC (FMM_TC and FC-only, each effect "

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 
-from _calibration import EFFECTS, SEEDS, YARDSTICK, parse_args, per_cohort, write_record
+from _calibration import parse_args, per_cohort, sweep_candidates, write_record
 
 POOL_SIZES = (64, 32)
 ARMS = {"fmmtc": {"model": "fmmtc"}, "fc": {"model": "fc"}}
@@ -29,29 +29,18 @@ ARMS = {"fmmtc": {"model": "fmmtc"}, "fc": {"model": "fc"}}
 def main() -> None:
     args = parse_args(__doc__)
 
-    from fmtc.pipeline import run_experiments, sweep
     from fmtc.plan import load_plan
 
     base = load_plan(args.profile).replace(evaluation={"repeats": 1})
-    settings = [{"seed": s, "effect_size": e} for e in EFFECTS for s in SEEDS]
-    experiments = {"pooling": {"description": "FMM_TC and FC-only, for the FC pooling",
-                               "arms": ARMS, "selections": ["honest"]},
-                   "pooling-yardstick": YARDSTICK}
     started = time.perf_counter()
-    yardstick = sweep(base.replace(experiments=experiments), "pooling-yardstick", settings)
-    sweeps = [(size, sweep(base.replace(experiments=experiments,
-                                        connectivity={"pool_size": size}), "pooling", settings))
-              for size in POOL_SIZES]
-    requests = [r for _, s in sweeps for r in s.requests] + yardstick.requests
-    runs = run_experiments(requests, progress=True)
-    rows, offset = [], 0
-    for size, found in sweeps:
-        table = found.table(runs[offset:offset + len(found.requests)])
-        offset += len(found.requests)
-        rows += [{"setting": f"pool {size}", "pool_size": size, "arm": arm,
-                  "per_cohort": per_cohort(table[table["arm"] == arm])} for arm in ARMS]
+    tables, yardstick = sweep_candidates(
+        base, "pooling", "FMM_TC and FC-only, for the FC pooling", ARMS,
+        [{"connectivity": {"pool_size": size}} for size in POOL_SIZES])
+    rows = [{"setting": f"pool {size}", "pool_size": size, "arm": arm,
+             "per_cohort": per_cohort(table[table["arm"] == arm])}
+            for size, table in zip(POOL_SIZES, tables, strict=True) for arm in ARMS]
     rows.append({"setting": "FC + logistic (yardstick)", "pool_size": None, "arm": "fc-logreg",
-                 "per_cohort": per_cohort(yardstick.table(runs[offset:]))})
+                 "per_cohort": per_cohort(yardstick)})
     write_record(args.out, "benchmarks/calibrate_pool_size.py", base, rows, started)
 
 
