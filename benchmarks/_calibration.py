@@ -51,6 +51,18 @@ def sweep_candidates(base: Any, name: str, description: str, arms: dict[str, Any
     return tables, yardstick.table(runs[offset:])
 
 
+def candidate_rows(key: str, values: list[Any], label: str, arms: dict[str, Any],
+                   tables: list[Any], yardstick: Any) -> list[dict[str, Any]]:
+    """The record's rows: one per candidate ``values`` (``label.format(value)``) and arm, then
+    the yardstick's (``key`` None)."""
+    rows = [{"setting": label.format(value), key: value, "arm": arm,
+             "per_cohort": per_cohort(table[table["arm"] == arm])}
+            for value, table in zip(values, tables, strict=True) for arm in arms]
+    rows.append({"setting": "FC + logistic (yardstick)", key: None, "arm": "fc-logreg",
+                 "per_cohort": per_cohort(yardstick)})
+    return rows
+
+
 def per_cohort(table: Any) -> list[dict[str, Any]]:
     """The pooled MCC of each calibration cohort of a sweep's table."""
     return table[["seed", "effect_size", "value"]].to_dict("records")

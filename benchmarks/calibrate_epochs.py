@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import time
 
-from _calibration import EFFECTS, parse_args, per_cohort, sweep_candidates, write_record
+from _calibration import EFFECTS, candidate_rows, parse_args, sweep_candidates, write_record
 
 EPOCHS = (40, 24, 20)
 REFERENCE = 40
@@ -59,11 +59,7 @@ def main() -> None:
     started = time.perf_counter()
     tables, yardstick = sweep_candidates(base, "schedule", "FMM_TC and FC-only, for the schedule",
                                          ARMS, [{"train": {"epochs": e}} for e in EPOCHS])
-    rows = [{"setting": f"{epochs} epochs", "epochs": epochs, "arm": arm,
-             "per_cohort": per_cohort(table[table["arm"] == arm])}
-            for epochs, table in zip(EPOCHS, tables, strict=True) for arm in ARMS]
-    rows.append({"setting": "FC + logistic (yardstick)", "epochs": None, "arm": "fc-logreg",
-                 "per_cohort": per_cohort(yardstick)})
+    rows = candidate_rows("epochs", list(EPOCHS), "{} epochs", ARMS, tables, yardstick)
     write_record(args.out, "benchmarks/calibrate_epochs.py", base, rows, started)
     record = json.loads(args.out.read_text())
     record["rule"] = (f"fewest epochs whose mean pooled MCC (FMM_TC and FC-only, each effect "

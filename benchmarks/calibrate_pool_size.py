@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 
-from _calibration import parse_args, per_cohort, sweep_candidates, write_record
+from _calibration import candidate_rows, parse_args, sweep_candidates, write_record
 
 POOL_SIZES = (64, 32)
 ARMS = {"fmmtc": {"model": "fmmtc"}, "fc": {"model": "fc"}}
@@ -36,11 +36,7 @@ def main() -> None:
     tables, yardstick = sweep_candidates(
         base, "pooling", "FMM_TC and FC-only, for the FC pooling", ARMS,
         [{"connectivity": {"pool_size": size}} for size in POOL_SIZES])
-    rows = [{"setting": f"pool {size}", "pool_size": size, "arm": arm,
-             "per_cohort": per_cohort(table[table["arm"] == arm])}
-            for size, table in zip(POOL_SIZES, tables, strict=True) for arm in ARMS]
-    rows.append({"setting": "FC + logistic (yardstick)", "pool_size": None, "arm": "fc-logreg",
-                 "per_cohort": per_cohort(yardstick)})
+    rows = candidate_rows("pool_size", list(POOL_SIZES), "pool {}", ARMS, tables, yardstick)
     write_record(args.out, "benchmarks/calibrate_pool_size.py", base, rows, started)
 
 
