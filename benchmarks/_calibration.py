@@ -68,20 +68,27 @@ def per_cohort(table: Any) -> list[dict[str, Any]]:
     return table[["seed", "effect_size", "value"]].to_dict("records")
 
 
-def write_record(out: Path, command: str, plan: Any, rows: list[dict[str, Any]],
-                 started: float) -> None:
-    """Add each row's mean and range per effect size, write the record and print the means."""
-    from fmtc.provenance import provenance_record
-    from fmtc.storage import write_json
-
+def add_means(rows: list[dict[str, Any]]) -> None:
+    """Set each row's ``effect_<size>``: the mean, min and max of its cohorts' pooled MCC."""
     for row in rows:
         for effect in EFFECTS:
             values = [r["value"] for r in row["per_cohort"] if r["effect_size"] == effect]
             row[f"effect_{effect:g}"] = {"mean": sum(values) / len(values),
                                          "min": min(values), "max": max(values)}
+
+
+def write_record(out: Path, command: str, plan: Any, rows: list[dict[str, Any]],
+                 started: float, **extra: Any) -> None:
+    """Add each row's mean and range per effect size, write the record (with ``extra``
+    top-level fields) and print the means."""
+    from fmtc.provenance import provenance_record
+    from fmtc.storage import write_json
+
+    add_means(rows)
     record = provenance_record(command=command, profile=plan.profile, seed=plan.seed)
     write_json(out, {"seeds": list(SEEDS), "effects": list(EFFECTS), "rows": rows,
-                     "seconds": round(time.perf_counter() - started, 1), "provenance": record})
+                     "seconds": round(time.perf_counter() - started, 1), "provenance": record,
+                     **extra})
     for row in rows:
         name = " ".join(str(row[k]) for k in ("remedy", "setting", "arm") if k in row)
         print(name, {k: round(v["mean"], 3) for k, v in row.items() if k.startswith("effect_")})

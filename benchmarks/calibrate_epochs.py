@@ -28,10 +28,16 @@ resolve differences of that size either way; the longer schedule is kept.
 
 from __future__ import annotations
 
-import json
 import time
 
-from _calibration import EFFECTS, candidate_rows, parse_args, sweep_candidates, write_record
+from _calibration import (
+    EFFECTS,
+    add_means,
+    candidate_rows,
+    parse_args,
+    sweep_candidates,
+    write_record,
+)
 
 EPOCHS = (40, 24, 20)
 REFERENCE = 40
@@ -53,22 +59,19 @@ def main() -> None:
     args = parse_args(__doc__)
 
     from fmtc.plan import load_plan
-    from fmtc.storage import write_json
 
     base = load_plan(args.profile).replace(evaluation={"repeats": 1})
     started = time.perf_counter()
     tables, yardstick = sweep_candidates(base, "schedule", "FMM_TC and FC-only, for the schedule",
                                          ARMS, [{"train": {"epochs": e}} for e in EPOCHS])
     rows = candidate_rows("epochs", list(EPOCHS), "{} epochs", ARMS, tables, yardstick)
-    write_record(args.out, "benchmarks/calibrate_epochs.py", base, rows, started)
-    record = json.loads(args.out.read_text())
-    record["rule"] = (f"fewest epochs whose mean pooled MCC (FMM_TC and FC-only, each effect "
-                      f"size) is at most {TOLERANCE} below {REFERENCE} epochs'")
-    record["reference_epochs"], record["tolerance"] = REFERENCE, TOLERANCE
-    record["chosen_epochs"] = chosen_epochs(rows)
-    write_json(args.out, record)
-    print("chosen:", record["chosen_epochs"], "epochs")
-
+    add_means(rows)
+    chosen = chosen_epochs(rows)
+    write_record(args.out, "benchmarks/calibrate_epochs.py", base, rows, started,
+                 rule=(f"fewest epochs whose mean pooled MCC (FMM_TC and FC-only, each effect "
+                       f"size) is at most {TOLERANCE} below {REFERENCE} epochs'"),
+                 reference_epochs=REFERENCE, tolerance=TOLERANCE, chosen_epochs=chosen)
+    print("chosen:", chosen, "epochs")
 
 if __name__ == "__main__":
     main()
