@@ -312,7 +312,7 @@ def interpretation_values(root: Path) -> dict[str, Any]:
     """Integrated gradients of a tiny FMM_TC run: region scores and the TS share."""
     import torch
 
-    from fmtc.interpret.analysis import IGSettings
+    from fmtc.interpret.settings import IGSettings
     from fmtc.pipeline import evaluate, interpret_run
 
     # The models are all but untrained (one step of a tiny learning rate): what is pinned is the

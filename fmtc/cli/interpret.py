@@ -11,8 +11,8 @@ from fmtc.execution import progress_enabled as bars
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``fmtc interpret``."""
-    from fmtc.interpret.analysis import CPU_TS_SUBJECTS, IGSettings
     from fmtc.interpret.baselines import BASELINES, DEFAULT_BASELINE
+    from fmtc.interpret.settings import CPU_TS_SUBJECTS, IGSettings
 
     defaults = IGSettings()
     parser = subparsers.add_parser(
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     """Attribute, print the recovery of a planted truth, say where the folder is."""
     from fmtc.device import resolve_device
     from fmtc.errors import UsageError
-    from fmtc.interpret.analysis import CPU_TS_SUBJECTS, IGSettings
+    from fmtc.interpret.settings import CPU_TS_SUBJECTS, IGSettings
     from fmtc.pipeline import interpret_run
 
     device = resolve_device(args.device) if args.device else None

@@ -328,8 +328,8 @@ class Interpretation(Result):
     feature_plans : dict
         Per data key, ``(FeatureSettings, EncoderSpec, connectivity kind, input scaling)``.
     settings : IGSettings, optional
-        Default: :class:`~fmtc.interpret.analysis.IGSettings` (every test subject's TS path
-        on a GPU, :data:`~fmtc.interpret.analysis.CPU_TS_SUBJECTS` per fold on a CPU).
+        Default: :class:`~fmtc.interpret.settings.IGSettings` (every test subject's TS path
+        on a GPU, :data:`~fmtc.interpret.settings.CPU_TS_SUBJECTS` per fold on a CPU).
     """
 
     kind: ClassVar[str] = "interpretation"
@@ -345,7 +345,7 @@ class Interpretation(Result):
     @property
     def ig(self) -> Any:
         """The IG settings in force."""
-        from fmtc.interpret.analysis import CPU_TS_SUBJECTS, IGSettings
+        from fmtc.interpret.settings import CPU_TS_SUBJECTS, IGSettings
 
         if self.settings is not None:
             return self.settings
