@@ -402,7 +402,7 @@ def plot_claims(table: pd.DataFrame, plan: Any = None) -> Figure:
     Intervals, points and the x-axis stay inside :data:`PP_RANGE`, the range a difference
     of two MCCs can take; a clipped end is marked by an arrowhead. The legend is below the
     axes. The artists carry gids ``interval``, ``estimate`` and ``paper``. The figure
-    follows the book's legibility rule (:mod:`fmtc.report.figures`).
+    follows the book's legibility rule (:mod:`fmtc.report.style`).
 
     Parameters
     ----------
@@ -414,7 +414,7 @@ def plot_claims(table: pd.DataFrame, plan: Any = None) -> Figure:
     """
     import matplotlib.pyplot as plt
 
-    from fmtc.report.figures import SMALL, draw_differences, legend_below, padded_limits
+    from fmtc.report.style import SMALL, draw_differences, legend_below, padded_limits
 
     n = len(table)
     y = np.arange(n)
@@ -474,7 +474,7 @@ def plot_generalisation(frame: pd.DataFrame) -> Figure:
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    from fmtc.report.figures import (
+    from fmtc.report.style import (
         MAX_WIDTH_IN,
         clipped_handle,
         draw_intervals,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from fmtc.report.figures import legend_below, mark_simulated, unclip
+from fmtc.report.style import legend_below, mark_simulated, unclip
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from fmtc.report.figures import MAX_WIDTH_IN, SMALL, legend_below, mark_simulated
+from fmtc.report.style import MAX_WIDTH_IN, SMALL, legend_below, mark_simulated
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
