@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -247,8 +248,6 @@ def test_a_page_is_stale_when_its_notebook_plan_or_versions_change_not_fmtcs_cod
 def test_the_command_line_builds_without_importing_torch():
     # Every `fmtc` call (each page `fmtc reproduce` executes, each test that runs the command)
     # builds the whole parser first: importing torch there cost ~3 s a call.
-    import subprocess
-
     code = ("import sys, fmtc.cli; fmtc.cli.build_parser(); "
             "print(sorted(m for m in ('torch', 'sklearn', 'scipy') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

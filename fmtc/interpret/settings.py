@@ -1,7 +1,7 @@
 """How integrated gradients are computed: the settings of an interpretation (no torch).
 
 Kept apart from :mod:`fmtc.interpret.analysis` so that reading or validating them (the
-command line's defaults, a plan) does not import torch.
+command line reads its defaults while it builds its parser) does not import torch.
 """
 
 from __future__ import annotations
